@@ -1,0 +1,183 @@
+"""The one wrapper around ansible-runner.
+
+Every playbook the project runs (lab provisioning, plan steps, data steps, verification)
+goes through `run_playbook`: one ident per run, artifacts kept under the caller's
+directory, events turned into a small `Progress` record for the live display and the
+journal, and a `PlaybookResult` that says what failed where, in words.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from cutover.errors import CutoverError
+from cutover.paths import ANSIBLE_CFG, ROOT
+
+HOST_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+}
+
+
+@dataclass
+class Progress:
+    """One host-level result, as the live display and the journal see it."""
+
+    host: str
+    task: str
+    status: str  # ok, changed, failed, unreachable, skipped
+    play: str = ""
+    message: str = ""
+
+
+@dataclass
+class HostFailure:
+    host: str
+    task: str
+    message: str
+
+
+@dataclass
+class PlaybookResult:
+    ident: str
+    status: str  # successful, failed, timeout, canceled
+    rc: int
+    artifact_dir: Path
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    failures: list[HostFailure] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)  # set_stats data (gates)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "successful" and self.rc == 0
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"{self.ident}: ok"
+        lines = [f"{self.ident}: {self.status} (rc={self.rc})"]
+        lines += [f"  {f.host}: {f.task}: {f.message}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def _message(res: dict[str, Any]) -> str:
+    for key in ("msg", "stderr", "module_stderr", "reason"):
+        val = res.get(key)
+        if val:
+            return str(val).strip().splitlines()[-1][:500] if key != "msg" else str(val)[:800]
+    return "failed"
+
+
+def run_playbook(
+    playbook: str | Path,
+    inventory: str | Path,
+    *,
+    ident: str,
+    artifacts_dir: str | Path,
+    limit: str | None = None,
+    tags: Iterable[str] | None = None,
+    extravars: dict[str, Any] | None = None,
+    check: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    forks: int | None = None,
+) -> PlaybookResult:
+    """Run one playbook to completion and say what happened."""
+    playbook = Path(playbook)
+    if not playbook.is_absolute():
+        playbook = ROOT / playbook
+    if not playbook.is_file():
+        raise CutoverError(f"playbook {playbook} does not exist", "check the path in the plan")
+    artifacts_dir = Path(artifacts_dir).resolve()
+    private = artifacts_dir / "runner"
+    private.mkdir(parents=True, exist_ok=True)
+
+    failures: list[HostFailure] = []
+    evidence: dict[str, Any] = {}
+
+    def handler(event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        if kind == "playbook_on_stats":
+            evidence.update(data.get("artifact_data") or {})
+        status = HOST_EVENTS.get(kind)
+        if status is None:
+            return True
+        res = data.get("res") or {}
+        if status == "ok" and res.get("changed"):
+            status = "changed"
+        if status == "failed" and data.get("ignore_errors"):
+            status = "ok"
+        task = data.get("task", "")
+        host = data.get("host", "")
+        msg = ""
+        if status in ("failed", "unreachable"):
+            msg = _message(res) if not data.get("no_log") else "(output hidden: no_log)"
+            failures.append(HostFailure(host, task, msg))
+        if on_progress is not None:
+            on_progress(Progress(host, task, status, data.get("play", ""), msg))
+        return True
+
+    cmdline = ["--check", "--diff"] if check else []
+    if forks:
+        cmdline += ["--forks", str(forks)]
+    envvars = {
+        "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
+        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    }
+    # ansible-playbook comes from the same environment as this Python (the project's venv).
+    envvars["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    runner = ansible_runner.run(
+        private_data_dir=str(private),
+        project_dir=str(ROOT),
+        playbook=str(playbook),
+        inventory=str(Path(inventory).resolve()),
+        ident=ident,
+        limit=limit,
+        tags=",".join(tags) if tags else None,
+        extravars=extravars or {},
+        cmdline=" ".join(cmdline) or None,
+        envvars=envvars,
+        quiet=True,
+        event_handler=handler,
+        rotate_artifacts=0,
+    )
+    stats = runner.stats or {}
+    per_host: dict[str, dict[str, int]] = {}
+    for key in ("ok", "changed", "failures", "dark", "skipped"):
+        for host, n in (stats.get(key) or {}).items():
+            per_host.setdefault(host, {})[key] = n
+    result = PlaybookResult(
+        ident=ident,
+        status=runner.status,
+        rc=runner.rc if runner.rc is not None else 1,
+        artifact_dir=private / "artifacts" / ident,
+        stats=per_host,
+        failures=failures,
+        evidence=evidence,
+    )
+    if not result.ok and not failures:
+        # Failed before any host ran (syntax error, missing role, bad inventory):
+        # the reason is in the run's stdout; keep its last lines.
+        tail = _tail(result.artifact_dir / "stdout")
+        result.failures.append(HostFailure("-", "playbook", tail or "ansible-playbook failed"))
+    return result
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])

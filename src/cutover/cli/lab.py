@@ -1,0 +1,79 @@
+"""`invoke lab.*`: the container lab that reproduces the social-insurance system."""
+
+from __future__ import annotations
+
+import json
+
+from invoke import Context, Exit, task
+from rich.table import Table
+
+from cutover.cli.common import refusals
+from cutover.lab import lab as labmod
+from cutover.ui import PlaybookProgress, console
+
+
+@task(
+    help={
+        "cities": "counter hosts to start, one per city (1-11; default from invoke.yaml)",
+        "scale": "insured persons per insurance line in the synthetic data",
+        "seed": "seed of the synthetic data (same seed, same rows)",
+        "fault": "plant a gate failure in the data: missing-plan, unpaid-batch, "
+        "pending-approval, in-transit (repeatable)",
+    },
+    iterable=["fault"],
+)
+@refusals
+def up(c: Context, cities: int | None = None, scale: int | None = None, seed: int | None = None,
+       fault: list[str] | None = None) -> None:
+    """Build the lab image if needed, start the lab and provision it; show its status."""
+    summary = labmod.up(
+        cities=int(cities if cities is not None else c.config.lab.cities),
+        scale=int(scale if scale is not None else c.config.lab.scale),
+        seed=int(seed if seed is not None else c.config.lab.seed),
+        faults=list(fault or []),
+        say=console.print,
+        progress_factory=PlaybookProgress,
+    )
+    made = f"{len(summary['created'])} container(s) started" if summary["created"] else "containers unchanged"
+    prov = "provisioned" if summary["provisioned"] else "provisioning unchanged"
+    console.print(f"lab up in {summary['seconds']} s: {made}, {prov}")
+    _show(labmod.status(), as_json=False)
+
+
+@task
+@refusals
+def down(c: Context) -> None:
+    """Remove the lab's containers and state (the image stays cached for the next lab.up)."""
+    labmod.down(say=console.print)
+
+
+@task(help={"json": "machine-readable output, including every HTTP endpoint"})
+@refusals
+def status(c: Context, json: bool = False) -> None:
+    """Every lab host and service: state, health and version. Exit 1 if anything is unhealthy."""
+    _show(labmod.status(), as_json=json)
+
+
+def _show(st: dict, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(st, indent=2, ensure_ascii=False))
+    else:
+        table = Table(title="cutover lab", show_lines=False)
+        for col in ("host", "groups", "service", "state", "health", "version", "endpoint"):
+            table.add_column(col)
+        for h in st["hosts"]:
+            first = True
+            for s in h["services"]:
+                health = "[green]ok[/]" if s["healthy"] else "[red]FAIL[/]"
+                if s["kind"] in ("timer", "cron") and not s["enabled"]:
+                    health += " (off on purpose)"
+                table.add_row(h["host"] if first else "", ",".join(h["groups"]) if first else "",
+                              s["name"], s.get("state", "") if h["running"] else "no container",
+                              health, s.get("version") or "", s.get("url") or
+                              (f"127.0.0.1:{s['port']}" if s.get("port") else ""))
+                first = False
+        console.print(table)
+    if not st["hosts"] or not st["healthy"]:
+        bad = [h["host"] for h in st["hosts"] if not h["healthy"]]
+        raise Exit(f"lab unhealthy: {', '.join(bad) or 'no hosts'}" if bad or not st["hosts"]
+                   else "lab unhealthy", code=1)

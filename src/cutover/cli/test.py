@@ -1,0 +1,48 @@
+"""`invoke test`: everything CI runs, in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke import Context, Exit, task
+
+from cutover.errors import CutoverError
+from cutover.lab import image
+from cutover.lab.podman import CONTAINERS_CONF, ensure_host_tools
+from cutover.paths import ROOT
+
+
+def _roles_with_molecule() -> list[Path]:
+    return sorted(p.parents[2] for p in (ROOT / "roles").glob("*/molecule/default/molecule.yml"))
+
+
+@task(help={"quick": "unit tests only (no lab, no Molecule, no linters)",
+            "molecule": "run Molecule for every role (on by default; --no-molecule skips it)"})
+def run_tests(c: Context, quick: bool = False, molecule: bool = True) -> None:
+    """Lint (ruff, yamllint, ansible-lint), pytest (unit + lab integration), Molecule per role."""
+    with c.cd(str(ROOT)):
+        if quick:
+            c.run("pytest -q tests/unit")
+            return
+        c.run("ruff check .")
+        c.run("yamllint -s .")
+        c.run("ansible-lint -q")
+        c.run("pytest tests/unit tests/integration")
+        if not molecule:
+            return
+        try:  # Molecule's platforms use the lab image; build it if the lab never ran here
+            ensure_host_tools()
+            image.ensure_image()
+        except CutoverError as exc:
+            raise Exit(f"error: {exc}", code=1) from None
+        failed = []
+        for role in _roles_with_molecule():
+            print(f"==> molecule test: {role.name}", flush=True)
+            r = c.run(f"cd {role} && molecule test", warn=True,
+                      env={"CONTAINERS_CONF": str(CONTAINERS_CONF)})
+            if r is None or r.exited != 0:
+                failed.append(role.name)
+        roles = len(_roles_with_molecule())
+        print(f"molecule: {roles - len(failed)} passed, {len(failed)} failed")
+        if failed:
+            raise Exit(f"molecule failed for: {', '.join(failed)}", code=1)

@@ -1,0 +1,16 @@
+"""One error type for refusals the operator must act on: a message and what to do."""
+
+from __future__ import annotations
+
+
+class CutoverError(Exception):
+    """A clear refusal. `str()` is the whole message an operator sees, hint included."""
+
+    def __init__(self, message: str, hint: str = "", code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message

@@ -1,0 +1,1 @@
+"""The container lab: podman containers running systemd, one per inventory host."""

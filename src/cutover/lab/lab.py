@@ -1,0 +1,356 @@
+"""`lab.up`, `lab.down`, `lab.status`: the lab's life cycle.
+
+`up` is idempotent: containers that run with the wanted image and settings are kept,
+dead or half-made ones (a previous session's leftovers) are removed and recreated, and
+provisioning is skipped when nothing it depends on changed since it last succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cutover.ansible import run_playbook
+from cutover.errors import CutoverError
+from cutover.lab import artifacts, image
+from cutover.lab.podman import ensure_host_tools, podman
+from cutover.lab.topology import LAB_INVENTORY, LabHost, lab_hosts, select
+from cutover.paths import LAB_STATE, ROOT
+
+LABEL = "cutover.lab"
+STATE_FILE = LAB_STATE / "state.json"
+SSH_DIR = LAB_STATE / "ssh"
+PROVISION = ROOT / "playbooks" / "lab" / "provision.yml"
+FAULTS = ("missing-plan", "unpaid-batch", "pending-approval", "in-transit")
+
+
+def read_state() -> dict[str, Any]:
+    try:
+        return json.loads(STATE_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def active_limit(inventory: Path) -> str | None:
+    """For runs against the lab: leave out the hosts this lab did not start."""
+    if Path(inventory).resolve() != LAB_INVENTORY.resolve():
+        return None
+    skipped = read_state().get("skipped_hosts") or []
+    return ":".join(["all", *(f"!{h}" for h in skipped)]) if skipped else None
+
+
+# ---------------------------------------------------------------- keys
+
+
+def _keygen(path: Path, comment: str) -> None:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
+                        "-f", str(path)], check=True)
+    path.chmod(0o600)
+
+
+def ensure_keys(hosts: list[LabHost]) -> None:
+    """The lab's client key, a host key per host, and a known_hosts that pins them."""
+    SSH_DIR.mkdir(parents=True, exist_ok=True)
+    SSH_DIR.chmod(0o700)
+    _keygen(SSH_DIR / "id_ed25519", "cutover-lab-controller")
+    (SSH_DIR / "authorized_keys").write_text((SSH_DIR / "id_ed25519.pub").read_text())
+    known, config = [], ["# written by invoke lab.up: `ssh -F .lab/ssh/config HOST` reaches a lab host"]
+    for h in hosts:
+        hdir = SSH_DIR / "hosts" / h.name
+        _keygen(hdir / "ssh_host_ed25519_key", h.name)
+        (hdir / "sshd.conf").write_text(
+            "# written by invoke lab.up: this host's own sshd port on loopback\n"
+            f"Port {h.ssh_port}\nListenAddress 127.0.0.1\n"
+            "HostKey /etc/ssh/ssh_host_ed25519_key\nPasswordAuthentication no\n"
+        )
+        pub = (hdir / "ssh_host_ed25519_key.pub").read_text().split()
+        known.append(f"[127.0.0.1]:{h.ssh_port} {pub[0]} {pub[1]}")
+        config += [f"Host {h.name}", "  HostName 127.0.0.1", f"  Port {h.ssh_port}", "  User root",
+                   f"  IdentityFile {SSH_DIR / 'id_ed25519'}", "  IdentitiesOnly yes",
+                   f"  UserKnownHostsFile {SSH_DIR / 'known_hosts'}", "  StrictHostKeyChecking yes"]
+    (SSH_DIR / "known_hosts").write_text("\n".join(known) + "\n")
+    (SSH_DIR / "config").write_text("\n".join(config) + "\n")
+
+
+# ---------------------------------------------------------------- containers
+
+
+def _run_args(h: LabHost, tag: str) -> list[str]:
+    hdir = SSH_DIR / "hosts" / h.name
+    mounts = [
+        (hdir / "sshd.conf", "/etc/ssh/sshd_config.d/10-lab.conf"),
+        (hdir / "ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key"),
+        (hdir / "ssh_host_ed25519_key.pub", "/etc/ssh/ssh_host_ed25519_key.pub"),
+        (SSH_DIR / "authorized_keys", "/root/.ssh/authorized_keys"),
+    ]
+    args = ["--name", h.container, "--hostname", h.name, "--network", "host",
+            "--systemd", "always", "--label", f"{LABEL}=1", "--label", f"{LABEL}.host={h.name}"]
+    for src, dst in mounts:
+        args += ["-v", f"{src}:{dst}:ro"]
+    return [*args, tag, "/sbin/init"]
+
+
+def _config_hash(h: LabHost, tag: str) -> str:
+    return hashlib.sha256(json.dumps(_run_args(h, tag)).encode()).hexdigest()[:16]
+
+
+def containers() -> dict[str, dict[str, Any]]:
+    """The lab's containers that exist, by host name, with state and config hash."""
+    proc = podman("ps", "-a", "--filter", f"label={LABEL}=1", "--format", "json")
+    out = {}
+    for c in json.loads(proc.stdout or "[]"):
+        labels = c.get("Labels") or {}
+        host = labels.get(f"{LABEL}.host")
+        if host:
+            out[host] = {"state": c.get("State", ""), "config": labels.get(f"{LABEL}.config", ""),
+                         "name": (c.get("Names") or [""])[0]}
+    return out
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _who_listens(port: int) -> str:
+    proc = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True,
+                          check=False)
+    return proc.stdout.strip().split("users:")[-1] if proc.stdout.strip() else "another process"
+
+
+def _wait_ssh(hosts: list[LabHost], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    pending = {h.name: h.ssh_port for h in hosts}
+    while pending and time.monotonic() < deadline:
+        for name, port in list(pending.items()):
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    del pending[name]
+        if pending:
+            time.sleep(0.3)
+    if pending:
+        raise CutoverError(f"sshd did not start in {', '.join(sorted(pending))}",
+                           "see `podman logs cutover-lab-HOST`; then `invoke lab.down` and `lab.up`")
+
+
+def _provision_hash(hosts: list[LabHost], tag: str, extravars: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    h.update(tag.encode())
+    h.update(json.dumps([x.name for x in hosts]).encode())
+    h.update(json.dumps(extravars, sort_keys=True).encode())
+    for base in ("inventories/lab", "playbooks/lab", "roles/release_deploy", "lab/app", "lab/datagen"):
+        for p in sorted((ROOT / base).rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts:
+                h.update(str(p.relative_to(ROOT)).encode())
+                h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
+       progress_factory=None) -> dict[str, Any]:
+    """Bring the lab to the wanted state; return a summary (created, provisioned, seconds)."""
+    started = time.monotonic()
+    bad = [f for f in faults if f not in FAULTS]
+    if bad:
+        raise CutoverError(f"unknown --fault {', '.join(bad)}", f"choose from {', '.join(FAULTS)}")
+    if scale < 1:
+        raise CutoverError(f"--scale {scale} must be at least 1")
+    all_hosts = lab_hosts(LAB_INVENTORY)
+    hosts = select(all_hosts, cities)
+    ensure_host_tools(say)
+    tag = image.ensure_image(say)
+    ensure_keys(hosts)
+    artifacts.build()
+    created = _reconcile_containers(hosts, tag, say)
+    _wait_ssh(hosts)
+
+    skipped = [h.name for h in all_hosts if h not in hosts]
+    extravars = {"lab_data_scale": scale, "lab_data_seed": seed, "lab_data_faults": list(faults)}
+    phash = _provision_hash(hosts, tag, extravars)
+    state = {"cities": cities, "scale": scale, "seed": seed, "faults": list(faults), "image": tag,
+             "hosts": [h.name for h in hosts], "skipped_hosts": skipped}
+    provisioned = bool(created) or read_state().get("provisioned") != phash
+    if provisioned:
+        STATE_FILE.write_text(json.dumps({**state, "provisioned": None}, indent=2))
+        _provision(len(hosts), extravars, say, progress_factory)
+    STATE_FILE.write_text(json.dumps({**state, "provisioned": phash}, indent=2))
+    return {"created": created, "provisioned": provisioned,
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def _reconcile_containers(hosts: list[LabHost], tag: str, say) -> list[str]:
+    """Keep what runs as wanted; remove the rest; (re)create what is missing. Ports first."""
+    existing = containers()
+    recreate = [h for h in hosts
+                if existing.get(h.name, {}).get("state") != "running"
+                or existing[h.name]["config"] != _config_hash(h, tag)]
+    busy = [(p, h.name) for h in recreate for p in h.ports()
+            if not _port_free(p) and not _ours_on(p, existing, recreate)]
+    if busy:
+        lines = [f"port {p} (for {n}) is taken by {_who_listens(p)}" for p, n in busy]
+        raise CutoverError("lab ports already in use; nothing was started:\n  " + "\n  ".join(lines),
+                           "stop what uses them, or change the ports in inventories/lab/hosts.yml")
+    keep = {h.name for h in hosts} - {h.name for h in recreate}
+    for name, c in existing.items():
+        if name not in keep:
+            podman("rm", "-f", "-t", "5", c["name"] or f"cutover-lab-{name}", check=False)
+    if recreate:
+        say(f"==> starting {len(recreate)} container(s): {', '.join(h.name for h in recreate)}")
+
+    def start(h: LabHost) -> None:
+        podman("rm", "-f", "-t", "0", h.container, check=False)
+        podman("run", "-d", "--label", f"{LABEL}.config={_config_hash(h, tag)}", *_run_args(h, tag))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(start, recreate))
+    return [h.name for h in recreate]
+
+
+def _provision(count: int, extravars: dict[str, Any], say, progress_factory) -> None:
+    say(f"==> provisioning {count} host(s) (playbooks/lab/provision.yml)")
+    progress = progress_factory("lab provisioning") if progress_factory else None
+    if progress:
+        progress.__enter__()
+    try:
+        result = run_playbook(PROVISION, LAB_INVENTORY, ident=f"provision-{int(time.time())}",
+                              artifacts_dir=LAB_STATE / "runs", extravars=extravars,
+                              limit=active_limit(LAB_INVENTORY),
+                              on_progress=progress.update if progress else None)
+    finally:
+        if progress:
+            progress.__exit__(None, None, None)
+    if not result.ok:
+        raise CutoverError("lab provisioning failed:\n" + result.summary(),
+                           f"full log: {result.artifact_dir / 'stdout'}")
+
+
+def _ours_on(port: int, existing: dict[str, dict[str, Any]], recreate: list[LabHost]) -> bool:
+    """A port held by one of our own containers that is about to be recreated is fine."""
+    return any(port in h.ports() and existing.get(h.name, {}).get("state") == "running"
+               for h in recreate)
+
+
+def down(say=print) -> list[str]:
+    """Remove the lab's containers (by label) and its generated state; keep the image cache."""
+    removed = []
+    for name, c in containers().items():
+        podman("rm", "-f", "-t", "5", c["name"] or f"cutover-lab-{name}")
+        removed.append(name)
+    # The lab creates no volumes; anything labelled as ours is removed all the same.
+    vols = podman("volume", "ls", "-q", "--filter", f"label={LABEL}=1", check=False).stdout.split()
+    for v in vols:
+        podman("volume", "rm", "-f", v, check=False)
+    if STATE_FILE.exists():
+        STATE_FILE.unlink()
+    if removed:
+        say(f"removed {len(removed)} container(s): {', '.join(sorted(removed))}")
+    else:
+        say("no lab containers to remove")
+    return removed
+
+
+# ---------------------------------------------------------------- status
+
+
+def _http(url: str) -> tuple[bool, dict[str, Any] | str]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - loopback lab URL
+            body = resp.read()
+            try:
+                return resp.status == 200, json.loads(body)
+            except ValueError:
+                return resp.status == 200, body.decode(errors="replace")[:200]
+    except Exception as exc:
+        return False, str(exc)
+
+
+def _tcp(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _unit_states(container: str, units: list[str]) -> dict[str, tuple[str, str]]:
+    if not units:
+        return {}
+    proc = podman("exec", container, "systemctl", "show", "--property=Id,ActiveState,UnitFileState",
+                  *units, check=False, timeout=20)
+    out: dict[str, tuple[str, str]] = {}
+    for block in proc.stdout.strip().split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if "Id" in props:
+            out[props["Id"]] = (props.get("ActiveState", "?"), props.get("UnitFileState", "?"))
+    return out
+
+
+def host_status(h: LabHost, running: bool) -> dict[str, Any]:
+    services = []
+    units = [s.name if "." in s.name else f"{s.name}.service" for s in h.services
+             if s.kind != "cron"]
+    states = _unit_states(h.container, units) if running else {}
+    for s in h.services:
+        entry: dict[str, Any] = asdict(s) | {"url": s.url}
+        if s.kind == "cron":
+            entry["state"] = "enabled" if running and _cron_enabled(h.container, s.name) else "disabled"
+            entry["healthy"] = running and (entry["state"] == "enabled") == s.enabled
+        else:
+            unit = s.name if "." in s.name else f"{s.name}.service"
+            active, enabled = states.get(unit, ("unknown", "unknown"))
+            entry["state"], entry["unit_file"] = active, enabled
+            if s.kind == "timer":
+                entry["healthy"] = (active == "active") == s.enabled
+            elif s.kind == "http" and running:
+                ok, body = _http(s.url or "")
+                entry["healthy"] = ok and active == "active"
+                if isinstance(body, dict):
+                    entry["version"] = body.get("version")
+                else:
+                    entry["detail"] = body
+            else:
+                entry["healthy"] = running and active == "active" and s.port is not None and _tcp(s.port)
+        services.append(entry)
+    return {"host": h.name, "groups": h.groups, "container": h.container, "running": running,
+            "ssh_port": h.ssh_port, "site": h.vars.get("cutover_site"), "services": services,
+            "healthy": running and all(s["healthy"] for s in services)}
+
+
+def _cron_enabled(container: str, name: str) -> bool:
+    proc = podman("exec", container, "grep", "-Eq", r"^[^#].*si_job\.py", f"/etc/cron.d/{name}",
+                  check=False, timeout=10)
+    return proc.returncode == 0
+
+
+def status() -> dict[str, Any]:
+    """Every host of the lab, every service: state, health, version."""
+    state = read_state()
+    skipped = set(state.get("skipped_hosts") or [])
+    hosts = [h for h in lab_hosts(LAB_INVENTORY) if h.name not in skipped]
+    existing = containers() if podman_available() else {}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        rows = list(pool.map(
+            lambda h: host_status(h, existing.get(h.name, {}).get("state") == "running"), hosts))
+    return {"lab": {k: state.get(k) for k in ("cities", "scale", "seed", "faults", "image")},
+            "hosts": rows, "healthy": bool(rows) and all(r["healthy"] for r in rows)}
+
+
+def podman_available() -> bool:
+    try:
+        return podman("version", "--format", "{{.Client.Version}}", check=False).returncode == 0
+    except CutoverError:
+        return False

@@ -1,0 +1,68 @@
+"""Calling podman (and installing it) the way LAB.md says works on this kind of host."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+from cutover.errors import CutoverError
+from cutover.paths import ROOT
+
+CONTAINERS_CONF = ROOT / "lab" / "containers.conf"
+HOST_TOOLS = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap"}
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+
+
+def podman(*args: str, check: bool = True, timeout: float | None = 600,
+           input_bytes: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        proc = subprocess.run(
+            ["podman", *args], env=env(), capture_output=True, text=input_bytes is None,
+            timeout=timeout, check=False, input=input_bytes,
+        )
+    except FileNotFoundError as exc:
+        raise CutoverError("podman is not installed", "run `invoke lab.up`, which installs it") from exc
+    if check and proc.returncode != 0:
+        err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode(errors="replace")
+        raise CutoverError(f"podman {' '.join(args[:3])} failed: {err.strip()[-800:]}")
+    return proc
+
+
+def missing_tools(tools: Sequence[str] = tuple(HOST_TOOLS)) -> list[str]:
+    return [t for t in tools if shutil.which(t) is None and not os.path.exists(f"/usr/sbin/{t}")]
+
+
+def ensure_host_tools(say=print) -> None:
+    """Install podman, runc and debootstrap with apt when they are missing."""
+    missing = missing_tools()
+    if not missing:
+        return
+    packages = [HOST_TOOLS[t] for t in missing]
+    if os.geteuid() != 0:
+        raise CutoverError(
+            f"{', '.join(missing)} missing and this user cannot install them",
+            f"run as root, or: sudo apt-get install {' '.join(packages)}",
+        )
+    if shutil.which("apt-get") is None:
+        raise CutoverError(
+            f"{', '.join(missing)} missing and apt-get is not available to install them",
+            f"install {' '.join(packages)} with this system's package manager",
+        )
+    say(f"==> installing {' '.join(packages)} (apt-get; about a minute)")
+    apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]):
+        proc = subprocess.run(cmd, env=apt_env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise CutoverError(
+                f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-600:]}",
+                f"install {' '.join(packages)} by hand, then run `invoke lab.up` again",
+            )
+    still = missing_tools()
+    if still:
+        raise CutoverError(f"{', '.join(still)} still missing after apt-get install")

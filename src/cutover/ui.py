@@ -1,0 +1,102 @@
+"""What the operator sees while something long runs: one place for progress output.
+
+On a terminal, a live panel shows the step, the current task and per-host results
+(ok / changed / failed). Without a terminal (CI, a log file) it prints one line per task
+when the task is done, so the log still tells the story in order.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from types import TracebackType
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from cutover.ansible.runner import Progress
+
+# Without a terminal (CI logs), do not squeeze tables into 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=_WIDTH)
+
+
+class PlaybookProgress:
+    """Feed `update` from `run_playbook(on_progress=...)`; use as a context manager."""
+
+    def __init__(self, step: str, *, live: bool | None = None) -> None:
+        self.step = step
+        self.live_enabled = console.is_terminal if live is None else live
+        self.task = ""
+        self.tally: Counter[str] = Counter()
+        self.task_tally: Counter[str] = Counter()
+        self.hosts: dict[str, str] = {}
+        self.failures: list[Progress] = []
+        self._live: Live | None = None
+
+    def __enter__(self) -> PlaybookProgress:
+        if self.live_enabled:
+            self._live = Live(self._render(), console=console, refresh_per_second=4, transient=True)
+            self._live.__enter__()
+        else:
+            console.print(f"[bold]▶ {self.step}[/]")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._flush_task()
+        if self._live is not None:
+            self._live.__exit__(exc_type, exc, tb)
+        t = self.tally
+        console.print(
+            f"  {self.step}: ok={t['ok']} changed={t['changed']} failed={t['failed']}"
+            f" unreachable={t['unreachable']} skipped={t['skipped']}"
+        )
+
+    def update(self, ev: Progress) -> None:
+        if ev.task != self.task:
+            self._flush_task()
+            self.task = ev.task
+        self.tally[ev.status] += 1
+        self.task_tally[ev.status] += 1
+        self.hosts[ev.host] = ev.status
+        if ev.status in ("failed", "unreachable"):
+            self.failures.append(ev)
+            console.print(f"  [red]✗ {ev.host}[/]: {ev.task}: {ev.message}")
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _flush_task(self) -> None:
+        if not self.task or self._live is not None:
+            self.task_tally.clear()
+            return
+        t = self.task_tally
+        parts = [f"{k}={t[k]}" for k in ("ok", "changed", "failed", "unreachable", "skipped") if t[k]]
+        console.print(f"  · {self.task} [dim]({' '.join(parts)})[/]")
+        self.task_tally.clear()
+
+    def _render(self) -> Table:
+        table = Table.grid(padding=(0, 1))
+        table.add_row("[bold]step[/]", self.step)
+        table.add_row("[bold]task[/]", self.task or "…")
+        t = self.tally
+        table.add_row(
+            "[bold]hosts[/]",
+            f"[green]ok {t['ok']}[/] [yellow]changed {t['changed']}[/] "
+            f"[red]failed {t['failed'] + t['unreachable']}[/] skipped {t['skipped']}",
+        )
+        return table
+
+
+def fail(message: str) -> None:
+    err_console.print(f"[red]error:[/] {message}")
+
+
+def is_interactive() -> bool:
+    return sys.stdin.isatty()

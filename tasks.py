@@ -1,0 +1,5 @@
+"""Invoke entry point: the collections live in cutover.cli (see ARCHITECTURE.md)."""
+
+from cutover.cli import namespace
+
+ns = namespace()

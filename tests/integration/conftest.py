@@ -1,0 +1,40 @@
+"""The lab, brought up for real (podman, systemd, PostgreSQL, sshd) once per session.
+
+`lab.up` is idempotent, so a lab left by an earlier run is reconciled, not trusted.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+
+from cutover.lab import lab as labmod
+from cutover.lab.topology import lab_hosts, select
+
+CITIES = int(os.environ.get("CUTOVER_TEST_CITIES", "2"))
+SCALE = int(os.environ.get("CUTOVER_TEST_SCALE", "500"))
+SEED = 20231118
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def lab():
+    summary = labmod.up(cities=CITIES, scale=SCALE, seed=SEED, faults=[], say=print)
+    return {"summary": summary, "hosts": select(lab_hosts(), CITIES)}
+
+
+@pytest.fixture(scope="session")
+def lab_vars():
+    group_vars = ROOT / "inventories" / "lab" / "group_vars" / "all"
+    out = yaml.safe_load((group_vars / "vars.yml").read_text())
+    out.update(yaml.safe_load((group_vars / "vault.yml").read_text()))
+    return out
+
+
+def host(name: str):
+    """A testinfra host over the lab's own SSH config, as an operator would reach it."""
+    return testinfra.get_host(f"ssh://{name}", ssh_config=str(labmod.SSH_DIR / "config"))

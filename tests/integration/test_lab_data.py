@@ -1,0 +1,30 @@
+"""The lab's data is what the generator says it is: same seed, same counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import SCALE, SEED
+
+pytestmark = pytest.mark.lab
+
+
+def test_row_counts_match_the_generator(lab, lab_vars, datagen):
+    import psycopg
+
+    for line, spec in lab_vars["si_lines"].items():
+        dsn = (f"host=127.0.0.1 port=25432 dbname={spec['db']} user=si_owner "
+               f"password={lab_vars['vault_si_db_password']}")
+        expected = datagen.expected_counts(line, SCALE, SEED, frozenset())
+        with psycopg.connect(dsn) as conn:
+            found = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in expected}
+        assert found == expected, line
+
+
+def test_tax_side_has_its_own_empty_receiving_database(lab, lab_vars):
+    import psycopg
+
+    dsn = (f"host=127.0.0.1 port=25433 dbname=tax_receive user=tax_loader "
+           f"password={lab_vars['vault_si_tax_db_password']}")
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT current_database()").fetchone()[0] == "tax_receive"

@@ -1,0 +1,107 @@
+"""Bad lab input gets a clear message before anything is started."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cutover.errors import CutoverError
+from cutover.lab import artifacts, podman
+from cutover.lab.topology import LAB_INVENTORY, lab_hosts, select
+
+ROOT = Path(__file__).resolve().parents[2]
+INV = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
+
+
+def copy_inventory(tmp_path: Path) -> Path:
+    dest = tmp_path / "lab"
+    shutil.copytree(LAB_INVENTORY, dest)
+    return dest
+
+
+def test_lab_topology_has_every_group_and_distinct_ports():
+    hosts = lab_hosts()
+    groups = {g for h in hosts for g in h.groups}
+    assert groups == {"db", "core", "gateway", "counter", "portal", "jobs", "drop", "tax"}
+    ports = [p for h in hosts for p in h.ports()]
+    assert len(ports) == len(set(ports))
+    core = [h for h in hosts if "core" in h.groups]
+    assert {s.name for h in core for s in h.services if s.kind == "http"} == {
+        f"si-core-{line}" for line in ("qyyl", "jgyl", "zynj", "gs", "sy", "cjyl")}
+    jobs = next(h for h in hosts if "jobs" in h.groups)
+    assert any(not s.enabled for s in jobs.services), "one timed job must be off on purpose"
+
+
+def test_cities_selects_counters_in_order():
+    hosts = lab_hosts()
+    chosen = [h.name for h in select(hosts, 2) if "counter" in h.groups]
+    assert chosen == ["counter-taiyuan", "counter-datong"]
+    with pytest.raises(CutoverError, match=r"(?s)--cities 12 is out of range.*pick 1\.\.11"):
+        select(hosts, 12)
+
+
+def test_broken_inventory_names_the_file_and_line(tmp_path):
+    inv = copy_inventory(tmp_path)
+    text = (inv / "hosts.yml").read_text().replace("    core:\n", "    core:\n   bad: [\n", 1)
+    (inv / "hosts.yml").write_text(text)
+    with pytest.raises(CutoverError) as err:
+        lab_hosts(inv)
+    msg = str(err.value)
+    assert "cannot be parsed" in msg
+    assert "hosts.yml" in msg
+    assert "line" in msg
+
+
+def test_duplicate_port_in_inventory_is_refused(tmp_path):
+    inv = copy_inventory(tmp_path)
+    text = (inv / "hosts.yml").read_text().replace("ansible_port: 22012", "ansible_port: 22011")
+    (inv / "hosts.yml").write_text(text)
+    with pytest.raises(CutoverError, match="port 22011 is used by both core-qyyl and core-jgyl"):
+        lab_hosts(inv)
+
+
+def test_missing_podman_without_apt_is_a_clear_refusal(monkeypatch):
+    monkeypatch.setattr(podman, "missing_tools", lambda tools=(): ["podman"])
+    monkeypatch.setattr(podman.shutil, "which", lambda name: None)
+    monkeypatch.setattr(podman.os, "geteuid", lambda: 0)
+    with pytest.raises(CutoverError) as err:
+        podman.ensure_host_tools(say=lambda *_: None)
+    assert "podman missing and apt-get is not available" in str(err.value)
+    assert "install podman" in str(err.value)
+
+
+def test_missing_podman_as_non_root_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(podman, "missing_tools", lambda tools=(): ["podman", "runc"])
+    monkeypatch.setattr(podman.os, "geteuid", lambda: 1000)
+    with pytest.raises(CutoverError, match=r"sudo apt-get install podman runc"):
+        podman.ensure_host_tools(say=lambda *_: None)
+
+
+def test_release_artifacts_are_reproducible(tmp_path):
+    first = artifacts.build(tmp_path / "a")
+    second = artifacts.build(tmp_path / "b")
+    assert first[artifacts.OLD][1] == second[artifacts.OLD][1]
+    assert first[artifacts.OLD][1] != first[artifacts.NEW][1]
+    sha_file = (tmp_path / "a" / f"si-app-{artifacts.OLD}.tar.gz.sha256").read_text()
+    assert sha_file.split()[0] == first[artifacts.OLD][1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["lab.up", "--bogus"], "No idea what '--bogus' is"),
+        (["lab.up", "--cities", "0"], "--cities 0 is out of range"),
+        (["lab.up", "--fault", "nope"], "unknown --fault nope"),
+    ],
+)
+def test_lab_cli_refuses_bad_options_without_a_traceback(args, message):
+    proc = subprocess.run([*INV, *args], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert message in out
+    assert "Traceback" not in out

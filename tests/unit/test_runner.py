@@ -1,0 +1,46 @@
+"""The ansible-runner wrapper, with real ansible-runner on localhost (no mock)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cutover.ansible import run_playbook
+from cutover.errors import CutoverError
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def test_success_returns_set_stats_evidence_and_progress(tmp_path):
+    seen = []
+    result = run_playbook(DATA / "playbooks" / "evidence.yml", DATA / "inventory.yml",
+                          ident="ev", artifacts_dir=tmp_path, on_progress=seen.append)
+    assert result.ok
+    assert result.evidence == {"counted": 3, "agencies": [140100, 140200]}
+    assert [(p.host, p.status) for p in seen] == [("localhost", "ok")]
+    assert (tmp_path / "runner" / "artifacts" / "ev" / "stdout").exists()
+
+
+def test_failure_names_host_task_and_message(tmp_path):
+    result = run_playbook(DATA / "playbooks" / "fails.yml", DATA / "inventory.yml",
+                          ident="bad", artifacts_dir=tmp_path)
+    assert not result.ok
+    assert result.status == "failed"
+    assert [(f.host, f.message) for f in result.failures] == [
+        ("localhost", "agency 140107 has a pending approval")]
+    assert "Stop with a message" in result.summary()
+
+
+def test_missing_playbook_is_refused(tmp_path):
+    with pytest.raises(CutoverError, match="does not exist"):
+        run_playbook(tmp_path / "nope.yml", DATA / "inventory.yml", ident="x",
+                     artifacts_dir=tmp_path)
+
+
+def test_syntax_error_is_reported_with_its_reason(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("- hosts: localhost\n  tasks:\n    - name: x\n      no_such_module_xyz: {}\n")
+    result = run_playbook(broken, DATA / "inventory.yml", ident="syn", artifacts_dir=tmp_path)
+    assert not result.ok
+    assert "no_such_module_xyz" in result.summary()
