@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from cutover.cli import lab, test
+from cutover.cli import cutover, lab, plan, test
 
 
 def namespace() -> Collection:
     ns = Collection()
     ns.add_collection(Collection.from_module(lab), name="lab")
+    ns.add_collection(Collection.from_module(plan), name="plan")
+    ns.add_collection(Collection.from_module(cutover), name="cutover")
     ns.add_task(test.run_tests, name="test")
     ns.configure({
         "cutover": {"plan": "plans/shanxi-2023-11.yml", "inventory": "inventories/lab",

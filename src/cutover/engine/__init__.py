@@ -1,0 +1,1 @@
+"""The executor and what it stands on: journal, lock, clock, notifications."""

@@ -1,0 +1,423 @@
+"""The executor: walk one verb's steps in dependency order, through the journal.
+
+Everything is validated before the first host is touched: the plan (lint), the inventory,
+the journal (plan name and hash), the lock, and that steps of earlier verbs this verb
+depends on are done. Then each step runs once: `done` steps are skipped, a step left
+`running` by a crash is checked again first, a failure stops the run where it is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cutover.ansible import HostFailure, run_playbook
+from cutover.engine import notify
+from cutover.engine.clock import Clock, RehearsalClock
+from cutover.engine.journal import Journal, operator
+from cutover.engine.lock import RunLock
+from cutover.errors import CutoverError
+from cutover.lab.lab import active_limit
+from cutover.lab.topology import load_inventory
+from cutover.paths import resolve
+from cutover.plan.lint import check as lint_check
+from cutover.plan.model import VERBS, Plan, Step
+from cutover.plan.times import fmt
+
+EXIT_FAILED = 1
+EXIT_WAITING = 3  # a manual step waits for `cutover.confirm`
+
+
+@dataclass
+class RunOptions:
+    plan: str
+    journal: str
+    artifacts: str
+    inventory: str | None = None
+    rehearsal: bool = False
+    check: bool = False
+    limit: str | None = None
+    yes: bool = False
+    accept_plan_change: bool = False
+    auto_confirm: bool = False  # rehearsals only: manual steps confirmed as "rehearsal"
+    notify_urls: list[str] | None = None  # None: the plan's own list
+    clock: Clock | None = None  # tests inject a fake time source
+    say: Callable[[str], None] = print
+    progress_factory: Callable[[str], Any] | None = None
+    confirm_prompt: Callable[[str], bool] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StepFailed(CutoverError):
+    pass
+
+
+def ordered(steps: list[Step], plan_order: dict[str, int]) -> list[Step]:
+    """Dependency order; among ready steps, the earliest planned start, then plan order."""
+    ids = {s.id for s in steps}
+    indeg = {s.id: sum(1 for d in s.after if d in ids) for s in steps}
+    children: dict[str, list[Step]] = {s.id: [] for s in steps}
+    for s in steps:
+        for d in s.after:
+            if d in ids:
+                children[d].append(s)
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+    def key(s: Step) -> tuple:
+        return (s.start or far, plan_order[s.id], s.id)
+
+    ready = [key(s) + (s,) for s in steps if indeg[s.id] == 0]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        *_, s = heapq.heappop(ready)
+        out.append(s)
+        for c in children[s.id]:
+            indeg[c.id] -= 1
+            if indeg[c.id] == 0:
+                heapq.heappush(ready, key(c) + (c,))
+    return out
+
+
+def is_production(inventory: Path) -> bool:
+    data = load_inventory(inventory)
+    hostvars = data.get("_meta", {}).get("hostvars", {})
+    return any(v.get("cutover_environment") == "production" for v in hostvars.values())
+
+
+def combine_limits(*limits: str | None) -> str | None:
+    """Intersect limit patterns: `a`, `b` → `a:&b` (each term of b intersected)."""
+    parts = [x for x in limits if x]
+    if not parts:
+        return None
+    out = parts[0]
+    for extra in parts[1:]:
+        if extra.startswith("all:!"):
+            out += ":" + extra.removeprefix("all:")
+        else:
+            out += ":" + ":".join(f"&{t}" if not t.startswith(("!", "&")) else t
+                                  for t in extra.replace(",", ":").split(":") if t)
+    return out
+
+
+class Executor:
+    def __init__(self, verb: str, opts: RunOptions) -> None:
+        if verb not in VERBS:
+            raise CutoverError(f"unknown verb {verb!r}", f"one of {', '.join(VERBS)}")
+        self.verb, self.o = verb, opts
+        self.say = opts.say
+
+    # ------------------------------------------------------------------ preparation
+
+    def prepare(self) -> None:
+        o = self.o
+        journal_path = resolve(o.journal)
+        durations: dict[str, float] = {}
+        if journal_path.exists():
+            j = Journal.open(journal_path)
+            durations = j.phase_durations()
+            j.close()
+        self.plan, warnings = lint_check(o.plan, o.inventory, durations)
+        for w in warnings:
+            self.say(str(w))
+        self.inventory = resolve(o.inventory or self.plan.plan.inventory)
+        if is_production(self.inventory) and not o.check and not o.yes:
+            ask = o.confirm_prompt
+            prompt = (f"{self.inventory} is a PRODUCTION inventory. Run cutover.{self.verb} "
+                      f"of plan {self.plan.plan.name} now?")
+            if ask is None or not ask(prompt):
+                raise CutoverError("not confirmed; nothing was run",
+                                   "answer yes at the prompt, or pass --yes")
+        self.steps = self.plan.steps(self.verb)
+        if not self.steps:
+            raise CutoverError(f"plan {self.plan.plan.name} has no {self.verb} steps")
+        self.journal = Journal.open(journal_path)
+        self.lock = RunLock(journal_path)
+
+    def _check_cross_verb_dependencies(self) -> None:
+        own = {s.id for s in self.steps}
+        for s in self.steps:
+            for d in s.after:
+                if d in own:
+                    continue
+                row = self.journal.step(d)
+                if row is None or row["state"] != "done":
+                    other = self.plan.step(d)
+                    raise CutoverError(
+                        f"step {s.id} needs {d} ({other.verb if other else '?'}), which is "
+                        f"{row['state'] if row else 'not started'}",
+                        f"run `invoke cutover.{other.verb if other else '?'}` first")
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> int:
+        self.prepare()
+        try:
+            self.lock.acquire(self.verb)
+        except CutoverError:
+            self.journal.close()
+            raise
+        try:
+            return self._run_locked()
+        finally:
+            self.lock.release()
+            self.journal.close()
+
+    def _run_locked(self) -> int:
+        o, j, who = self.o, self.journal, operator()
+        note = j.bind_plan(self.plan, accept_change=o.accept_plan_change, by=who)
+        if note:
+            self.say(note)
+        for r in j.interrupted_runs():  # we hold the lock, so their process is gone
+            j.mark_run_crashed(r["id"])
+            self.say(f"run {r['id']} (cutover.{r['verb']}, {r['operator']}) ended without "
+                     "closing: recorded as crashed")
+        self._check_cross_verb_dependencies()
+        order = ordered(self.steps, {s.id: i for i, s in enumerate(self.plan.steps())})
+        first = min((s.start for s in order if s.start), default=None)
+        self.clock = o.clock or (RehearsalClock(first) if o.rehearsal else Clock())
+        self.urls = o.notify_urls if o.notify_urls is not None else list(self.plan.plan.notify)
+        run_id = j.start_run(self.verb, rehearsal=o.rehearsal, check=o.check,
+                             plan_hash=self.plan.digest, who=who,
+                             options={"limit": o.limit, "inventory": str(self.inventory),
+                                      "auto_confirm": o.auto_confirm})
+        self.run_id = run_id
+        self.artifacts = resolve(o.artifacts) / f"run-{run_id:04d}-{self.verb}"
+        mode = "rehearsal" if o.rehearsal else "real clock"
+        self.say(f"cutover.{self.verb}: plan {self.plan.plan.name}, run {run_id}, {mode}"
+                 f"{', check mode (nothing is marked done)' if o.check else ''}, journal {j.path}")
+        pending = [s for s in order if (j.step(s.id) or {})["state"] != "done"]
+        if not pending:
+            self.say(f"every {self.verb} step is already done; nothing to do")
+            j.end_run(run_id, "done")
+            return 0
+        status = "done"
+        try:
+            for n, step in enumerate(order, 1):
+                self._one(step, n, len(order))
+        except StepFailed as exc:
+            status = "waiting" if exc.code == EXIT_WAITING else "failed"
+            j.end_run(run_id, status)
+            if status == "failed":
+                self._notify("failure", str(exc.message), detail=exc.hint)
+            raise
+        except BaseException:
+            j.end_run(run_id, "aborted")
+            raise
+        j.end_run(run_id, status)
+        self._notify("run_end", f"cutover.{self.verb} {'checked' if o.check else 'complete'}")
+        self.say(f"cutover.{self.verb}: {'check complete' if o.check else 'all steps done'}")
+        return 0
+
+    def _notify(self, event: str, subject: str, phase=None, detail: str = "") -> None:
+        if self.o.check:
+            return
+        ok = notify.send(self.urls, event, self.journal, plan=self.plan, subject=subject,
+                         phase=phase, detail=detail, operator=operator(),
+                         at=fmt(self.clock.now(), self.plan.tz), rehearsal=self.o.rehearsal)
+        if not ok:
+            self.say(f"  warning: notification '{subject}' was not delivered to every target")
+
+    def _phase_edges(self, step: Step) -> tuple[bool, bool]:
+        """Is this step the first / last of its phase (by the phase's own step list)?"""
+        phase = self.plan.phase(step.phase)
+        ids = [s.id for s in phase.steps] if phase else [step.id]
+        done = {sid for sid in ids if (self.journal.step(sid) or {})["state"] == "done"}
+        first = not any((self.journal.step(sid) or {})["attempts"] for sid in ids)
+        last = len(done) == len(ids)
+        return first, last
+
+    def _one(self, step: Step, n: int, total: int) -> None:
+        j, o = self.journal, self.o
+        row = j.step(step.id)
+        if row["state"] == "done":
+            self.say(f"[{n}/{total}] {step.id}: done earlier ({row['summary'] or 'ok'}); skipped")
+            return
+        if row["state"] == "running":
+            self.say(f"[{n}/{total}] {step.id}: was left running by a run that did not finish; "
+                     "checking it again before anything else")
+            j.abandon_running(step.id)
+        phase = self.plan.phase(step.phase)
+        first_of_phase, _ = self._phase_edges(step)
+        if first_of_phase and not o.check:
+            self._notify("phase_start", f"{phase.id} {phase.title}", phase=phase)
+        planned_start, planned_end = self.clock.planned(step.start), self.clock.planned(step.end)
+        self.say(f"[{n}/{total}] {step.id} {step.title}  ·  {step.kind}  ·  owner {step.owner}"
+                 f"  ·  planned {fmt(planned_start, self.plan.tz)} → {fmt(planned_end, self.plan.tz)}")
+        if not self.clock.rehearsal:
+            self.clock.wait_until(step.start, tick=lambda left: self.say(
+                f"  waiting for {fmt(step.start, self.plan.tz)}: {int(left // 60)} min {int(left % 60)} s"))
+            if self.clock.overdue(step.end):
+                ov = j.open_override(step.id)
+                if ov is None:
+                    raise StepFailed(f"step {step.id} is past its due_by {fmt(step.end, self.plan.tz)}",
+                                     f"to run it anyway: invoke cutover.override {step.id} --by NAME "
+                                     "--reason TEXT (recorded)")
+                j.use_override(ov["id"])
+                self.say(f"  past due_by, allowed by override of {ov['by']}: {ov['reason']}")
+        handler = {"playbook": self._playbook, "gate": self._playbook, "manual": self._manual,
+                   "wait": self._wait}[step.kind]
+        handler(step)
+        _, last_of_phase = self._phase_edges(step)
+        if last_of_phase and not o.check:
+            self._notify("phase_end", f"{phase.id} {phase.title}", phase=phase)
+
+    def _now_iso(self) -> str:
+        return self.clock.now().isoformat(timespec="seconds")
+
+    # ------------------------------------------------------------------ step kinds
+
+    def _manual(self, step: Step) -> None:
+        j = self.journal
+        conf = j.confirmation(step.id)
+        if conf is None and self.o.auto_confirm and self.o.rehearsal:
+            j.add_confirmation(step.id, "rehearsal", "confirmed automatically in a rehearsal")
+            conf = j.confirmation(step.id)
+        if conf is None:
+            j.set_state(step.id, "waiting", "waiting for confirmation")
+            raise StepFailed(f"step {step.id} ({step.title}) is a manual step waiting for confirmation",
+                             f"when it is done: invoke cutover.confirm {step.id} --by NAME [--note TEXT],"
+                             f" then run cutover.{self.verb} again", code=EXIT_WAITING)
+        attempt = j.begin_attempt(step.id, self.run_id, check=self.o.check, actual_start=self._now_iso())
+        j.finish_attempt(attempt, step.id, status="confirmed",
+                         state=None if self.o.check else "done", actual_end=self._now_iso(),
+                         evidence=[("confirmation", {"by": conf["by"], "note": conf["note"],
+                                                     "at": conf["at"]})],
+                         summary=f"confirmed by {conf['by']}")
+        self.say(f"  confirmed by {conf['by']}{': ' + conf['note'] if conf['note'] else ''}")
+
+    def _wait(self, step: Step) -> None:
+        attempt = self.journal.begin_attempt(step.id, self.run_id, check=self.o.check,
+                                             actual_start=self._now_iso())
+        self.journal.finish_attempt(attempt, step.id, status="ok",
+                                    state=None if self.o.check else "done",
+                                    actual_end=self._now_iso(), summary="time reached")
+
+    def _playbook(self, step: Step) -> None:
+        j, o = self.journal, self.o
+        if step.kind == "gate":
+            ov = j.open_override(step.id)
+            if ov is not None and (j.step(step.id)["state"] in ("failed", "interrupted")):
+                attempt = j.begin_attempt(step.id, self.run_id, check=o.check, actual_start=self._now_iso())
+                j.use_override(ov["id"])
+                j.finish_attempt(attempt, step.id, status="overridden",
+                                 state=None if o.check else "done", actual_end=self._now_iso(),
+                                 evidence=[("override", {"by": ov["by"], "reason": ov["reason"],
+                                                         "at": ov["at"]})],
+                                 summary=f"passed by override of {ov['by']}: {ov['reason']}")
+                self.say(f"  gate passed by override of {ov['by']}: {ov['reason']}")
+                return
+        attempt = j.begin_attempt(step.id, self.run_id, check=o.check, actual_start=self._now_iso())
+        ident = f"run{self.run_id:04d}-{step.id}-a{attempt}"
+        extravars = {**step.vars, "cutover_plan": self.plan.plan.name, "cutover_step": step.id,
+                     "cutover_run": self.run_id, "cutover_rehearsal": o.rehearsal,
+                     "cutover_planned_start": fmt(step.start, self.plan.tz),
+                     "cutover_planned_end": fmt(step.end, self.plan.tz)}
+        limit = combine_limits(step.limit, o.limit, active_limit(self.inventory))
+        progress = self.o.progress_factory(step.id) if self.o.progress_factory else None
+        try:
+            if progress:
+                progress.__enter__()
+            result = run_playbook(resolve(step.playbook), self.inventory, ident=ident,
+                                  artifacts_dir=self.artifacts, limit=limit, tags=step.tags,
+                                  extravars=extravars, check=o.check,
+                                  on_progress=progress.update if progress else None)
+        finally:
+            if progress:
+                progress.__exit__(None, None, None)
+        gate = result.evidence.get("gate") if step.kind == "gate" else None
+        evidence: list[tuple[str, Any]] = [("result", {
+            "status": result.status, "rc": result.rc, "stats": result.stats,
+            "failures": [f.__dict__ for f in result.failures]})]
+        extra = {k: v for k, v in result.evidence.items() if k != "gate"}
+        if gate is not None:
+            evidence.append(("gate", gate))
+        if extra:
+            evidence.append(("facts", extra))
+        passed = result.ok and (gate is None or bool(gate.get("passed")))
+        if step.kind == "gate" and gate is None and result.ok and not o.check:
+            passed = False
+            result.failures.append(
+                HostFailure("-", step.playbook or "", "gate playbook returned no `gate` evidence"))
+        summary = _summary(result, gate)
+        state = None if o.check else ("done" if passed else "failed")
+        j.finish_attempt(attempt, step.id, status="ok" if passed else "failed", state=state,
+                         ident=ident, artifact_dir=str(result.artifact_dir), stats=result.stats,
+                         error=None if passed else result.summary(), evidence=evidence,
+                         actual_end=self._now_iso(), summary=summary)
+        if passed:
+            self.say(f"  ✓ {summary}")
+            return
+        detail = [result.summary()]
+        if gate:
+            detail.append(_findings(gate))
+        hint = (f"fix the cause and run cutover.{self.verb} again (it resumes here)"
+                + (f"; or let the gate pass: invoke cutover.override {step.id} --by NAME --reason TEXT"
+                   if step.kind == "gate" else "")
+                + f"\n  log: {result.artifact_dir / 'stdout'}")
+        raise StepFailed(f"step {step.id} failed\n" + "\n".join(x for x in detail if x), hint)
+
+
+def _summary(result, gate: dict | None) -> str:
+    if gate is not None:
+        return str(gate.get("summary") or ("gate passed" if gate.get("passed") else "gate failed"))
+    hosts = len(result.stats)
+    changed = sum(v.get("changed", 0) for v in result.stats.values())
+    failed = sum(v.get("failures", 0) + v.get("dark", 0) for v in result.stats.values())
+    return f"{hosts} host(s), {changed} change(s), {failed} failure(s)"
+
+
+def _findings(gate: dict) -> str:
+    findings = gate.get("findings") or []
+    lines = [f"  gate found {len(findings)} problem(s):"] if findings else []
+    for f in findings[:30]:
+        if isinstance(f, dict):
+            lines.append("    - " + ", ".join(f"{k}={v}" for k, v in f.items()))
+        else:
+            lines.append(f"    - {f}")
+    if len(findings) > 30:
+        lines.append(f"    … and {len(findings) - 30} more (see cutover.status --json)")
+    return "\n".join(lines)
+
+
+def override(opts: RunOptions, step_id: str, by: str, reason: str) -> str:
+    plan, _ = lint_check(opts.plan, opts.inventory)
+    step = plan.step(step_id)
+    if step is None:
+        raise CutoverError(f"plan {plan.plan.name} has no step {step_id!r}")
+    if not by.strip() or not reason.strip():
+        raise CutoverError("an override needs --by NAME and --reason TEXT", "both are recorded")
+    j = Journal.open(resolve(opts.journal))
+    try:
+        j.bind_plan(plan, accept_change=False, by=operator())
+        j.add_override(step_id, by.strip(), reason.strip())
+        urls = opts.notify_urls if opts.notify_urls is not None else list(plan.plan.notify)
+        notify.send(urls, "override", j, plan=plan, subject=f"{step.id} {step.title}",
+                    phase=plan.phase(step.phase), detail=f"{by}: {reason}", operator=operator(),
+                    at=fmt(dt.datetime.now(plan.tz)), rehearsal=opts.rehearsal)
+    finally:
+        j.close()
+    return f"override of {step_id} by {by} recorded; run cutover.{step.verb} to continue"
+
+
+def confirm(opts: RunOptions, step_id: str, by: str, note: str) -> str:
+    plan, _ = lint_check(opts.plan, opts.inventory)
+    step = plan.step(step_id)
+    if step is None:
+        raise CutoverError(f"plan {plan.plan.name} has no step {step_id!r}")
+    if step.kind != "manual":
+        raise CutoverError(f"step {step_id} is a {step.kind} step; only manual steps are confirmed",
+                           "a failed gate is let through with cutover.override")
+    if not by.strip():
+        raise CutoverError("a confirmation needs --by NAME", "the name is recorded")
+    j = Journal.open(resolve(opts.journal))
+    try:
+        j.bind_plan(plan, accept_change=False, by=operator())
+        j.add_confirmation(step_id, by.strip(), note)
+    finally:
+        j.close()
+    return f"confirmation of {step_id} by {by} recorded; run cutover.{step.verb} to continue"

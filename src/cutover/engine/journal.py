@@ -1,0 +1,298 @@
+"""The journal: the truth about a run, in SQLite.
+
+A step is `done` only after its playbook succeeded and its evidence is stored, in one
+transaction. A crash leaves the step `running`; the next run sees that and checks it again.
+Writes are synchronous (WAL, synchronous=FULL) so a killed process loses nothing it
+reported as done.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import socket
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from cutover.errors import CutoverError
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, verb TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,
+    status TEXT NOT NULL, operator TEXT NOT NULL, rehearsal INTEGER NOT NULL,
+    check_mode INTEGER NOT NULL, plan_hash TEXT NOT NULL, options TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS steps (
+    id TEXT PRIMARY KEY, phase TEXT NOT NULL, verb TEXT NOT NULL, kind TEXT NOT NULL,
+    title TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+    planned_start TEXT, planned_end TEXT, actual_start TEXT, actual_end TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0, last_run INTEGER, summary TEXT);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY, step_id TEXT NOT NULL, run_id INTEGER NOT NULL,
+    started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL, ident TEXT,
+    artifact_dir TEXT, check_mode INTEGER NOT NULL DEFAULT 0, stats TEXT, error TEXT);
+CREATE TABLE IF NOT EXISTS evidence (
+    id INTEGER PRIMARY KEY, step_id TEXT NOT NULL, attempt_id INTEGER, kind TEXT NOT NULL,
+    data TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS overrides (
+    id INTEGER PRIMARY KEY, step_id TEXT NOT NULL, by TEXT NOT NULL, reason TEXT NOT NULL,
+    at TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS confirmations (
+    id INTEGER PRIMARY KEY, step_id TEXT NOT NULL, by TEXT NOT NULL, note TEXT NOT NULL,
+    at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS plan_changes (
+    id INTEGER PRIMARY KEY, old_hash TEXT NOT NULL, new_hash TEXT NOT NULL, by TEXT NOT NULL,
+    at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS notifications (
+    id INTEGER PRIMARY KEY, at TEXT NOT NULL, event TEXT NOT NULL, title TEXT NOT NULL,
+    body TEXT NOT NULL, targets INTEGER NOT NULL, ok INTEGER NOT NULL);
+"""
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def operator() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+class Journal:
+    """One journal file per plan. Open with `Journal.open(path, plan)`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.db = conn
+
+    # ----------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True) -> Journal:
+        path = Path(path)
+        if not path.exists() and not create:
+            raise CutoverError(f"no journal at {path}", "run a cutover verb first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.executescript(SCHEMA)
+            version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if version is None:
+                conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(version[0]) != SCHEMA_VERSION:
+                raise CutoverError(f"journal {path} has schema {version[0]}, this cutover reads "
+                                   f"{SCHEMA_VERSION}", "use the cutover version that wrote it")
+            conn.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CutoverError(
+                f"journal {path} is damaged or not a journal: {exc}",
+                "nothing was run. Keep the file for the record; restore it from its backup "
+                "(artifacts/), or move it aside to start a new journal",
+            ) from None
+        return cls(path, conn)
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def bind_plan(self, plan, *, accept_change: bool, by: str) -> str | None:
+        """Tie the journal to a plan. Returns a message when an accepted change was recorded."""
+        name, digest = self.meta("plan_name"), self.meta("plan_hash")
+        if name is None:
+            with self.tx():
+                self.set_meta("plan_name", plan.plan.name)
+                self.set_meta("plan_hash", plan.digest)
+                self.set_meta("plan_path", str(plan.path))
+                self._sync_steps(plan)
+            return None
+        if name != plan.plan.name:
+            raise CutoverError(
+                f"journal {self.path} belongs to plan {name!r}, not {plan.plan.name!r}",
+                "pass the journal of this plan with --journal, or a new path for a new journal")
+        if digest != plan.digest:
+            if not accept_change:
+                raise CutoverError(
+                    f"plan {plan.path} changed since this journal's run started "
+                    f"(hash {digest[:12]} → {plan.digest[:12]})",
+                    "review the change; rerun with --accept-plan-change to continue (recorded)")
+            with self.tx():
+                self.db.execute("INSERT INTO plan_changes (old_hash, new_hash, by, at) VALUES (?,?,?,?)",
+                                (digest, plan.digest, by, now_iso()))
+                self.set_meta("plan_hash", plan.digest)
+                self._sync_steps(plan)
+            return f"plan change {digest[:12]} → {plan.digest[:12]} accepted by {by} (recorded)"
+        self._sync_steps(plan)
+        return None
+
+    def _sync_steps(self, plan) -> None:
+        for s in plan.steps():
+            self.db.execute(
+                "INSERT INTO steps (id, phase, verb, kind, title, planned_start, planned_end)"
+                " VALUES (?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET phase=excluded.phase,"
+                " verb=excluded.verb, kind=excluded.kind, title=excluded.title,"
+                " planned_start=excluded.planned_start, planned_end=excluded.planned_end",
+                (s.id, s.phase, s.verb, s.kind, s.title, _iso(s.start), _iso(s.end)))
+
+    # ----------------------------------------------------------- transactions
+
+    def tx(self):
+        return _Tx(self.db)
+
+    # ----------------------------------------------------------- runs and steps
+
+    def start_run(self, verb: str, *, rehearsal: bool, check: bool, plan_hash: str,
+                  options: dict[str, Any], who: str) -> int:
+        cur = self.db.execute(
+            "INSERT INTO runs (verb, started_at, status, operator, rehearsal, check_mode,"
+            " plan_hash, options) VALUES (?,?,?,?,?,?,?,?)",
+            (verb, now_iso(), "running", who, int(rehearsal), int(check), plan_hash,
+             json.dumps(options, ensure_ascii=False)))
+        return int(cur.lastrowid)
+
+    def end_run(self, run_id: int, status: str) -> None:
+        self.db.execute("UPDATE runs SET ended_at=?, status=? WHERE id=?", (now_iso(), status, run_id))
+
+    def interrupted_runs(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM runs WHERE status='running'").fetchall()
+
+    def mark_run_crashed(self, run_id: int) -> None:
+        self.db.execute("UPDATE runs SET status='crashed', ended_at=COALESCE(ended_at, ?) WHERE id=?",
+                        (now_iso(), run_id))
+
+    def step(self, step_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM steps WHERE id=?", (step_id,)).fetchone()
+
+    def steps(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM steps").fetchall()
+
+    def begin_attempt(self, step_id: str, run_id: int, *, check: bool, actual_start: str) -> int:
+        with self.tx():
+            cur = self.db.execute(
+                "INSERT INTO attempts (step_id, run_id, started_at, status, check_mode)"
+                " VALUES (?,?,?,?,?)", (step_id, run_id, now_iso(), "running", int(check)))
+            if not check:
+                self.db.execute(
+                    "UPDATE steps SET state='running', attempts=attempts+1, last_run=?,"
+                    " actual_start=COALESCE(actual_start, ?), actual_end=NULL WHERE id=?",
+                    (run_id, actual_start, step_id))
+            return int(cur.lastrowid)
+
+    def finish_attempt(self, attempt_id: int, step_id: str, *, status: str, state: str | None,
+                       ident: str | None = None, artifact_dir: str | None = None,
+                       stats: dict | None = None, error: str | None = None,
+                       evidence: list[tuple[str, Any]] = (), actual_end: str | None = None,
+                       summary: str | None = None) -> None:
+        """Close an attempt and, unless in check mode (state None), move the step. Atomic."""
+        with self.tx():
+            self.db.execute(
+                "UPDATE attempts SET ended_at=?, status=?, ident=?, artifact_dir=?, stats=?, error=?"
+                " WHERE id=?", (now_iso(), status, ident, artifact_dir,
+                                json.dumps(stats or {}), error, attempt_id))
+            for kind, data in evidence:
+                self.db.execute(
+                    "INSERT INTO evidence (step_id, attempt_id, kind, data, created_at)"
+                    " VALUES (?,?,?,?,?)", (step_id, attempt_id, kind,
+                                            json.dumps(data, ensure_ascii=False, default=str), now_iso()))
+            if state is not None:
+                self.db.execute("UPDATE steps SET state=?, actual_end=?, summary=? WHERE id=?",
+                                (state, actual_end, summary, step_id))
+
+    def abandon_running(self, step_id: str) -> None:
+        """A step left `running` by a crash: close its open attempt as interrupted."""
+        with self.tx():
+            self.db.execute("UPDATE attempts SET status='interrupted', ended_at=? WHERE step_id=?"
+                            " AND status='running'", (now_iso(), step_id))
+            self.db.execute("UPDATE steps SET state='interrupted' WHERE id=? AND state='running'",
+                            (step_id,))
+
+    def set_state(self, step_id: str, state: str, summary: str | None = None) -> None:
+        self.db.execute("UPDATE steps SET state=?, summary=COALESCE(?, summary) WHERE id=?",
+                        (state, summary, step_id))
+
+    # ----------------------------------------------------------- people
+
+    def add_override(self, step_id: str, by: str, reason: str) -> None:
+        self.db.execute("INSERT INTO overrides (step_id, by, reason, at) VALUES (?,?,?,?)",
+                        (step_id, by, reason, now_iso()))
+
+    def open_override(self, step_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM overrides WHERE step_id=? AND used=0 ORDER BY id DESC",
+                               (step_id,)).fetchone()
+
+    def use_override(self, override_id: int) -> None:
+        self.db.execute("UPDATE overrides SET used=1 WHERE id=?", (override_id,))
+
+    def add_confirmation(self, step_id: str, by: str, note: str) -> None:
+        self.db.execute("INSERT INTO confirmations (step_id, by, note, at) VALUES (?,?,?,?)",
+                        (step_id, by, note, now_iso()))
+
+    def confirmation(self, step_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM confirmations WHERE step_id=? ORDER BY id DESC",
+                               (step_id,)).fetchone()
+
+    def record_notification(self, event: str, title: str, body: str, targets: int, ok: bool) -> None:
+        self.db.execute("INSERT INTO notifications (at, event, title, body, targets, ok)"
+                        " VALUES (?,?,?,?,?,?)", (now_iso(), event, title, body, targets, int(ok)))
+
+    # ----------------------------------------------------------- reading
+
+    def evidence(self, step_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT kind, data, created_at FROM evidence WHERE step_id=? ORDER BY id",
+                               (step_id,)).fetchall()
+        return [{"kind": r["kind"], "data": json.loads(r["data"]), "at": r["created_at"]} for r in rows]
+
+    def all(self, table: str) -> list[dict[str, Any]]:
+        assert table in {"runs", "steps", "attempts", "evidence", "overrides", "confirmations",
+                         "plan_changes", "notifications"}
+        return [dict(r) for r in self.db.execute(f"SELECT * FROM {table} ORDER BY rowid")]  # noqa: S608 - fixed names
+
+    def phase_durations(self) -> dict[str, float]:
+        """Seconds each phase took in the journal's runs (first start to last end)."""
+        out: dict[str, float] = {}
+        rows = self.db.execute("SELECT phase, MIN(actual_start) s, MAX(actual_end) e FROM steps"
+                               " WHERE state='done' GROUP BY phase").fetchall()
+        for r in rows:
+            if r["s"] and r["e"]:
+                out[r["phase"]] = (dt.datetime.fromisoformat(r["e"]) -
+                                   dt.datetime.fromisoformat(r["s"])).total_seconds()
+        return out
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.depth_owner = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.depth_owner = True
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self.depth_owner:
+            return
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return t.isoformat() if t else None

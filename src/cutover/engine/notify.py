@@ -1,0 +1,36 @@
+"""Notifications (N16): phase start and end, failures, overrides, through apprise.
+
+Every message is rendered from a Jinja2 template and recorded in the journal with whether
+it was delivered. A delivery failure is reported but never stops the cutover."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apprise
+import jinja2
+
+from cutover.paths import ROOT
+
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROOT / "templates")),
+                          autoescape=False, trim_blocks=True, lstrip_blocks=True,  # noqa: S701 - plain text
+                          undefined=jinja2.StrictUndefined)
+
+
+def render(event: str, **context: Any) -> tuple[str, str]:
+    title = _env.get_template("notify/title.txt.j2").render(event=event, **context).strip()
+    body = _env.get_template("notify/body.txt.j2").render(event=event, **context).strip()
+    return title, body
+
+
+def send(urls: list[str], event: str, journal=None, **context: Any) -> bool:
+    title, body = render(event, **context)
+    ok = True
+    if urls:
+        ap = apprise.Apprise()
+        for url in urls:
+            ap.add(url)
+        ok = bool(ap.notify(title=title, body=body))
+    if journal is not None:
+        journal.record_notification(event, title, body, len(urls), ok)
+    return ok

@@ -1,0 +1,1 @@
+"""The plan: YAML with line numbers → pydantic model → lint."""

@@ -1,0 +1,138 @@
+"""The plan model. Unknown keys are errors (a typo must not silently drop a safeguard)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cutover.plan.times import parse_time
+
+VERBS = ("stop", "deploy", "restore", "followup")
+Verb = Literal["stop", "deploy", "restore", "followup"]
+Kind = Literal["playbook", "gate", "manual", "wait"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Contact(_Strict):
+    name: str
+    role: str = ""
+    contact: str = ""
+
+
+class Step(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    title: str
+    kind: Kind = "playbook"
+    playbook: str | None = None
+    tags: list[str] = []
+    limit: str | None = None
+    vars: dict[str, Any] = {}
+    after: list[str] = []
+    not_before: str | None = None
+    due_by: str | None = None
+    owner: str | None = None
+    cooperating: list[str] = []
+    rollback: str | None = None
+    point_of_no_return: bool = False
+    evidence: list[str] = []
+    requirement: str | None = None  # the mission's N-number this step serves
+    # filled in by the loader: the phase, resolved times
+    phase: str = ""
+    verb: Verb = "stop"
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+
+
+class Phase(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    title: str
+    verb: Verb
+    not_before: str | None = None
+    due_by: str | None = None
+    owner: str | None = None
+    cooperating: list[str] = []
+    requirement: str | None = None
+    steps: list[Step] = Field(min_length=1)
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+
+
+class Meta(_Strict):
+    name: str
+    title: str = ""
+    timezone: str = "UTC"
+    inventory: str = "inventories/lab"
+    release_manifest: str | None = None
+    escalation: list[Contact] = []
+    notify: list[str] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Asia/Shanghai)") from None
+        return value
+
+
+class Plan(_Strict):
+    plan: Meta
+    phases: list[Phase] = Field(min_length=1)
+    path: Path = Path()
+    digest: str = ""
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.plan.timezone)
+
+    def steps(self, verb: str | None = None) -> list[Step]:
+        return [s for p in self.phases for s in p.steps if verb is None or s.verb == verb]
+
+    def step(self, step_id: str) -> Step | None:
+        return next((s for s in self.steps() if s.id == step_id), None)
+
+    def phase(self, phase_id: str) -> Phase | None:
+        return next((p for p in self.phases if p.id == phase_id), None)
+
+
+def resolve_times(plan: Plan, errors: list[tuple[tuple[Any, ...], str, str]]) -> None:
+    """Parse every time; steps inherit their phase's window where they give none."""
+    tz = plan.tz
+
+    def parse(value: str | None, loc: tuple[Any, ...]) -> dt.datetime | None:
+        if value is None:
+            return None
+        try:
+            return parse_time(value, tz)
+        except ValueError as exc:
+            errors.append((loc, str(exc), "fix the date; the validator knows each month's length"))
+            return None
+
+    for pi, phase in enumerate(plan.phases):
+        phase.start = parse(phase.not_before, ("phases", pi, "not_before"))
+        phase.end = parse(phase.due_by, ("phases", pi, "due_by"))
+        for si, step in enumerate(phase.steps):
+            step.phase, step.verb = phase.id, phase.verb
+            loc = ("phases", pi, "steps", si)
+            step.start = parse(step.not_before, (*loc, "not_before")) or phase.start
+            step.end = parse(step.due_by, (*loc, "due_by")) or phase.end
+            if step.owner is None:
+                step.owner = phase.owner
+            if not step.cooperating:
+                step.cooperating = list(phase.cooperating)
+
+
+def digest_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+__all__ = ["VERBS", "Phase", "Plan", "Step", "ValidationError", "digest_of", "resolve_times"]
