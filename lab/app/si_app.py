@@ -33,6 +33,22 @@ PORT = int(os.environ.get("SI_PORT", "8080"))
 UPSTREAMS: dict[str, str] = json.loads(os.environ.get("SI_UPSTREAMS", "{}") or "{}")
 
 BUSINESS = {"/collection", "/account", "/benefit-payment", "/approval"}
+# Written by the channel_notice role during a maintenance window (N2, N4): which business
+# functions (or all) answer 503 with the friendly notice (友情提示) instead of working.
+MAINTENANCE_DIR = Path(os.environ.get("SI_MAINTENANCE_DIR", "/etc/si/maintenance"))
+
+
+def maintenance() -> dict | None:
+    try:
+        return json.loads((MAINTENANCE_DIR / f"{COMPONENT}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def blocked_by(notice: dict | None, path: str) -> bool:
+    if not notice:
+        return False
+    return notice.get("scope") == "all" or path.strip("/") in notice.get("functions", [])
 
 
 class HttpError(Exception):
@@ -128,16 +144,23 @@ def health() -> dict:
     if MODE == "core":
         with _db() as conn:
             conn.execute("SELECT 1")
-    return {"status": "ok", "component": COMPONENT, "version": VERSION}
+    notice = maintenance()
+    out = {"status": "ok", "component": COMPONENT, "version": VERSION}
+    if notice:
+        out["maintenance"] = {"scope": notice.get("scope"), "functions": notice.get("functions", [])}
+    return out
 
 
 class Handler(BaseHTTPRequestHandler):
     server_version = f"si-app/{VERSION}"
 
-    def _send(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode()
+    def _send(self, status: int, payload: dict, html: str | None = None) -> None:
+        as_html = html is not None and "text/html" in (self.headers.get("Accept") or "")
+        data = html.encode() if as_html else json.dumps(payload, ensure_ascii=False).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", ("text/html" if as_html else "application/json") + "; charset=utf-8")
+        if status == 503:
+            self.send_header("Retry-After", "3600")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -162,6 +185,10 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path not in BUSINESS:
             self._send(404, {"ok": False, "error": f"no such endpoint {path}"})
+            return
+        notice = maintenance()
+        if blocked_by(notice, path):
+            self._send(503, notice.get("json", {"ok": False, "error": "maintenance"}), notice.get("html"))
             return
         length = int(self.headers.get("Content-Length") or 0)
         try:

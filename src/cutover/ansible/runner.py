@@ -69,11 +69,21 @@ class PlaybookResult:
 
 
 def _message(res: dict[str, Any]) -> str:
+    items = [r for r in res.get("results") or [] if isinstance(r, dict) and r.get("failed")]
+    if items:  # a loop: say which items failed and why, not just "One or more items failed"
+        parts = [f"{_label(r)}: {_message(r)}" for r in items[:5]]
+        more = f" (and {len(items) - 5} more)" if len(items) > 5 else ""
+        return "; ".join(parts) + more
     for key in ("msg", "stderr", "module_stderr", "reason"):
         val = res.get(key)
         if val:
             return str(val).strip().splitlines()[-1][:500] if key != "msg" else str(val)[:800]
     return "failed"
+
+
+def _label(item_result: dict[str, Any]) -> str:
+    label = item_result.get("_ansible_item_label", item_result.get("item", "?"))
+    return str(label)[:120]
 
 
 def run_playbook(

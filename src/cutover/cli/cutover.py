@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 
@@ -9,7 +10,8 @@ from invoke import Context, Exit, task
 from rich.table import Table
 
 from cutover.cli.common import refusals
-from cutover.engine import executor, status as status_mod
+from cutover.engine import executor
+from cutover.engine import status as status_mod
 from cutover.engine.executor import Executor, RunOptions
 from cutover.engine.journal import Journal
 from cutover.paths import resolve
@@ -78,7 +80,7 @@ followup = _make_verb("followup", "Run the plan's follow-up steps (the next-day 
             "json": "machine-readable output with every evidence record"})
 @refusals
 def status(c: Context, plan: str | None = None, journal: str | None = None,
-           json: bool = False) -> None:  # noqa: A002 - the option is --json
+           json: bool = False) -> None:  # the option is --json
     """Every step: state, planned vs actual times, who acted, evidence, by site."""
     cfg = c.config.cutover
     the_plan, _ = lint_check(plan or cfg.plan)
@@ -115,8 +117,6 @@ _json = json
 
 
 def _short(value: str | None, tz) -> str:
-    import datetime as dt
-
     return fmt(dt.datetime.fromisoformat(value), tz)[5:] if value else ""
 
 

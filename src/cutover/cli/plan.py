@@ -47,7 +47,7 @@ def check(c: Context, plan: str | None = None, inventory: str | None = None,
 
 @task(help={"plan": "plan file (default from invoke.yaml)", "json": "machine-readable"})
 @refusals
-def show(c: Context, plan: str | None = None, json: bool = False) -> None:  # noqa: A002
+def show(c: Context, plan: str | None = None, json: bool = False) -> None:
     """The timeline: phases, steps, times, owners."""
     the_plan, problems = load_plan(plan or c.config.cutover.plan)
     if the_plan is None or any(p.severity == "error" for p in problems):

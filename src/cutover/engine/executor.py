@@ -25,7 +25,7 @@ from cutover.lab.lab import active_limit
 from cutover.lab.topology import load_inventory
 from cutover.paths import resolve
 from cutover.plan.lint import check as lint_check
-from cutover.plan.model import VERBS, Plan, Step
+from cutover.plan.model import VERBS, Step
 from cutover.plan.times import fmt
 
 EXIT_FAILED = 1
@@ -70,7 +70,7 @@ def ordered(steps: list[Step], plan_order: dict[str, int]) -> list[Step]:
     def key(s: Step) -> tuple:
         return (s.start or far, plan_order[s.id], s.id)
 
-    ready = [key(s) + (s,) for s in steps if indeg[s.id] == 0]
+    ready = [(*key(s), s) for s in steps if indeg[s.id] == 0]
     heapq.heapify(ready)
     out = []
     while ready:
@@ -79,7 +79,7 @@ def ordered(steps: list[Step], plan_order: dict[str, int]) -> list[Step]:
         for c in children[s.id]:
             indeg[c.id] -= 1
             if indeg[c.id] == 0:
-                heapq.heappush(ready, key(c) + (c,))
+                heapq.heappush(ready, (*key(c), c))
     return out
 
 

@@ -8,8 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from cutover.errors import CutoverError
 from cutover.engine.journal import now_iso, operator
+from cutover.errors import CutoverError
 
 
 class RunLock:

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from cutover.engine.journal import Journal
+from cutover.errors import CutoverError
 from cutover.lab.topology import load_inventory
 from cutover.plan.model import Plan
 
@@ -38,7 +39,7 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
         try:
             hv = load_inventory(inventory).get("_meta", {}).get("hostvars", {})
             sites = {h: v.get("cutover_site", "") for h, v in hv.items() if v.get("cutover_site")}
-        except Exception:  # noqa: BLE001 - status must show even with a broken inventory
+        except CutoverError:  # status must show even with a broken inventory
             sites = {}
     rows = {r["id"]: dict(r) for r in journal.steps()} if journal else {}
     overrides = journal.all("overrides") if journal else []

@@ -101,7 +101,10 @@ def _run_args(h: LabHost, tag: str) -> list[str]:
 
 
 def _config_hash(h: LabHost, tag: str) -> str:
-    return hashlib.sha256(json.dumps(_run_args(h, tag)).encode()).hexdigest()[:16]
+    """Changes when the container must be made anew: image, mounts, or the sample app's
+    sources (a release directory is never rewritten in place, so new code needs a new host)."""
+    app = hashlib.sha256(b"".join((artifacts.APP_SRC / f).read_bytes() for f in artifacts.FILES))
+    return hashlib.sha256(json.dumps([*_run_args(h, tag), app.hexdigest()]).encode()).hexdigest()[:16]
 
 
 def containers() -> dict[str, dict[str, Any]]:

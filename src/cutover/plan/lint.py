@@ -5,6 +5,7 @@ Errors stop a run before the first host is touched; warnings are printed and rec
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 from dataclasses import dataclass
@@ -108,8 +109,16 @@ def _step_locs(plan: Plan) -> dict[str, tuple[Any, ...]]:
 def _lint(plan: Plan, doc: LoadedYaml, add, inventory: str | Path | None,
           durations: dict[str, float]) -> None:
     locs = _step_locs(plan)
+    by_id = _lint_ids_windows_owners(plan, doc, add, locs)
+    _lint_dependencies(plan, add, locs, by_id)
+    _lint_verb_order(plan, add, locs)
+    _lint_playbooks(plan, add, locs)
+    _lint_inventory(plan, add, locs, inventory)
+    _lint_durations(plan, add, durations)
+
+
+def _lint_ids_windows_owners(plan: Plan, doc: LoadedYaml, add, locs) -> dict[str, Any]:
     by_id: dict[str, Any] = {}
-    # ids
     seen_phases: set[str] = set()
     for pi, phase in enumerate(plan.phases):
         if phase.id in seen_phases:
@@ -134,7 +143,10 @@ def _lint(plan: Plan, doc: LoadedYaml, add, inventory: str | Path | None,
             if step.kind in ("playbook", "gate") and not step.playbook:
                 add(loc, f"step {step.id} is a {step.kind} step without a playbook",
                     "add `playbook:` or make it a manual step")
-    # dependencies
+    return by_id
+
+
+def _lint_dependencies(plan: Plan, add, locs, by_id: dict[str, Any]) -> None:
     for step in plan.steps():
         loc = locs[step.id]
         for dep in step.after:
@@ -151,7 +163,10 @@ def _lint(plan: Plan, doc: LoadedYaml, add, inventory: str | Path | None,
     if cycle:
         add((*locs[cycle[0]], "after"), "dependency cycle: " + " → ".join([*cycle, cycle[0]]),
             "a step cannot wait for itself; remove one of these `after:` entries")
-    # verbs in order: each verb's steps start no earlier than every step of the verbs before it
+
+
+def _lint_verb_order(plan: Plan, add, locs) -> None:
+    """Each verb's steps start no earlier than every step of the verbs before it."""
     latest: dict[str, tuple[Any, Any]] = {}
     for step in plan.steps():
         if step.start and (step.verb not in latest or step.start > latest[step.verb][0]):
@@ -164,9 +179,10 @@ def _lint(plan: Plan, doc: LoadedYaml, add, inventory: str | Path | None,
                     f"is scheduled before {earlier} step {other.id} ({_t(other.start)}) it follows",
                     f"{step.verb} comes after {earlier}: fix the dates or the phase's verb")
                 break
-    _lint_playbooks(plan, add, locs)
-    _lint_inventory(plan, add, locs, inventory)
-    # measured durations from an earlier rehearsal
+
+
+def _lint_durations(plan: Plan, add, durations: dict[str, float]) -> None:
+    """Warn when a phase took longer in an earlier rehearsal than its window allows."""
     for pi, phase in enumerate(plan.phases):
         took = durations.get(phase.id)
         if took and phase.start and phase.end:
@@ -187,8 +203,6 @@ def _dur(seconds: float) -> str:
 
 
 def _close_match(word: str, known) -> str:
-    import difflib
-
     match = difflib.get_close_matches(word, list(known), n=1)
     return f"did you mean {match[0]!r}?" if match else "check the step ids in this plan"
 
@@ -250,7 +264,7 @@ def playbook_tags(path: Path) -> frozenset[str]:
                     from_role(str(item[key].get("name", "")))
 
     def from_role(name: str) -> None:
-        role_dir = resolve("roles") / name.split(".")[-1]
+        role_dir = resolve("roles") / name.rsplit(".", maxsplit=1)[-1]
         for f in sorted((role_dir / "tasks").glob("*.yml")):
             from_file(f, f.parent)
 

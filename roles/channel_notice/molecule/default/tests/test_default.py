@@ -1,0 +1,46 @@
+"""What a user of the channel sees while the notice is up."""
+
+import json
+import os
+
+import testinfra.utils.ansible_runner
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
+    os.environ["MOLECULE_INVENTORY_FILE"]
+).get_hosts("all")
+
+
+def curl(host, path, accept="application/json"):
+    out = host.check_output(
+        f"curl -s -H 'Accept: {accept}' -w '\\n%{{http_code}}' http://127.0.0.1:18088{path}")
+    body, _, code = out.rpartition("\n")
+    return int(code), body
+
+
+def test_collection_answers_503_with_the_json_notice(host):
+    code, body = curl(host, "/online/collection/")
+    assert code == 503
+    notice = json.loads(body)
+    assert notice["code"] == "MAINTENANCE"
+    assert notice["until"] == "2023-12-01 13:00"
+    assert "征缴类业务、账户类业务" in notice["message"]
+
+
+def test_a_browser_gets_the_html_notice(host):
+    code, body = curl(host, "/online/account", accept="text/html")
+    assert code == 503
+    assert "友情提示" in body
+    assert "2023-11-20 18:00" in body
+
+
+def test_benefit_payment_keeps_working(host):
+    code, body = curl(host, "/online/benefit-payment/")
+    assert code == 200
+    assert "benefit-payment works" in body
+
+
+def test_component_maintenance_file_names_the_functions(host):
+    data = json.loads(host.file("/etc/si/maintenance/demo-core.json").content_string)
+    assert data["scope"] == "functions"
+    assert data["functions"] == ["collection", "account"]
+    assert "友情提示" in data["html"]
