@@ -1,5 +1,5 @@
 """`lab.up` is idempotent and refuses what it cannot do without touching the lab;
-`lab.down` removes the lab's containers and nothing else. (Runs last: z-ordering.)"""
+`lab.down` is tested last, in test_zz_down.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 
 from cutover.errors import CutoverError
 from cutover.lab import lab as labmod
-from cutover.lab.podman import podman
 
 from .conftest import CITIES, SCALE, SEED
 
@@ -38,19 +37,3 @@ def test_a_taken_port_is_named_and_nothing_is_started(lab):
     after = labmod.containers()
     assert "counter-yangquan" not in after
     assert {k: v["state"] for k, v in after.items()} == {k: v["state"] for k, v in before.items()}
-
-
-def test_zz_down_removes_the_lab_and_nothing_else(lab):
-    other = "cutover-test-bystander"
-    podman("rm", "-f", other, check=False)
-    podman("create", "--name", other, labmod.image.LATEST, "true")
-    try:
-        removed = labmod.down(say=print)
-        assert set(removed) == {h.name for h in lab["hosts"]}
-        assert labmod.containers() == {}
-        vols = podman("volume", "ls", "-q", "--filter", "label=cutover.lab=1").stdout.split()
-        assert vols == []
-        assert podman("container", "exists", other, check=False).returncode == 0
-        assert not labmod.STATE_FILE.exists()
-    finally:
-        podman("rm", "-f", other, check=False)

@@ -1,0 +1,26 @@
+"""`lab.down` removes the lab's containers and volumes, and nothing else. Runs last."""
+
+from __future__ import annotations
+
+import pytest
+
+from cutover.lab import lab as labmod
+from cutover.lab.podman import podman
+
+pytestmark = pytest.mark.lab
+
+
+def test_down_removes_the_lab_and_nothing_else(lab):
+    other = "cutover-test-bystander"
+    podman("rm", "-f", other, check=False)
+    podman("create", "--name", other, labmod.image.LATEST, "true")
+    try:
+        removed = labmod.down(say=print)
+        assert set(removed) >= {h.name for h in lab["hosts"]}
+        assert labmod.containers() == {}
+        vols = podman("volume", "ls", "-q", "--filter", "label=cutover.lab=1").stdout.split()
+        assert vols == []
+        assert podman("container", "exists", other, check=False).returncode == 0
+        assert not labmod.STATE_FILE.exists()
+    finally:
+        podman("rm", "-f", other, check=False)
