@@ -7,6 +7,9 @@ One program plays every business component of the lab, configured by environment
 - mode ``core``: the business system of one insurance line; owns that line's database.
 - mode ``front``: a channel or interface (counter, gateway, shared platform, online
   platform, app back-end); forwards business requests to the core service of the line.
+- mode ``sink``: the lab's stand-in for the chat groups and the tax department's inbox
+  (N6, N16): POST /notify records a message (apprise's json:// format), GET /messages
+  lists them.
 
 Endpoints: GET /health, GET /version, POST /collection, POST /account,
 POST /benefit-payment, POST /approval. Only the standard library and python3-psycopg
@@ -33,6 +36,7 @@ PORT = int(os.environ.get("SI_PORT", "8080"))
 UPSTREAMS: dict[str, str] = json.loads(os.environ.get("SI_UPSTREAMS", "{}") or "{}")
 
 BUSINESS = {"/collection", "/account", "/benefit-payment", "/approval"}
+SINK_FILE = Path(os.environ.get("SI_SINK_FILE", "/var/lib/si-notify/messages.jsonl"))
 # Written by the channel_notice role during a maintenance window (N2, N4): which business
 # functions (or all) answer 503 with the friendly notice (友情提示) instead of working.
 MAINTENANCE_DIR = Path(os.environ.get("SI_MAINTENANCE_DIR", "/etc/si/maintenance"))
@@ -174,7 +178,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(500, {"ok": False, "error": repr(exc), "component": COMPONENT})
 
     def do_GET(self) -> None:
-        if self.path == "/health":
+        if MODE == "sink" and self.path == "/messages":
+            lines = SINK_FILE.read_text(encoding="utf-8").splitlines() if SINK_FILE.exists() else []
+            self._send(200, {"messages": [json.loads(x) for x in lines if x.strip()]})
+        elif self.path == "/health":
             self._guard(health)
         elif self.path == "/version":
             self._guard(lambda: {"component": COMPONENT, "version": VERSION})
@@ -183,6 +190,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
+        if MODE == "sink" and path == "/notify":
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                message = json.loads(self.rfile.read(length) or b"{}")
+            except json.JSONDecodeError:
+                self._send(400, {"ok": False, "error": "body is not JSON"})
+                return
+            SINK_FILE.parent.mkdir(parents=True, exist_ok=True)
+            with SINK_FILE.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(message, ensure_ascii=False) + "\n")
+            self._send(200, {"ok": True})
+            return
         if path not in BUSINESS:
             self._send(404, {"ok": False, "error": f"no such endpoint {path}"})
             return

@@ -1,4 +1,5 @@
-"""The stop side of the shipped plan (N1–N4) on the lab, through the engine.
+"""The stop side of the shipped plan (N1–N4) on the lab, through the engine, then the
+deploy (N8), a restore that fails at its stage and resumes, version checks and the rollback.
 
 A fresh lab with one pending approval (lab fault `pending-approval`): the stop halts at the
 N3 gate naming the agency and the approval, nothing after it runs; during the freeze (N2)
@@ -19,6 +20,7 @@ from cutover.ansible import run_playbook
 from cutover.engine import executor
 from cutover.engine.executor import Executor, RunOptions, StepFailed
 from cutover.engine.journal import Journal
+from cutover.lab import artifacts
 from cutover.lab import lab as labmod
 from cutover.lab.topology import LAB_INVENTORY
 from cutover.paths import ROOT
@@ -151,3 +153,105 @@ def test_a_rerun_after_a_completed_stop_changes_nothing(run, tmp_path):
                           artifacts_dir=tmp_path, limit=labmod.active_limit(LAB_INVENTORY))
     assert result.ok, result.summary()
     assert sum(v.get("changed", 0) for v in result.stats.values()) == 0, result.stats
+
+
+# --------------------------------------------------------------------------- deploy (N8)
+
+
+def test_a_tampered_artifact_is_refused_before_anything_is_unpacked(run, tmp_path):
+    import yaml
+
+    manifest = yaml.safe_load((ROOT / "releases" / "shanxi-2023-11.yml").read_text())
+    original = ROOT / manifest["artifacts"]["si-app"]["path"]
+    tampered = tmp_path / original.name
+    tampered.write_bytes(original.read_bytes() + b"\0")
+    manifest["artifacts"]["si-app"]["path"] = str(tampered)
+    bad = tmp_path / "manifest.yml"
+    bad.write_text(yaml.safe_dump(manifest, allow_unicode=True))
+    result = run_playbook(ROOT / "playbooks/deploy/deploy.yml", LAB_INVENTORY, ident="tampered",
+                          artifacts_dir=tmp_path, limit=labmod.active_limit(LAB_INVENTORY),
+                          extravars={"cutover_release_manifest": str(bad)})
+    assert not result.ok
+    assert "is not the manifest's" in result.summary()
+    assert "no host was changed" in result.summary()
+    listing = host("core-qyyl").check_output("ls /opt/si-core-qyyl/releases")
+    assert listing.split() == [artifacts.OLD]
+
+
+def test_deploy_moves_every_component_to_the_new_release(run):
+    assert Executor("deploy", run).run() == 0
+    for name, component in (("core-qyyl", "si-core-qyyl"), ("counter-taiyuan", "si-counter"),
+                            ("portal1", "si-app-minsheng"), ("jobs1", "si-jobs")):
+        t = host(name)
+        assert t.file(f"/opt/{component}/current/VERSION").content_string.strip() == artifacts.NEW
+        assert t.file(f"/opt/{component}/PREVIOUS").content_string.strip() == artifacts.OLD
+    assert not host("core-qyyl").service("si-core-qyyl").is_running  # stays stopped for the window
+
+
+def test_restore_stops_at_the_failing_stage_naming_host_and_service_then_resumes(run):
+    t = host("core-gs")
+    t.run_expect([0], "mv /opt/si-core-gs/current/si_app.py /opt/si-core-gs/current/si_app.py.moved")
+    with pytest.raises(StepFailed) as err:
+        Executor("restore", run).run()
+    msg = err.value.message
+    assert "step n9-restore-core failed" in msg
+    assert "core-gs" in msg
+    assert "si-core-gs.service on core-gs did not become started" in msg
+    assert "si_app.py" in msg  # the tail of the unit's journal names the missing program
+    j = Journal.open(run.journal)
+    try:
+        st = {r["id"]: r["state"] for r in j.steps()}
+        assert st["n9-restore-core"] == "failed"
+        assert st["n10-restore-interfaces"] == "pending"
+    finally:
+        j.close()
+    assert not host("gw1").service("si-gateway").is_running  # the next stage did not start
+    t.run_expect([0], "mv /opt/si-core-gs/current/si_app.py.moved /opt/si-core-gs/current/si_app.py")
+    assert Executor("restore", run).run() == 0
+    j = Journal.open(run.journal)
+    try:
+        order = [r["id"] for r in j.db.execute(
+            "SELECT id FROM steps WHERE verb='restore' ORDER BY actual_start, rowid")]
+        assert order[:5] == ["n9-restore-core", "n10-restore-interfaces", "n11-restore-counters",
+                             "n12-restore-online", "n12-verify-versions"]
+    finally:
+        j.close()
+
+
+def test_after_the_restore_every_probe_reports_the_new_release(run, tmp_path):
+    from cutover.cli.verify import check_versions
+
+    rows, problems = check_versions("releases/shanxi-2023-11.yml", str(LAB_INVENTORY), limit=None,
+                                    require_running=True, artifacts=str(tmp_path))
+    assert problems == []
+    assert rows
+    assert all(r["ok"] for r in rows), [r for r in rows if not r["ok"]]
+    assert any(r["probe"].startswith("http") for r in rows)
+
+
+def test_a_version_file_that_disagrees_with_the_running_process_fails(run, tmp_path):
+    from cutover.cli.verify import check_versions
+
+    t = host("core-gs")
+    t.run_expect([0], f"echo 2023.11.9 > /opt/si-core-gs/releases/{artifacts.NEW}/VERSION")
+    try:
+        rows, _ = check_versions("releases/shanxi-2023-11.yml", str(LAB_INVENTORY), limit="core",
+                                 require_running=True, artifacts=str(tmp_path))
+    finally:
+        t.run_expect([0], f"echo {artifacts.NEW} > /opt/si-core-gs/releases/{artifacts.NEW}/VERSION")
+    bad = [(r["host"], r["component"], r["probe"].split()[0], r["found"]) for r in rows if not r["ok"]]
+    assert bad == [("core-gs", "si-core-gs", "file", "2023.11.9")]
+
+
+def test_rollback_brings_every_component_back_to_the_old_release(run, tmp_path):
+    from cutover.cli.verify import check_versions
+
+    rows = executor.rollback(run)
+    assert rows
+    assert {r["found"] for r in rows if r["probe"].startswith("file")} == {artifacts.OLD}
+    rows, _ = check_versions("releases/shanxi-2023-11.yml", str(LAB_INVENTORY), limit=None,
+                             require_running=True, artifacts=str(tmp_path))
+    http = [r for r in rows if r["probe"].startswith("http")]
+    assert http
+    assert {r["found"] for r in http} == {artifacts.OLD}  # running processes are old again
+    assert not any(r["ok"] for r in rows)  # and every host is named as not on the release

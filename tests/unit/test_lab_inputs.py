@@ -105,3 +105,15 @@ def test_lab_cli_refuses_bad_options_without_a_traceback(args, message):
     out = proc.stdout + proc.stderr
     assert message in out
     assert "Traceback" not in out
+
+
+def test_release_manifest_names_the_artifact_lab_up_builds(tmp_path):
+    import yaml
+
+    manifest = yaml.safe_load((ROOT / "releases" / "shanxi-2023-11.yml").read_text())
+    built = artifacts.build(tmp_path)
+    entry = manifest["artifacts"]["si-app"]
+    assert entry["version"] == artifacts.NEW
+    assert entry["previous"] == artifacts.OLD
+    assert entry["sha256"] == built[artifacts.NEW][1], (
+        f"lab/app changed: set sha256 of si-app in releases/shanxi-2023-11.yml to {built[artifacts.NEW][1]}")

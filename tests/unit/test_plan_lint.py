@@ -202,3 +202,19 @@ def test_plan_check_cli_prints_file_line_and_exits_1_without_traceback(tmp_path)
     line = line_of(bad.read_text(), "2023-11-31 24:00")
     assert f"{bad}:{line}: 2023-11-31 24:00: 2023-11-31 does not exist (November 2023 has 30 days)" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_json_schema_accepts_the_shipped_plan_and_rejects_an_unknown_key():
+    import json
+
+    import jsonschema
+    import yaml
+
+    proc = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "plan.schema"],
+                          capture_output=True, text=True, cwd=ROOT, check=True)
+    schema = json.loads(proc.stdout)
+    data = yaml.safe_load(SHIPPED.read_text())
+    jsonschema.validate(data, schema)
+    data["phases"][0]["steps"][0]["owener"] = "x"
+    with pytest.raises(jsonschema.ValidationError, match="owener"):
+        jsonschema.validate(data, schema)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from cutover.cli import cutover, lab, plan, test
+from cutover.cli import cutover, lab, plan, test, verify
 
 
 def namespace() -> Collection:
@@ -12,6 +12,7 @@ def namespace() -> Collection:
     ns.add_collection(Collection.from_module(lab), name="lab")
     ns.add_collection(Collection.from_module(plan), name="plan")
     ns.add_collection(Collection.from_module(cutover), name="cutover")
+    ns.add_collection(Collection.from_module(verify), name="verify")
     ns.add_task(test.run_tests, name="test")
     ns.configure({
         "cutover": {"plan": "plans/shanxi-2023-11.yml", "inventory": "inventories/lab",

@@ -17,6 +17,7 @@ from cutover.engine.journal import Journal
 from cutover.paths import resolve
 from cutover.plan.lint import check as lint_check
 from cutover.plan.times import fmt
+from cutover.report import render
 from cutover.ui import PlaybookProgress, console
 
 COMMON_HELP = {
@@ -136,3 +137,30 @@ def override(c: Context, step: str, by: str, reason: str, plan: str | None = Non
              journal: str | None = None) -> None:
     """Let a failed gate (or an overdue step) pass; recorded and notified."""
     console.print(executor.override(options(c, plan, None, journal), step, by, reason))
+
+
+@task(help={"plan": COMMON_HELP["plan"], "inventory": COMMON_HELP["inventory"],
+            "journal": COMMON_HELP["journal"], "limit": COMMON_HELP["limit"],
+            "yes": COMMON_HELP["yes"]})
+@refusals
+def rollback(c: Context, plan: str | None = None, inventory: str | None = None,
+             journal: str | None = None, limit: str | None = None, yes: bool = False) -> None:
+    """The way back: every component to the release it replaced, verified; recorded."""
+    opts = options(c, plan, inventory, journal, limit=limit, yes=yes)
+    rows = executor.rollback(opts)
+    console.print(f"rolled back: {len(rows)} probe(s) on {len({r['host'] for r in rows})} host(s) "
+                  "report the previous release")
+
+
+@task(help={"plan": COMMON_HELP["plan"], "journal": COMMON_HELP["journal"],
+            "output": "directory for report.md, .html and .json (default: beside the journal)"})
+@refusals
+def report(c: Context, plan: str | None = None, journal: str | None = None,
+           output: str | None = None) -> None:
+    """The record of the run: Markdown, self-contained HTML and JSON."""
+    cfg = c.config.cutover
+    the_plan, _ = lint_check(plan or cfg.plan)
+    jpath = resolve(journal or cfg.journal)
+    out = resolve(output) if output else jpath.parent
+    for kind, path in render.build(the_plan, jpath, out).items():
+        console.print(f"report ({kind}): {path}")

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import time
 
 from invoke import Context, Exit, task
 from rich.table import Table
 
 from cutover.cli.common import refusals
+from cutover.engine.executor import Executor, RunOptions
 from cutover.lab import lab as labmod
+from cutover.paths import resolve
+from cutover.plan.lint import check as lint_check
+from cutover.plan.model import VERBS
+from cutover.report import render
 from cutover.ui import PlaybookProgress, console
 
 
@@ -77,3 +84,42 @@ def _show(st: dict, *, as_json: bool) -> None:
         bad = [h["host"] for h in st["hosts"] if not h["healthy"]]
         raise Exit(f"lab unhealthy: {', '.join(bad) or 'no hosts'}" if bad or not st["hosts"]
                    else "lab unhealthy", code=1)
+
+
+@task(
+    help={
+        "cities": "counter hosts to start, one per city (default from invoke.yaml)",
+        "scale": "insured persons per insurance line",
+        "fresh": "start from a new lab (default); --no-fresh reuses the running one",
+    },
+)
+@refusals
+def rehearse(c: Context, cities: int | None = None, scale: int | None = None, fresh: bool = True) -> None:
+    """The README's main job: lab up, the whole shipped plan on the rehearsal clock, the report."""
+    started = time.monotonic()
+    if fresh:
+        labmod.down(say=console.print)
+    labmod.up(cities=int(cities if cities is not None else c.config.lab.cities),
+              scale=int(scale if scale is not None else c.config.lab.scale),
+              seed=int(c.config.lab.seed), faults=[], say=console.print,
+              progress_factory=PlaybookProgress)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = resolve(c.config.cutover.artifacts) / "rehearsals" / stamp
+    journal = out / "journal.sqlite"
+    plan = c.config.cutover.plan
+    for verb in VERBS:
+        console.rule(f"cutover.{verb} (rehearsal)")
+        opts = RunOptions(plan=plan, journal=str(journal), artifacts=str(out), rehearsal=True,
+                          auto_confirm=True, say=console.print, progress_factory=PlaybookProgress)
+        Executor(verb, opts).run()
+    the_plan, _ = lint_check(plan)
+    paths = render.build(the_plan, journal, out)
+    latest = out.parent / "latest"
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(out.name)
+    console.rule("rehearsal complete")
+    console.print(f"every step of {the_plan.plan.name} done in {time.monotonic() - started:.0f} s")
+    console.print(f"journal: {journal}")
+    for kind, path in paths.items():
+        console.print(f"report ({kind}): {path}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +19,14 @@ from typing import Any
 from cutover.ansible import HostFailure, run_playbook
 from cutover.engine import notify
 from cutover.engine.clock import Clock, RehearsalClock
-from cutover.engine.journal import Journal, operator
+from cutover.engine.journal import Journal, now_iso, operator
 from cutover.engine.lock import RunLock
 from cutover.errors import CutoverError
 from cutover.lab.lab import active_limit
 from cutover.lab.topology import load_inventory
 from cutover.paths import resolve
 from cutover.plan.lint import check as lint_check
-from cutover.plan.model import VERBS, Step
+from cutover.plan.model import VERBS, Plan, Step
 from cutover.plan.times import fmt
 
 EXIT_FAILED = 1
@@ -81,6 +82,17 @@ def ordered(steps: list[Step], plan_order: dict[str, int]) -> list[Step]:
             if indeg[c.id] == 0:
                 heapq.heappush(ready, (*key(c), c))
     return out
+
+
+def notify_urls(plan: Plan, inventory: Path) -> list[str]:
+    """The plan's notification URLs and the inventory's `cutover_notify_urls` (N16)."""
+    urls = list(plan.plan.notify)
+    hostvars = load_inventory(inventory).get("_meta", {}).get("hostvars", {})
+    for hv in hostvars.values():
+        for url in hv.get("cutover_notify_urls") or []:
+            if isinstance(url, str) and "{{" not in url and url not in urls:
+                urls.append(url)  # vaulted or templated URLs are resolved by Ansible, not here
+    return urls
 
 
 def is_production(inventory: Path) -> bool:
@@ -180,7 +192,7 @@ class Executor:
         order = ordered(self.steps, {s.id: i for i, s in enumerate(self.plan.steps())})
         first = min((s.start for s in order if s.start), default=None)
         self.clock = o.clock or (RehearsalClock(first) if o.rehearsal else Clock())
-        self.urls = o.notify_urls if o.notify_urls is not None else list(self.plan.plan.notify)
+        self.urls = o.notify_urls if o.notify_urls is not None else notify_urls(self.plan, self.inventory)
         run_id = j.start_run(self.verb, rehearsal=o.rehearsal, check=o.check,
                              plan_hash=self.plan.digest, who=who,
                              options={"limit": o.limit, "inventory": str(self.inventory),
@@ -317,6 +329,8 @@ class Executor:
                      "cutover_run": self.run_id, "cutover_rehearsal": o.rehearsal,
                      "cutover_planned_start": fmt(step.start, self.plan.tz),
                      "cutover_planned_end": fmt(step.end, self.plan.tz)}
+        if self.plan.plan.release_manifest:
+            extravars.setdefault("cutover_release_manifest", str(resolve(self.plan.plan.release_manifest)))
         limit = combine_limits(step.limit, o.limit, active_limit(self.inventory))
         progress = self.o.progress_factory(step.id) if self.o.progress_factory else None
         try:
@@ -395,7 +409,8 @@ def override(opts: RunOptions, step_id: str, by: str, reason: str) -> str:
     try:
         j.bind_plan(plan, accept_change=False, by=operator())
         j.add_override(step_id, by.strip(), reason.strip())
-        urls = opts.notify_urls if opts.notify_urls is not None else list(plan.plan.notify)
+        urls = (opts.notify_urls if opts.notify_urls is not None
+                else notify_urls(plan, resolve(opts.inventory or plan.plan.inventory)))
         notify.send(urls, "override", j, plan=plan, subject=f"{step.id} {step.title}",
                     phase=plan.phase(step.phase), detail=f"{by}: {reason}", operator=operator(),
                     at=fmt(dt.datetime.now(plan.tz)), rehearsal=opts.rehearsal)
@@ -421,3 +436,53 @@ def confirm(opts: RunOptions, step_id: str, by: str, note: str) -> str:
     finally:
         j.close()
     return f"confirmation of {step_id} by {by} recorded; run cutover.{step.verb} to continue"
+
+
+ROLLBACK_PLAYBOOK = "playbooks/deploy/rollback.yml"
+
+
+def rollback(opts: RunOptions) -> list[dict[str, Any]]:
+    """Switch every component of the plan's release manifest back to its previous release.
+
+    Runs under the journal's lock and is recorded as a run of its own, with what every
+    probe reported afterwards as evidence."""
+    plan, _ = lint_check(opts.plan, opts.inventory)
+    if not plan.plan.release_manifest:
+        raise CutoverError(f"plan {plan.plan.name} names no release_manifest; nothing to roll back")
+    inventory = resolve(opts.inventory or plan.plan.inventory)
+    if is_production(inventory) and not opts.yes:
+        ask = opts.confirm_prompt
+        if ask is None or not ask(f"{inventory} is a PRODUCTION inventory. Roll back every component?"):
+            raise CutoverError("not confirmed; nothing was run", "answer yes, or pass --yes")
+    journal = Journal.open(resolve(opts.journal))
+    lock = RunLock(journal.path)
+    try:
+        lock.acquire("rollback")
+        journal.bind_plan(plan, accept_change=opts.accept_plan_change, by=operator())
+        run_id = journal.start_run("rollback", rehearsal=opts.rehearsal, check=False,
+                                   plan_hash=plan.digest, options={"limit": opts.limit}, who=operator())
+        progress = opts.progress_factory("rollback") if opts.progress_factory else None
+        manifest = str(resolve(plan.plan.release_manifest))
+        if progress:
+            progress.__enter__()
+        try:
+            result = run_playbook(resolve(ROLLBACK_PLAYBOOK), inventory, ident=f"run{run_id:04d}-rollback",
+                                  artifacts_dir=resolve(opts.artifacts) / f"run-{run_id:04d}-rollback",
+                                  limit=combine_limits(opts.limit, active_limit(inventory)),
+                                  extravars={"cutover_release_manifest": manifest},
+                                  on_progress=progress.update if progress else None)
+        finally:
+            if progress:
+                progress.__exit__(None, None, None)
+        rows = list(result.evidence.get("versions") or [])
+        journal.db.execute("INSERT INTO evidence (step_id, attempt_id, kind, data, created_at)"
+                           " VALUES ('rollback', NULL, 'versions', ?, ?)",
+                           (json.dumps(rows, ensure_ascii=False), now_iso()))
+        journal.end_run(run_id, "done" if result.ok else "failed")
+        if not result.ok:
+            raise CutoverError("rollback failed:\n" + result.summary(),
+                               f"log: {result.artifact_dir / 'stdout'}")
+        return rows
+    finally:
+        lock.release()
+        journal.close()

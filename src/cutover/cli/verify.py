@@ -1,0 +1,77 @@
+"""`invoke verify.versions`: every host against the release manifest, any time."""
+
+from __future__ import annotations
+
+import json as _json
+import time
+
+from invoke import Context, Exit, task
+from rich.table import Table
+
+from cutover.ansible import run_playbook
+from cutover.cli.common import refusals
+from cutover.engine.executor import combine_limits
+from cutover.errors import CutoverError
+from cutover.lab.lab import active_limit
+from cutover.paths import resolve
+from cutover.plan.loader import load_yaml
+from cutover.ui import console
+
+PLAYBOOK = "playbooks/deploy/verify-versions.yml"
+
+
+def check_versions(manifest: str, inventory: str, *, limit: str | None, require_running: bool,
+                   artifacts: str) -> tuple[list[dict], list]:
+    path = resolve(manifest)
+    data = load_yaml(path).data  # a clear file:line error for a broken manifest
+    if not isinstance(data, dict) or "components" not in data or "artifacts" not in data:
+        raise CutoverError(f"{path}: not a release manifest (needs `artifacts:` and `components:`)")
+    inv = resolve(inventory)
+    full_limit = combine_limits(limit, active_limit(inv))
+    result = run_playbook(resolve(PLAYBOOK), inv, ident=f"verify-{int(time.time())}",
+                          artifacts_dir=resolve(artifacts) / "verify", limit=full_limit,
+                          extravars={"cutover_release_manifest": str(path),
+                                     "cutover_require_running": require_running})
+    rows = list(result.evidence.get("versions") or [])
+    problems = [f for f in result.failures if "expected" not in f.message]
+    return rows, problems
+
+
+@task(help={"manifest": "release manifest (default: the plan's)",
+            "inventory": "inventory (default from invoke.yaml)",
+            "limit": "only these hosts or groups",
+            "json": "machine-readable output",
+            "require_running": "an HTTP probe of a stopped service fails (default); "
+            "--no-require-running reports it as not running (during the window)"})
+@refusals
+def versions(c: Context, manifest: str | None = None, inventory: str | None = None,
+             limit: str | None = None, json: bool = False, require_running: bool = True) -> None:
+    """Expected vs found version of every component on every host, by every probe."""
+    cfg = c.config.cutover
+    if manifest is None:
+        plan = load_yaml(resolve(cfg.plan)).data
+        manifest = (plan.get("plan") or {}).get("release_manifest") if isinstance(plan, dict) else None
+        if not manifest:
+            raise CutoverError("no --manifest given and the plan names no release_manifest")
+    rows, problems = check_versions(manifest, inventory or cfg.inventory, limit=limit,
+                                    require_running=require_running, artifacts=cfg.artifacts)
+    bad = [r for r in rows if not r["ok"]]
+    if json:
+        print(_json.dumps({"manifest": manifest, "rows": rows,
+                           "unreachable_or_failed": [p.__dict__ for p in problems],
+                           "ok": not bad and not problems}, indent=2, ensure_ascii=False))
+    else:
+        table = Table(title=f"versions against {manifest}")
+        for col in ("host", "component", "expected", "found", "probe", ""):
+            table.add_column(col)
+        for r in sorted(rows, key=lambda r: (r["host"], r["component"], r["probe"])):
+            table.add_row(r["host"], r["component"], r["expected"], str(r["found"]), r["probe"],
+                          "[green]ok[/]" if r["ok"] else "[red]MISMATCH[/]")
+        console.print(table)
+        for p in problems:
+            console.print(f"[red]{p.host}[/]: {p.task}: {p.message}")
+    if bad or problems:
+        names = sorted({f"{r['host']}/{r['component']}" for r in bad} | {p.host for p in problems})
+        raise Exit(f"version check failed: {', '.join(names)}", code=1)
+    if not json:
+        console.print(f"{len(rows)} probe(s) on {len({r['host'] for r in rows})} host(s): all match")

@@ -1,0 +1,1 @@
+"""The run's record: Markdown, self-contained HTML and JSON (N16)."""

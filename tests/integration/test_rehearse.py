@@ -1,0 +1,102 @@
+"""`invoke lab.rehearse`, the README's main job, on the lab the session brought up: the
+whole shipped plan on the rehearsal clock (stop, deploy, restore, followup), then the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cutover.lab import artifacts
+
+from .conftest import CITIES, SCALE, host
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def rehearsal(lab, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rehearsal")
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "lab.rehearse",
+         "--cities", str(CITIES), "--scale", str(SCALE), "--no-fresh"],
+        cwd=ROOT, env={**os.environ, "INVOKE_CUTOVER_ARTIFACTS": str(out)},
+        capture_output=True, text=True, timeout=1800, check=False)
+    print(proc.stdout[-6000:])
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    run_dir = (out / "rehearsals" / "latest").resolve()
+    return {"out": proc.stdout, "dir": run_dir, "db": sqlite3.connect(run_dir / "journal.sqlite")}
+
+
+def test_every_step_is_done_and_the_report_location_is_printed(rehearsal):
+    states = dict(rehearsal["db"].execute("SELECT id, state FROM steps"))
+    assert states
+    assert set(states.values()) == {"done"}, {k: v for k, v in states.items() if v != "done"}
+    assert f"report (html): {rehearsal['dir'] / 'report.html'}" in rehearsal["out"]
+    runs = rehearsal["db"].execute("SELECT verb, status FROM runs ORDER BY id").fetchall()
+    assert runs == [("stop", "done"), ("deploy", "done"), ("restore", "done"), ("followup", "done")]
+
+
+def test_restore_stages_start_in_the_notices_order(rehearsal):
+    rows = rehearsal["db"].execute(
+        "SELECT id FROM steps WHERE verb='restore' AND id LIKE 'n%-restore-%' ORDER BY actual_start, rowid")
+    assert [r[0] for r in rows] == ["n9-restore-core", "n10-restore-interfaces", "n11-restore-counters",
+                                    "n12-restore-online", "n13-restore-jobs"]
+
+
+def test_every_component_runs_the_new_release_by_every_probe(rehearsal):
+    evidence = rehearsal["db"].execute(
+        "SELECT data FROM evidence WHERE step_id='n12-verify-versions' AND kind='facts'").fetchone()
+    rows = json.loads(evidence[0])["versions"]
+    assert rows
+    assert all(r["ok"] and r["found"] == artifacts.NEW for r in rows)
+    assert {r["probe"].split()[0] for r in rows} == {"file", "http"}
+
+
+def test_a_timer_off_before_the_window_is_still_off_and_the_others_are_back(rehearsal):
+    t = host("jobs1")
+    assert not t.service("si-job-legacy-export.timer").is_enabled
+    assert t.service("si-job-stats-report.timer").is_enabled
+    assert t.service("si-job-cert-pause-restore.timer").is_running
+    cron = t.file("/etc/cron.d/si-job-card-extract").content_string
+    assert any(line.startswith("15 4 * * *") for line in cron.splitlines())
+
+
+def test_channels_work_again_without_the_notice(rehearsal):
+    body = json.dumps({"line": "gs"}).encode()
+    req = urllib.request.Request("http://127.0.0.1:28080/online/collection", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(req, timeout=10)
+        code = 200
+    except urllib.error.HTTPError as exc:
+        code = exc.code
+    assert code == 400  # reaches the core service (incomplete request), no 503 notice
+
+
+def test_notifications_reached_the_labs_receiver_and_are_recorded(rehearsal):
+    with urllib.request.urlopen("http://127.0.0.1:28090/messages", timeout=5) as resp:
+        titles = [m.get("title", "") for m in json.loads(resp.read())["messages"]]
+    assert any("开始: n4-full-stop" in t for t in titles)
+    assert any("完成: n13-jobs" in t for t in titles)
+    recorded = rehearsal["db"].execute("SELECT count(*), min(ok) FROM notifications").fetchone()
+    assert recorded[0] >= 2 * 15  # start and end of every phase
+    assert recorded[1] == 1
+
+
+def test_the_report_shows_owners_times_and_chinese_titles(rehearsal):
+    html = (rehearsal["dir"] / "report.html").read_text()
+    md = (rehearsal["dir"] / "report.md").read_text()
+    data = json.loads((rehearsal["dir"] / "report.json").read_text())
+    for text in ("运行记录", "省工伤保险中心系统科", "恢复各险种业务系统", "<svg"):
+        assert text in html
+    assert "| `n9-restore-core` 恢复核心业务系统，检查服务和数据库运行 (N9)" in md
+    assert {s["state"] for s in data["steps"]} == {"done"}
