@@ -100,3 +100,47 @@ def test_the_report_shows_owners_times_and_chinese_titles(rehearsal):
         assert text in html
     assert "| `n9-restore-core` 恢复核心业务系统，检查服务和数据库运行 (N9)" in md
     assert {s["state"] for s in data["steps"]} == {"done"}
+
+
+def test_next_day_check_compares_each_jobs_volume_with_its_baseline(rehearsal):
+    data = rehearsal["db"].execute(
+        "SELECT data FROM evidence WHERE step_id='n13-check-job-volumes' AND kind='gate'").fetchone()
+    gate = json.loads(data[0])
+    assert gate["passed"] is True
+    jobs = {j["job"]: j for j in gate["jobs"]}
+    assert set(jobs) == {"stats-report", "cert-pause-restore", "card-extract"}  # not legacy-export
+    assert all(j["ran_after_restore"] and j["rows"] == j["baseline_rows"] for j in jobs.values())
+
+
+def test_no_vault_secret_appears_in_the_journal_report_or_any_artifact(rehearsal):
+    import yaml
+
+    vault = yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / "all" / "vault.yml").read_text())
+    secrets = [str(v) for v in vault.values()]
+    assert secrets
+    rehearsal["db"].commit()
+    leaks = []
+    for path in rehearsal["dir"].rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            leaks += [f"{path}: {s[:4]}…" for s in secrets if s.encode() in data]
+    assert leaks == []
+
+
+def test_the_html_report_reads_right_in_headless_chromium(rehearsal, tmp_path):
+    """What a reader sees: Chromium renders the page (screenshot), and the text is there."""
+    html = rehearsal["dir"] / "report.html"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    shot = tmp_path / "report.png"
+    subprocess.run(["chromium", *flags, f"--screenshot={shot}", "--window-size=1400,1800",
+                    html.as_uri()], check=True, capture_output=True, timeout=120)
+    png = shot.read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert len(png) > 20_000  # a rendered page of text and tables, not a blank one
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", html.as_uri()], check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    for text in ("运行记录", "恢复各险种业务系统", "省工伤保险中心系统科", "n13-restore-jobs"):
+        assert text in dom
+    (rehearsal["dir"] / "report.png").write_bytes(png)  # kept beside the report for a look

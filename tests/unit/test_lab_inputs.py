@@ -96,6 +96,7 @@ def test_release_artifacts_are_reproducible(tmp_path):
         (["lab.up", "--bogus"], "No idea what '--bogus' is"),
         (["lab.up", "--cities", "0"], "--cities 0 is out of range"),
         (["lab.up", "--fault", "nope"], "unknown --fault nope"),
+        (["lab.status", "--host", "db9"], "no lab host named db9"),
     ],
 )
 def test_lab_cli_refuses_bad_options_without_a_traceback(args, message):

@@ -218,3 +218,13 @@ def test_json_schema_accepts_the_shipped_plan_and_rejects_an_unknown_key():
     data["phases"][0]["steps"][0]["owener"] = "x"
     with pytest.raises(jsonschema.ValidationError, match="owener"):
         jsonschema.validate(data, schema)
+
+
+def test_a_phase_slower_in_rehearsal_than_its_window_is_a_warning(tmp_path):
+    path = tmp_path / "plan.yml"
+    path.write_text(MINI)
+    plan, problems = load_plan(path, journal_durations={"p-stop": 4 * 86400.0})
+    assert plan is not None
+    assert [p.severity for p in problems] == ["warning"]
+    assert str(problems[0]).startswith(f"{path}:{line_of(MINI, '- id: p-stop')}: warning: phase p-stop took "
+                                       "96h00m in the last rehearsal but its window is 72h00m")

@@ -11,6 +11,8 @@ from cutover.lab import image
 from cutover.lab.podman import CONTAINERS_CONF, ensure_host_tools
 from cutover.paths import ROOT
 
+TEST_TOOLS = {"chromium": "chromium", "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc": "fonts-wqy-zenhei"}
+
 
 def _roles_with_molecule() -> list[Path]:
     return sorted(p.parents[2] for p in (ROOT / "roles").glob("*/molecule/default/molecule.yml"))
@@ -24,6 +26,10 @@ def run_tests(c: Context, quick: bool = False, molecule: bool = True) -> None:
         if quick:
             c.run("pytest -q tests/unit")
             return
+        try:  # the report test renders HTML in Chromium, with a font for the Chinese titles
+            ensure_host_tools(tools=TEST_TOOLS)
+        except CutoverError as exc:
+            raise Exit(f"error: {exc}", code=1) from None
         c.run("ruff check .")
         c.run("yamllint -s .")
         c.run("ansible-lint -q")

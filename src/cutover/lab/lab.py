@@ -339,15 +339,20 @@ def _cron_enabled(container: str, name: str) -> bool:
     return proc.returncode == 0
 
 
-def status() -> dict[str, Any]:
-    """Every host of the lab, every service: state, health, version."""
+def status(hosts: list[str] | None = None) -> dict[str, Any]:
+    """Every host of the lab (or the named ones), every service: state, health, version."""
     state = read_state()
     skipped = set(state.get("skipped_hosts") or [])
-    hosts = [h for h in lab_hosts(LAB_INVENTORY) if h.name not in skipped]
+    every = lab_hosts(LAB_INVENTORY)
+    unknown = sorted(set(hosts or []) - {h.name for h in every})
+    if unknown:
+        raise CutoverError(f"no lab host named {', '.join(unknown)}",
+                           f"lab hosts: {', '.join(h.name for h in every)}")
+    chosen = [h for h in every if h.name not in skipped and (not hosts or h.name in hosts)]
     existing = containers() if podman_available() else {}
     with ThreadPoolExecutor(max_workers=8) as pool:
         rows = list(pool.map(
-            lambda h: host_status(h, existing.get(h.name, {}).get("state") == "running"), hosts))
+            lambda h: host_status(h, existing.get(h.name, {}).get("state") == "running"), chosen))
     return {"lab": {k: state.get(k) for k in ("cities", "scale", "seed", "faults", "image")},
             "hosts": rows, "healthy": bool(rows) and all(r["healthy"] for r in rows)}
 

@@ -11,7 +11,9 @@ from cutover.errors import CutoverError
 from cutover.paths import ROOT
 
 CONTAINERS_CONF = ROOT / "lab" / "containers.conf"
-HOST_TOOLS = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap"}
+# command (or file) -> the Debian package that provides it
+HOST_TOOLS = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap",
+              "ssh-keygen": "openssh-client", "ss": "iproute2"}
 
 
 def env() -> dict[str, str]:
@@ -33,16 +35,24 @@ def podman(*args: str, check: bool = True, timeout: float | None = 600,
     return proc
 
 
+def _present(tool: str) -> bool:
+    """A command on PATH (or in /usr/sbin, which a non-login root shell may lack), or a file."""
+    if os.path.isabs(tool):
+        return os.path.exists(tool)
+    return shutil.which(tool) is not None or os.path.exists(f"/usr/sbin/{tool}")
+
+
 def missing_tools(tools: Sequence[str] = tuple(HOST_TOOLS)) -> list[str]:
-    return [t for t in tools if shutil.which(t) is None and not os.path.exists(f"/usr/sbin/{t}")]
+    return [t for t in tools if not _present(t)]
 
 
-def ensure_host_tools(say=print) -> None:
-    """Install podman, runc and debootstrap with apt when they are missing."""
-    missing = missing_tools()
+def ensure_host_tools(say=print, tools: dict[str, str] | None = None) -> None:
+    """Install what the lab needs (podman, runc, debootstrap, ...) with apt when missing."""
+    tools = tools or HOST_TOOLS
+    missing = missing_tools(tuple(tools))
     if not missing:
         return
-    packages = [HOST_TOOLS[t] for t in missing]
+    packages = [tools.get(t, HOST_TOOLS.get(t, t)) for t in missing]
     if os.geteuid() != 0:
         raise CutoverError(
             f"{', '.join(missing)} missing and this user cannot install them",
