@@ -1,6 +1,7 @@
 """The lab, brought up for real (podman, systemd, PostgreSQL, sshd) once per session.
 
-`lab.up` is idempotent, so a lab left by an earlier run is reconciled, not trusted.
+A lab left by an earlier run (or by a developer) is not trusted: the session starts with
+`lab.down` and a new `lab.up`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def lab():
+    labmod.down(say=print)
     summary = labmod.up(cities=CITIES, scale=SCALE, seed=SEED, faults=[], say=print)
     return {"summary": summary, "hosts": select(lab_hosts(), CITIES)}
 

@@ -125,8 +125,8 @@ def test_after_the_stop_every_channel_shows_the_notice_for_everything(run):
 
 def test_after_the_stop_every_business_service_is_stopped_and_databases_run(run):
     for h in labmod.lab_hosts():
-        if h.name not in {x.name for x in labmod.select(labmod.lab_hosts(), CITIES)}:
-            continue
+        if h.name not in {x.name for x in labmod.select(labmod.lab_hosts(), CITIES)} or "drop" in h.groups:
+            continue  # the drop's notification receiver is not a business service
         t = host(h.name)
         for s in h.services:
             if s.kind == "http" and s.name != "nginx":

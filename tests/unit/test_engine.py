@@ -245,3 +245,21 @@ def test_limits_are_intersected():
     assert executor.combine_limits("core", "city_taiyuan") == "core:&city_taiyuan"
     assert executor.combine_limits("core", None, "all:!counter-x") == "core:!counter-x"
     assert executor.combine_limits(None, "db1,db2") == "db1,db2"
+
+
+def test_forecast_uses_rehearsal_durations_and_flags_a_step_that_would_end_late(env):
+    from cutover.engine.forecast import forecast, step_durations
+    from cutover.plan.lint import check
+
+    executor.confirm(opts(env), "s4", "x", "")
+    assert Executor("stop", opts(env)).run() == 0
+    took = step_durations(env["journal"])
+    assert set(took) == {"s1", "s2", "s3", "s4", "s5"}
+    assert all(v >= 0 for v in took.values())
+    plan, _ = check(env["plan"])
+    fc = forecast(plan, {"s1": 3600.0, "s2": 2 * 86400.0, "s3": 86400.0})
+    assert fc["s1"]["end"].isoformat() == "2023-11-20T19:00:00+08:00"
+    assert fc["s2"]["start"] == fc["s1"]["end"]  # waits for its dependency
+    assert fc["s2"]["fits"] is True  # ends 11-22 19:00, due 11-23 18:00
+    assert fc["s3"]["fits"] is False  # ends 11-23 19:00: an hour late
+    assert fc["s5"]["expected_s"] is None

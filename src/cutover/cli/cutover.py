@@ -13,6 +13,7 @@ from cutover.cli.common import refusals
 from cutover.engine import executor
 from cutover.engine import status as status_mod
 from cutover.engine.executor import Executor, RunOptions
+from cutover.engine.forecast import forecast, rehearsal_journal, step_durations
 from cutover.engine.journal import Journal
 from cutover.paths import resolve
 from cutover.plan.lint import check as lint_check
@@ -96,8 +97,10 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
         print(_json.dumps(st, indent=2, ensure_ascii=False, default=str))
         return
     tz = the_plan.tz
+    fc = forecast(the_plan, step_durations(rehearsal_journal(resolve(cfg.artifacts))))
     table = Table(title=f"{the_plan.plan.name} — {st['journal'] or 'no journal yet'}")
-    for col in ("step", "phase", "state", "planned", "actual", "took", "owner", "evidence / acted"):
+    for col in ("step", "phase", "state", "planned", "actual", "took", "forecast", "owner",
+                "evidence / acted"):
         table.add_column(col, overflow="fold")
     colour = {"done": "green", "failed": "red", "running": "yellow", "waiting": "yellow",
               "interrupted": "yellow"}
@@ -108,8 +111,11 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
         took = f"{s['duration_s']:.0f}s" if s["duration_s"] is not None else ""
         sites = ", ".join(f"{k}: {v['hosts'] - v['failed']}/{v['hosts']}" for k, v in s["sites"].items())
         ev = "; ".join(x for x in [s["evidence_summary"], ", ".join(s["acted_by"]), sites] if x)
+        f = fc[s["id"]]
+        guess = "" if state == "done" or f["expected_s"] is None else (
+            f"~{f['expected_s']:.0f}s, ends {fmt(f['end'], tz)[5:]}" + ("" if f["fits"] else " [red]late[/]"))
         table.add_row(f"{s['id']}\n[dim]{s['title']}[/]", s["phase"],
-                      f"[{colour.get(state, 'white')}]{state}[/]", planned, actual, took,
+                      f"[{colour.get(state, 'white')}]{state}[/]", planned, actual, took, guess,
                       s["owner"] or "", ev)
     console.print(table)
 

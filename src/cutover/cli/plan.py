@@ -8,6 +8,7 @@ from invoke import Context, Exit, task
 from rich.table import Table
 
 from cutover.cli.common import refusals
+from cutover.engine.forecast import forecast, rehearsal_journal, step_durations
 from cutover.engine.journal import Journal
 from cutover.paths import resolve
 from cutover.plan.lint import PlanInvalid, load_plan
@@ -45,36 +46,53 @@ def check(c: Context, plan: str | None = None, inventory: str | None = None,
           + (f", {len(problems)} warning(s)" if problems else ""))
 
 
-@task(help={"plan": "plan file (default from invoke.yaml)", "json": "machine-readable"})
+@task(help={"plan": "plan file (default from invoke.yaml)", "json": "machine-readable",
+            "journal": "rehearsal journal for the forecast (default: the latest lab.rehearse)"})
 @refusals
-def show(c: Context, plan: str | None = None, json: bool = False) -> None:
-    """The timeline: phases, steps, times, owners."""
+def show(c: Context, plan: str | None = None, json: bool = False, journal: str | None = None) -> None:
+    """The timeline: phases, steps, times, owners; with a rehearsal, each step's forecast."""
     the_plan, problems = load_plan(plan or c.config.cutover.plan)
     if the_plan is None or any(p.severity == "error" for p in problems):
         raise PlanInvalid(problems)
+    jpath = rehearsal_journal(resolve(c.config.cutover.artifacts), resolve(journal) if journal else None)
+    fc = forecast(the_plan, step_durations(jpath))
     if json:
-        print(_json.dumps(the_plan.model_dump(mode="json", exclude={"path"}), indent=2, ensure_ascii=False))
+        data = the_plan.model_dump(mode="json", exclude={"path"})
+        data["forecast"] = {k: {"expected_s": v["expected_s"], "fits": v["fits"],
+                                "end": v["end"].isoformat() if v["end"] else None} for k, v in fc.items()}
+        print(_json.dumps(data, indent=2, ensure_ascii=False))
         return
-    _timeline(the_plan)
+    _timeline(the_plan, fc if any(v["expected_s"] is not None for v in fc.values()) else None)
+    if any(v["expected_s"] is not None for v in fc.values()):
+        late = [k for k, v in fc.items() if not v["fits"]]
+        console.print(f"forecast from {jpath}: " + (f"[red]{len(late)} step(s) would end after "
+                      f"their due_by: {', '.join(late)}[/]" if late else "every step ends inside its window"))
 
 
 _json = json
 
 
-def _timeline(plan: Plan) -> None:
+def _timeline(plan: Plan, fc: dict | None = None) -> None:
     tz = plan.tz
     console.print(f"[bold]{plan.plan.title or plan.plan.name}[/]  ({plan.plan.timezone})")
     table = Table(show_lines=False)
-    for col in ("when", "until", "step", "kind", "after", "owner 责任部门", "cooperating 配合部门"):
+    cols = ["when", "until", "step", "kind", "after", "owner 责任部门", "cooperating 配合部门"]
+    for col in cols + (["expected", "forecast end"] if fc else []):
         table.add_column(col, overflow="fold")
     for phase in plan.phases:
         table.add_row(f"[bold]{fmt(phase.start, tz)}[/]", f"[bold]{fmt(phase.end, tz)}[/]",
                       f"[bold]{phase.id} · {phase.verb} · {phase.title}[/]", "", "",
-                      phase.owner or "", "、".join(phase.cooperating))
+                      phase.owner or "", "、".join(phase.cooperating), *(["", ""] if fc else []))
         for s in phase.steps:
+            extra = []
+            if fc:
+                f = fc[s.id]
+                took = f"{f['expected_s']:.0f} s" if f["expected_s"] is not None else "—"
+                end = fmt(f["end"], tz) if f["end"] else "—"
+                extra = [took, end if f["fits"] else f"[red]{end} (after due_by)[/]"]
             table.add_row(fmt(s.start, tz), fmt(s.end, tz), f"  {s.id} {s.title}"
                           + (f" [dim]({s.requirement})[/]" if s.requirement else ""), s.kind,
-                          ", ".join(s.after), s.owner or "", "、".join(s.cooperating))
+                          ", ".join(s.after), s.owner or "", "、".join(s.cooperating), *extra)
     console.print(table)
 
 

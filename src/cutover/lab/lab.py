@@ -136,7 +136,7 @@ def _who_listens(port: int) -> str:
     return proc.stdout.strip().split("users:")[-1] if proc.stdout.strip() else "another process"
 
 
-def _wait_ssh(hosts: list[LabHost], timeout: float = 60) -> None:
+def _wait_ssh(hosts: list[LabHost], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     pending = {h.name: h.ssh_port for h in hosts}
     while pending and time.monotonic() < deadline:

@@ -41,28 +41,58 @@ def _versions(st: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _gantt(st: dict[str, Any], plan: Plan) -> str:
-    """Planned (grey) vs actual (coloured) bars per step, as inline SVG."""
-    steps = [s for s in st["steps"] if s["actual_start"]]
+    """Planned vs actual, one row per step, as inline SVG.
+
+    Grey: the plan's window for the step (not_before → due_by) on the plan's time line.
+    Colour: when the step actually ran, on the run's time line. In a real window both
+    lines are the same days; in a rehearsal the run takes minutes, so each line is scaled
+    to its own span (both are labelled), which still shows order and overlap."""
+    steps = [s for s in st["steps"] if s["planned_start"] or s["actual_start"]]
     if not steps:
         return ""
-    starts = [dt.datetime.fromisoformat(s["actual_start"]) for s in steps]
-    ends = [dt.datetime.fromisoformat(s["actual_end"] or s["actual_start"]) for s in steps]
-    t0, t1 = min(starts), max(ends)
-    span = max((t1 - t0).total_seconds(), 1.0)
-    width, row, label = 900, 18, 230
+
+    def span(pairs: list[tuple[dt.datetime, dt.datetime]]) -> tuple[dt.datetime, float] | None:
+        if not pairs:
+            return None
+        t0, t1 = min(a for a, _ in pairs), max(b for _, b in pairs)
+        return t0, max((t1 - t0).total_seconds(), 1.0)
+
+    def when(a: str | None, b: str | None) -> tuple[dt.datetime, dt.datetime] | None:
+        if not a:
+            return None
+        start = dt.datetime.fromisoformat(a)
+        return start, dt.datetime.fromisoformat(b) if b else start
+
+    planned = {s["id"]: when(s["planned_start"], s["planned_end"]) for s in steps}
+    actual = {s["id"]: when(s["actual_start"], s["actual_end"]) for s in steps}
+    p_span = span([v for v in planned.values() if v])
+    a_span = span([v for v in actual.values() if v])
+    width, row, label = 900, 20, 230
     colour = {"done": "#2e7d32", "failed": "#c62828", "running": "#f9a825", "waiting": "#f9a825"}
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width + label + 20}" '
-           f'height="{row * len(steps) + 40}" font-family="sans-serif" font-size="11">']
-    for i, (s, a, b) in enumerate(zip(steps, starts, ends, strict=True)):
-        y = 20 + i * row
-        x = label + (a - t0).total_seconds() / span * width
-        w = max((b - a).total_seconds() / span * width, 2)
+           f'height="{row * len(steps) + 50}" font-family="sans-serif" font-size="11">']
+
+    def bar(t: tuple[dt.datetime, dt.datetime], sp, y: float, h: float, fill: str, tip: str) -> str:
+        x = label + (t[0] - sp[0]).total_seconds() / sp[1] * width
+        w = max((t[1] - t[0]).total_seconds() / sp[1] * width, 2)
+        return (f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h}" fill="{fill}">'
+                f"<title>{escape(tip)}</title></rect>")
+
+    for i, s in enumerate(steps):
+        y = 30 + i * row
         out.append(f'<text x="4" y="{y + 12}">{escape(s["id"])}</text>')
-        out.append(f'<rect x="{x:.1f}" y="{y + 2}" width="{w:.1f}" height="{row - 6}" '
-                   f'fill="{colour.get(s["state"], "#777")}"><title>{escape(s["title"])}: '
-                   f'{(b - a).total_seconds():.0f} s</title></rect>')
-    out.append(f'<text x="{label}" y="12">{fmt(t0, plan.tz)}</text>')
-    out.append(f'<text x="{label + width - 100}" y="12">{fmt(t1, plan.tz)}</text>')
+        if planned[s["id"]] and p_span:
+            out.append(bar(planned[s["id"]], p_span, y + 1, 6, "#bbb", f"planned: {s['title']}"))
+        if actual[s["id"]] and a_span:
+            took = (actual[s["id"]][1] - actual[s["id"]][0]).total_seconds()
+            out.append(bar(actual[s["id"]], a_span, y + 8, 9, colour.get(s["state"], "#777"),
+                           f"actual: {s['title']}: {took:.0f} s, {s['state']}"))
+    if p_span:
+        out.append(f'<text x="{label}" y="12" fill="#777">planned {fmt(p_span[0], plan.tz)} → '
+                   f"{fmt(p_span[0] + dt.timedelta(seconds=p_span[1]), plan.tz)}</text>")
+    if a_span:
+        out.append(f'<text x="{label}" y="24">actual {fmt(a_span[0], plan.tz)} → '
+                   f"{fmt(a_span[0] + dt.timedelta(seconds=a_span[1]), plan.tz)}</text>")
     out.append("</svg>")
     return "\n".join(out)
 
