@@ -54,11 +54,12 @@ def down(c: Context) -> None:
     labmod.down(say=console.print)
 
 
-@task(help={"json": "machine-readable output, including every HTTP endpoint"})
+@task(help={"json": "machine-readable output, including every HTTP endpoint",
+            "host": "only this lab host (repeatable)"}, iterable=["host"])
 @refusals
-def status(c: Context, json: bool = False) -> None:
+def status(c: Context, json: bool = False, host: list[str] | None = None) -> None:
     """Every lab host and service: state, health and version. Exit 1 if anything is unhealthy."""
-    _show(labmod.status(), as_json=json)
+    _show(labmod.status(hosts=list(host or [])), as_json=json)
 
 
 def _show(st: dict, *, as_json: bool) -> None:

@@ -127,6 +127,8 @@ def resolve_times(plan: Plan, errors: list[tuple[tuple[Any, ...], str, str]]) ->
             step.end = parse(step.due_by, (*loc, "due_by")) or phase.end
             if step.owner is None:
                 step.owner = phase.owner
+            if step.requirement is None:
+                step.requirement = phase.requirement
             if not step.cooperating:
                 step.cooperating = list(phase.cooperating)
 
