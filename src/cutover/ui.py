@@ -92,11 +92,3 @@ class PlaybookProgress:
             f"[red]failed {t['failed'] + t['unreachable']}[/] skipped {t['skipped']}",
         )
         return table
-
-
-def fail(message: str) -> None:
-    err_console.print(f"[red]error:[/] {message}")
-
-
-def is_interactive() -> bool:
-    return sys.stdin.isatty()

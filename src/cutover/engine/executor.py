@@ -12,7 +12,7 @@ import datetime as dt
 import heapq
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,6 @@ class RunOptions:
     say: Callable[[str], None] = print
     progress_factory: Callable[[str], Any] | None = None
     confirm_prompt: Callable[[str], bool] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class StepFailed(CutoverError):
