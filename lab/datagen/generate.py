@@ -42,6 +42,9 @@ NEXT_PERIOD = "202312"
 FAULTS = ("missing-plan", "unpaid-batch", "pending-approval", "in-transit")
 FAULT_LINE = "qyyl"
 FAULT_AGENCY = "140102"
+# Every so many people still carry a 15-digit first-generation ID number, in every line: the
+# export holds them back for fixing after the cutover (the receiver's quality rule, N5).
+LEGACY_ID_EVERY = 97
 
 SCHEMA = """
 DROP TABLE IF EXISTS in_transit, approval, payment_batch, account, contribution,
@@ -95,6 +98,8 @@ def generate(line: str, scale: int, seed: int, faults: frozenset[str]) -> dict[s
         agency = ag_ids[rng.randrange(len(ag_ids))]
         birth = dt.date(1955, 1, 1) + dt.timedelta(days=rng.randrange(365 * 45))
         id_no = f"{agency}{birth:%Y%m%d}{pid % 10000:04d}"
+        if pid % LEGACY_ID_EVERY == 0:  # a first-generation 15-digit ID: fails the receiver's rule
+            id_no = f"{agency}{birth:%y%m%d}{pid % 1000:03d}"
         out["person"].append((pid, id_no, f"参保人{pid:07d}", agency, birth))
         out["account"].append((pid, round(rng.uniform(0, 90000), 2), BASE_TIME))
         for period in PERIODS:

@@ -246,7 +246,7 @@ def test_a_version_file_that_disagrees_with_the_running_process_fails(run, tmp_p
 def test_rollback_brings_every_component_back_to_the_old_release(run, tmp_path):
     from cutover.cli.verify import check_versions
 
-    rows = executor.rollback(run)
+    rows = executor.rollback(run)["versions"]
     assert rows
     assert {r["found"] for r in rows if r["probe"].startswith("file")} == {artifacts.OLD}
     rows, _ = check_versions("releases/shanxi-2023-11.yml", str(LAB_INVENTORY), limit=None,

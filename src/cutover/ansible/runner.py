@@ -74,6 +74,9 @@ def _message(res: dict[str, Any]) -> str:
         parts = [f"{_label(r)}: {_message(r)}" for r in items[:5]]
         more = f" (and {len(items) - 5} more)" if len(items) > 5 else ""
         return "; ".join(parts) + more
+    stderr = str(res.get("stderr") or "")
+    if "\nerror: " in "\n" + stderr:  # cutover's own helpers: their refusal, hint included
+        return stderr[("\n" + stderr).rindex("\nerror: "):].strip()[:2000]
     for key in ("msg", "stderr", "module_stderr", "reason"):
         val = res.get(key)
         if val:

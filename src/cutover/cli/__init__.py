@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from cutover.cli import cutover, lab, plan, test, verify
+from cutover.cli import cutover, data, lab, plan, test, verify
 
 
 def namespace() -> Collection:
@@ -13,6 +13,7 @@ def namespace() -> Collection:
     ns.add_collection(Collection.from_module(plan), name="plan")
     ns.add_collection(Collection.from_module(cutover), name="cutover")
     ns.add_collection(Collection.from_module(verify), name="verify")
+    ns.add_collection(Collection.from_module(data), name="data")
     ns.add_task(test.run_tests, name="test")
     ns.configure({
         "cutover": {"plan": "plans/shanxi-2023-11.yml", "inventory": "inventories/lab",

@@ -147,15 +147,25 @@ def override(c: Context, step: str, by: str, reason: str, plan: str | None = Non
 
 @task(help={"plan": COMMON_HELP["plan"], "inventory": COMMON_HELP["inventory"],
             "journal": COMMON_HELP["journal"], "limit": COMMON_HELP["limit"],
-            "yes": COMMON_HELP["yes"]})
+            "yes": COMMON_HELP["yes"],
+            "data": "also recreate every line database from the data phase's verified snapshot"})
 @refusals
 def rollback(c: Context, plan: str | None = None, inventory: str | None = None,
-             journal: str | None = None, limit: str | None = None, yes: bool = False) -> None:
-    """The way back: every component to the release it replaced, verified; recorded."""
+             journal: str | None = None, limit: str | None = None, yes: bool = False,
+             data: bool = False) -> None:
+    """The way back: every component to the release it replaced, verified; with --data, the
+    databases from the verified snapshot, row counts checked against its manifest. Recorded."""
     opts = options(c, plan, inventory, journal, limit=limit, yes=yes)
-    rows = executor.rollback(opts)
+    out = executor.rollback(opts, data=data)
+    rows = out["versions"]
     console.print(f"rolled back: {len(rows)} probe(s) on {len({r['host'] for r in rows})} host(s) "
                   "report the previous release")
+    for host, dbs in (out.get("data_restored") or {}).items():
+        for db, r in dbs.items():
+            console.print(f"{host} {db}: restored from the snapshot of {r['snapshot_created_at']}, "
+                          f"{r['rows']:,} rows in {len(r['tables'])} tables match its manifest"
+                          + (" (read-only, as frozen; cutover.restore makes it read-write)"
+                             if r.get("frozen") else ""))
 
 
 @task(help={"plan": COMMON_HELP["plan"], "journal": COMMON_HELP["journal"],

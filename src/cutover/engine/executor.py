@@ -94,6 +94,12 @@ def notify_urls(plan: Plan, inventory: Path) -> list[str]:
     return urls
 
 
+def data_vars(plan: Plan, artifacts: str) -> dict[str, str]:
+    """Where the data steps keep the export on this machine (N5–N7): per plan, not per run,
+    so the hand-off and the reconciliation of a later run find what the export wrote."""
+    return {"cutover_data_dir": str(resolve(artifacts) / "data" / plan.plan.name)}
+
+
 def is_production(inventory: Path) -> bool:
     data = load_inventory(inventory)
     hostvars = data.get("_meta", {}).get("hostvars", {})
@@ -324,7 +330,9 @@ class Executor:
                 return
         attempt = j.begin_attempt(step.id, self.run_id, check=o.check, actual_start=self._now_iso())
         ident = f"run{self.run_id:04d}-{step.id}-a{attempt}"
-        extravars = {**step.vars, "cutover_plan": self.plan.plan.name, "cutover_step": step.id,
+        extravars = {**self.plan.plan.vars, **step.vars, **data_vars(self.plan, o.artifacts),
+                     "cutover_journal_id": j.identity(),
+                     "cutover_plan": self.plan.plan.name, "cutover_step": step.id,
                      "cutover_run": self.run_id, "cutover_rehearsal": o.rehearsal,
                      "cutover_planned_start": fmt(step.start, self.plan.tz),
                      "cutover_planned_end": fmt(step.end, self.plan.tz)}
@@ -437,51 +445,64 @@ def confirm(opts: RunOptions, step_id: str, by: str, note: str) -> str:
     return f"confirmation of {step_id} by {by} recorded; run cutover.{step.verb} to continue"
 
 
+DATA_RESTORE_PLAYBOOK = "playbooks/data/restore-snapshot.yml"
 ROLLBACK_PLAYBOOK = "playbooks/deploy/rollback.yml"
 
 
-def rollback(opts: RunOptions) -> list[dict[str, Any]]:
-    """Switch every component of the plan's release manifest back to its previous release.
+def rollback(opts: RunOptions, data: bool = False) -> dict[str, Any]:
+    """Switch every component of the plan's release manifest back to its previous release;
+    with `data`, then recreate every line database from the data phase's snapshot (N18),
+    which must verify first (a snapshot that does not verify is refused, nothing dropped).
 
     Runs under the journal's lock and is recorded as a run of its own, with what every
-    probe reported afterwards as evidence."""
+    probe reported afterwards, and the restored row counts, as evidence."""
     plan, _ = lint_check(opts.plan, opts.inventory)
     if not plan.plan.release_manifest:
         raise CutoverError(f"plan {plan.plan.name} names no release_manifest; nothing to roll back")
     inventory = resolve(opts.inventory or plan.plan.inventory)
     if is_production(inventory) and not opts.yes:
         ask = opts.confirm_prompt
-        if ask is None or not ask(f"{inventory} is a PRODUCTION inventory. Roll back every component?"):
+        what = ("every component, and DROP and recreate every line database from the snapshot"
+                if data else "every component")
+        if ask is None or not ask(f"{inventory} is a PRODUCTION inventory. Roll back {what}?"):
             raise CutoverError("not confirmed; nothing was run", "answer yes, or pass --yes")
     journal = Journal.open(resolve(opts.journal))
     lock = RunLock(journal.path)
+    out: dict[str, Any] = {}
     try:
         lock.acquire("rollback")
         journal.bind_plan(plan, accept_change=opts.accept_plan_change, by=operator())
         run_id = journal.start_run("rollback", rehearsal=opts.rehearsal, check=False,
-                                   plan_hash=plan.digest, options={"limit": opts.limit}, who=operator())
-        progress = opts.progress_factory("rollback") if opts.progress_factory else None
-        manifest = str(resolve(plan.plan.release_manifest))
-        if progress:
-            progress.__enter__()
-        try:
-            result = run_playbook(resolve(ROLLBACK_PLAYBOOK), inventory, ident=f"run{run_id:04d}-rollback",
-                                  artifacts_dir=resolve(opts.artifacts) / f"run-{run_id:04d}-rollback",
-                                  limit=combine_limits(opts.limit, active_limit(inventory)),
-                                  extravars={"cutover_release_manifest": manifest},
-                                  on_progress=progress.update if progress else None)
-        finally:
+                                   plan_hash=plan.digest, options={"limit": opts.limit, "data": data},
+                                   who=operator())
+        extravars = {**plan.plan.vars, "cutover_plan": plan.plan.name,
+                     "cutover_release_manifest": str(resolve(plan.plan.release_manifest))}
+        stages = [("rollback", ROLLBACK_PLAYBOOK, "versions")]
+        if data:
+            stages.append(("rollback-data", DATA_RESTORE_PLAYBOOK, "data_restored"))
+        for name, playbook, kind in stages:
+            progress = opts.progress_factory(name) if opts.progress_factory else None
             if progress:
-                progress.__exit__(None, None, None)
-        rows = list(result.evidence.get("versions") or [])
-        journal.db.execute("INSERT INTO evidence (step_id, attempt_id, kind, data, created_at)"
-                           " VALUES ('rollback', NULL, 'versions', ?, ?)",
-                           (json.dumps(rows, ensure_ascii=False), now_iso()))
-        journal.end_run(run_id, "done" if result.ok else "failed")
-        if not result.ok:
-            raise CutoverError("rollback failed:\n" + result.summary(),
-                               f"log: {result.artifact_dir / 'stdout'}")
-        return rows
+                progress.__enter__()
+            try:
+                result = run_playbook(resolve(playbook), inventory, ident=f"run{run_id:04d}-{name}",
+                                      artifacts_dir=resolve(opts.artifacts) / f"run-{run_id:04d}-rollback",
+                                      limit=combine_limits(opts.limit, active_limit(inventory)),
+                                      extravars=extravars, on_progress=progress.update if progress else None)
+            finally:
+                if progress:
+                    progress.__exit__(None, None, None)
+            found = result.evidence.get(kind) or ([] if kind == "versions" else {})
+            out[kind] = found
+            journal.db.execute("INSERT INTO evidence (step_id, attempt_id, kind, data, created_at)"
+                               " VALUES ('rollback', NULL, ?, ?, ?)",
+                               (kind, json.dumps(found, ensure_ascii=False), now_iso()))
+            if not result.ok:
+                journal.end_run(run_id, "failed")
+                raise CutoverError(f"{name} failed:\n" + result.summary(),
+                                   f"log: {result.artifact_dir / 'stdout'}")
+        journal.end_run(run_id, "done")
+        return out
     finally:
         lock.release()
         journal.close()

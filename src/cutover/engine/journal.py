@@ -13,6 +13,7 @@ import getpass
 import json
 import socket
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,16 @@ class Journal:
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def identity(self) -> str:
+        """A random id made once per journal: what belongs to this cutover (its snapshot)
+        is told apart from what an earlier rehearsal of the same plan left behind."""
+        value = self.meta("journal_id")
+        if value is None:
+            value = uuid.uuid4().hex
+            with self.tx():
+                self.set_meta("journal_id", value)
+        return value
 
     def bind_plan(self, plan, *, accept_change: bool, by: str) -> str | None:
         """Tie the journal to a plan. Returns a message when an accepted change was recorded."""

@@ -73,6 +73,7 @@ class Meta(_Strict):
     release_manifest: str | None = None
     escalation: list[Contact] = []
     notify: list[str] = []
+    vars: dict[str, Any] = {}  # extra variables for every step's playbook (a step's own vars win)
 
     @field_validator("timezone")
     @classmethod

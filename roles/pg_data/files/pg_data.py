@@ -1,0 +1,306 @@
+#!/usr/bin/python3
+"""Freeze, snapshot, verify and restore the line databases (N5, N18). Runs on the database
+host as the postgres user (peer authentication, no password), with the standard library
+and the PostgreSQL client tools only.
+
+  freeze    ALTER DATABASE ... SET default_transaction_read_only = on, end open sessions,
+            prove it with a write that must fail
+  unfreeze  RESET it and prove a write works (rolled back)
+  snapshot  pg_dump directory format, parallel, fast compression, into <db>.partial; then a
+            manifest (every file's sha256, the pg_restore --list output, server version,
+            size, time, row counts), files 0600, rename to <db>. Refuses when free space is
+            short of the databases' size plus a reserve, before anything is written.
+            A verified snapshot made with the same --key is kept (a resumed cutover).
+  verify    re-hash every file, compare pg_restore --list; --test-restore restores into a
+            scratch database and compares row counts
+  restore   verify, then recreate each database from its snapshot and compare row counts
+
+Prints one JSON document on stdout; a refusal prints `error:`/`hint:` on stderr, exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RW = {**os.environ, "PGOPTIONS": "-c default_transaction_read_only=off"}
+
+
+class Refusal(Exception):
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def run(cmd: list[str], env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if check and proc.returncode != 0:
+        tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        raise Refusal(f"{cmd[0]} failed (exit {proc.returncode}):\n    {tail}",
+                      "is the database server up? see the server log (journalctl -u postgresql@*)")
+    return proc
+
+
+def psql(port: int, db: str, query: str, env: dict | None = None, check: bool = True):
+    return run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-p", str(port), "-d", db,
+                "-c", query], env=env, check=check)
+
+
+def lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ident(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def counts(port: int, db: str) -> dict[str, int]:
+    tables = psql(port, db, "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
+                  " WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1").stdout.split()
+    if not tables:
+        return {}
+    query = " UNION ALL ".join(f"SELECT {lit(t)}, count(*) FROM {t}" for t in tables)
+    out = psql(port, db, query).stdout
+    return {name: int(n) for name, n in (row.split("|") for row in out.splitlines() if row)}
+
+
+def is_frozen(port: int, db: str) -> bool:
+    out = psql(port, "postgres", "SELECT coalesce(array_to_string(s.setconfig, ','), '') FROM pg_database d"
+               " LEFT JOIN pg_db_role_setting s ON s.setdatabase = d.oid AND s.setrole = 0"
+               f" WHERE d.datname = {lit(db)}").stdout
+    return "default_transaction_read_only=on" in out
+
+
+# ---------------------------------------------------------------------------- freeze
+
+
+def freeze(a: argparse.Namespace) -> dict:
+    out = {}
+    for db in a.databases:
+        changed = False
+        if not is_frozen(a.port, db):
+            psql(a.port, "postgres", f"ALTER DATABASE {ident(db)} SET default_transaction_read_only = on")
+            changed = True
+        ended = psql(a.port, "postgres", "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                     f" WHERE datname = {lit(db)} AND pid <> pg_backend_pid()"
+                     " AND backend_type = 'client backend'").stdout.strip()
+        probe = psql(a.port, db, "CREATE TABLE cutover_freeze_probe ()", check=False)
+        if probe.returncode == 0 or "read-only transaction" not in probe.stderr:
+            psql(a.port, db, "DROP TABLE IF EXISTS cutover_freeze_probe", env=RW, check=False)
+            raise Refusal(f"{db}: a write succeeded after the freeze ({probe.stderr.strip() or 'no error'})",
+                          "check the database's settings (ALTER DATABASE ... RESET ALL?)")
+        out[db] = {"frozen": True, "changed": changed, "sessions_ended": int(ended or 0),
+                   "probe": probe.stderr.strip().splitlines()[-1]}
+    return {"changed": any(v["changed"] or v["sessions_ended"] for v in out.values()), "databases": out}
+
+
+def unfreeze(a: argparse.Namespace) -> dict:
+    out = {}
+    for db in a.databases:
+        changed = is_frozen(a.port, db)
+        if changed:
+            psql(a.port, "postgres", f"ALTER DATABASE {ident(db)} RESET default_transaction_read_only")
+        psql(a.port, db, "BEGIN; CREATE TABLE cutover_write_probe (); ROLLBACK;")
+        out[db] = {"frozen": False, "changed": changed}
+    return {"changed": any(v["changed"] for v in out.values()), "databases": out}
+
+
+# ---------------------------------------------------------------------------- snapshot
+
+
+def restore_list(path: Path) -> str:
+    # the archive's table of contents without its header (which names the dump time only)
+    text = run(["pg_restore", "--list", str(path)]).stdout
+    return "\n".join(x for x in text.splitlines() if x and not x.startswith(";")) + "\n"
+
+
+def snapshot(a: argparse.Namespace) -> dict:
+    base = Path(a.dir) / a.id
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(base, 0o700)
+    todo, done = [], {}
+    for db in a.databases:
+        mpath = base / db / "manifest.json"
+        same = a.key and mpath.exists() and json.loads(mpath.read_text()).get("key") == a.key
+        if same and not verify_one(base / db, a):
+            done[db] = {"skipped": "this cutover's verified snapshot is already there"}
+        else:  # none yet, an earlier rehearsal's, or one that no longer verifies: a new one
+            todo.append(db)
+    if not todo:
+        return {"changed": False, "dir": str(base), "databases": done}
+    sizes = {db: int(psql(a.port, "postgres", f"SELECT pg_database_size({lit(db)})").stdout) for db in todo}
+    free = shutil.disk_usage(base).free
+    need = sum(sizes.values()) + a.reserve_mb * 1048576
+    if free < need:
+        raise Refusal(f"{base}: {free / 1048576:,.0f} MiB free, the snapshot needs up to "
+                      f"{need / 1048576:,.0f} MiB ({sum(sizes.values()) / 1048576:,.0f} MiB of databases "
+                      f"+ {a.reserve_mb} MiB reserve); nothing was written",
+                      "free space there or point pg_data_snapshot_dir at a larger disk")
+    for db in todo:
+        partial = base / f"{db}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        started = time.monotonic()
+        at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        os.umask(0o077)
+        try:
+            run(["pg_dump", "-p", str(a.port), "-Fd", "-j", str(a.jobs), "-Z", a.compress,
+                 "-f", str(partial), db])
+            rows = counts(a.port, db)
+        except Refusal as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise Refusal(f"snapshot of {db} failed; its partial files were removed\n  {exc.message}",
+                          exc.hint) from None
+        listing = restore_list(partial)
+        (partial / "restore-list.txt").write_text(listing)
+        files = [{"name": p.name, "bytes": p.stat().st_size, "sha256": sha256(p)}
+                 for p in sorted(partial.iterdir())]
+        for p in partial.iterdir():
+            os.chmod(p, 0o600)
+        manifest = {
+            "format": "cutover-snapshot/1", "database": db, "created_at": at, "key": a.key,
+            "seconds": round(time.monotonic() - started, 3),
+            "server_version": psql(a.port, "postgres", "SHOW server_version").stdout.strip(),
+            "pg_dump": run(["pg_dump", "--version"]).stdout.strip(),
+            "format_options": {"format": "directory", "jobs": a.jobs, "compress": a.compress},
+            "database_bytes": sizes[db], "bytes": sum(f["bytes"] for f in files),
+            "files": files, "toc_entries": listing.count("\n"),
+            "restore_list_sha256": hashlib.sha256(listing.encode()).hexdigest(),
+            "restore_list": listing, "tables": rows, "frozen": is_frozen(a.port, db)}
+        (partial / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        os.chmod(partial / "manifest.json", 0o600)
+        shutil.rmtree(base / db, ignore_errors=True)
+        partial.rename(base / db)
+        done[db] = {k: manifest[k] for k in ("bytes", "database_bytes", "seconds", "toc_entries",
+                                             "created_at", "tables")} | {
+            "files": len(files), "manifest_sha256": sha256(base / db / "manifest.json")}
+        print(f"snapshot {db}: {len(files)} files, {manifest['bytes'] / 1048576:.1f} MiB "
+              f"in {manifest['seconds']:.1f} s", file=sys.stderr)
+    return {"changed": True, "dir": str(base), "databases": done}
+
+
+# ---------------------------------------------------------------------------- verify
+
+
+def verify_one(path: Path, a: argparse.Namespace) -> list[str]:
+    mpath = path / "manifest.json"
+    if not mpath.exists():
+        return [f"{path}: no snapshot manifest"]
+    manifest = json.loads(mpath.read_text())
+    problems = []
+    listed = {f["name"] for f in manifest["files"]}
+    for f in manifest["files"]:
+        p = path / f["name"]
+        if not p.exists():
+            problems.append(f"{p}: missing")
+        elif p.stat().st_size != f["bytes"]:
+            problems.append(f"{p}: {p.stat().st_size} bytes, the manifest says {f['bytes']}")
+        elif sha256(p) != f["sha256"]:
+            problems.append(f"{p}: sha256 differs from the manifest (changed after the snapshot)")
+        elif p.stat().st_mode & 0o077:
+            problems.append(f"{p}: mode {p.stat().st_mode & 0o777:o}, expected 600")
+    problems += [f"{path / n}: not in the manifest" for n in
+                 sorted({p.name for p in path.iterdir()} - listed - {"manifest.json"})]
+    if not problems:
+        proc = run(["pg_restore", "--list", str(path)], check=False)
+        if proc.returncode != 0:
+            problems.append(f"{path}: pg_restore --list fails: {proc.stderr.strip()}")
+        elif hashlib.sha256(restore_list(path).encode()).hexdigest() != manifest["restore_list_sha256"]:
+            problems.append(f"{path}: pg_restore --list differs from the manifest")
+    return problems
+
+
+def test_restore(path: Path, db: str, a: argparse.Namespace) -> dict:
+    scratch = f"cutover_verify_{db}"[:63]
+    manifest = json.loads((path / "manifest.json").read_text())
+    run(["dropdb", "-p", str(a.port), "--if-exists", scratch])
+    run(["createdb", "-p", str(a.port), scratch])
+    try:
+        run(["pg_restore", "-p", str(a.port), "-d", scratch, "-j", str(a.jobs), "--no-owner",
+             "--exit-on-error", str(path)], env=RW)
+        got = counts(a.port, scratch)
+    finally:
+        run(["dropdb", "-p", str(a.port), "--if-exists", scratch], check=False)
+    diff = {t: {"snapshot": manifest["tables"].get(t), "restored": got.get(t)}
+            for t in set(got) | set(manifest["tables"]) if got.get(t) != manifest["tables"].get(t)}
+    return {"tables": len(got), "rows": sum(got.values()), "differences": diff}
+
+
+def verify(a: argparse.Namespace) -> dict:
+    base = Path(a.dir) / a.id
+    out, problems = {}, []
+    for db in a.databases:
+        bad = verify_one(base / db, a)
+        problems += bad
+        out[db] = {"verified": not bad}
+        if not bad and a.test_restore:
+            tr = test_restore(base / db, db, a)
+            out[db]["test_restore"] = tr
+            problems += [f"{db}.{t}: snapshot {v['snapshot']} rows, test restore {v['restored']}"
+                         for t, v in tr["differences"].items()]
+    if problems:
+        raise Refusal("the snapshot does not verify:\n  " + "\n  ".join(problems),
+                      "a snapshot that does not verify is no way back: take a new one (data.snapshot)")
+    return {"changed": False, "dir": str(base), "databases": out}
+
+
+def restore(a: argparse.Namespace) -> dict:
+    base = Path(a.dir) / a.id
+    verify(argparse.Namespace(**{**vars(a), "test_restore": False}))
+    out = {}
+    for db in a.databases:
+        manifest = json.loads((base / db / "manifest.json").read_text())
+        run(["dropdb", "-p", str(a.port), "--if-exists", "--force", db])
+        run(["pg_restore", "-p", str(a.port), "-C", "-d", "postgres", "-j", str(a.jobs),
+             "--exit-on-error", str(base / db)], env=RW)
+        got = counts(a.port, db)
+        diff = {t: [n, got.get(t)] for t, n in manifest["tables"].items() if got.get(t) != n}
+        if diff:
+            raise Refusal(f"{db} restored, but row counts differ from the snapshot manifest: {diff}")
+        out[db] = {"tables": got, "rows": sum(got.values()), "snapshot_created_at": manifest["created_at"],
+                   "frozen": is_frozen(a.port, db)}
+    return {"changed": True, "dir": str(base), "databases": out}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("action", choices=("freeze", "unfreeze", "snapshot", "verify", "restore"))
+    ap.add_argument("databases", nargs="+")
+    ap.add_argument("--port", type=int, default=5432)
+    ap.add_argument("--dir", default="/var/backups/cutover")
+    ap.add_argument("--id", default="snapshot")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--compress", default="1")
+    ap.add_argument("--reserve-mb", type=int, default=512)
+    ap.add_argument("--test-restore", action="store_true")
+    ap.add_argument("--key", default="", help="snapshot: keep a verified snapshot made with this key")
+    a = ap.parse_args()
+    actions = {"freeze": freeze, "unfreeze": unfreeze, "snapshot": snapshot, "verify": verify,
+               "restore": restore}
+    try:
+        print(json.dumps(actions[a.action](a), ensure_ascii=False))
+    except Refusal as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

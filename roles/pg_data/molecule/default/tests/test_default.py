@@ -1,0 +1,35 @@
+"""What an operator checks after the role ran: the database refuses writes, the snapshot is
+there with a manifest that matches its files, and only postgres can read it."""
+
+import hashlib
+import json
+
+SNAP = "/var/backups/cutover/molecule/si_demo"
+
+
+def test_the_database_refuses_writes(host):
+    out = host.run("sudo -u postgres psql -X -d si_demo -c 'CREATE TABLE x ()'")
+    assert out.rc != 0
+    assert "read-only transaction" in out.stderr
+
+
+def test_the_rows_are_still_readable(host):
+    out = host.check_output("sudo -u postgres psql -X -At -d si_demo -c 'SELECT count(*) FROM person'")
+    assert out.strip() == "5000"
+
+
+def test_the_snapshot_manifest_matches_its_files(host):
+    manifest = json.loads(host.file(f"{SNAP}/manifest.json").content_string)
+    assert manifest["database"] == "si_demo"
+    assert manifest["tables"] == {"public.person": 5000, "public.contribution": 12000}
+    assert manifest["frozen"] is True
+    for f in manifest["files"]:
+        data = host.file(f"{SNAP}/{f['name']}")
+        assert data.mode == 0o600, f["name"]
+        assert data.user == "postgres"
+        assert hashlib.sha256(data.content).hexdigest() == f["sha256"], f["name"]
+
+
+def test_the_snapshot_directory_is_private(host):
+    assert host.file("/var/backups/cutover/molecule").mode == 0o700
+    assert not host.file(f"{SNAP}.partial").exists

@@ -1,0 +1,128 @@
+"""`invoke data.*`: the data phase's steps (N5–N7), each usable alone.
+
+They run the very playbooks the plan's data phase runs, with the plan's variables, but
+outside the journal: for a dry run before the window, a re-check, or a repair after a
+failure. Inside a cutover, `invoke cutover.deploy` runs them as journaled steps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from invoke import Context, task
+
+from cutover.ansible import run_playbook
+from cutover.cli.common import refusals
+from cutover.data.reconcile import table_text
+from cutover.engine.executor import combine_limits, data_vars
+from cutover.errors import CutoverError
+from cutover.lab.lab import active_limit
+from cutover.paths import resolve
+from cutover.plan.lint import check as lint_check
+from cutover.ui import PlaybookProgress, console
+
+HELP = {"plan": "plan file (default from invoke.yaml)", "inventory": "inventory (default: the plan's own)"}
+
+
+def run_data_playbook(c: Context, name: str, plan: str | None, inventory: str | None,
+                      extra: dict[str, Any] | None = None, *, show: Any = None) -> dict[str, Any]:
+    """Run playbooks/data/<name>.yml with the plan's variables; a failure is a refusal
+    (after `show(evidence)`, when given, so that what was found is seen either way)."""
+    cfg = c.config.cutover
+    p, _ = lint_check(plan or cfg.plan, inventory)
+    inv = resolve(inventory or p.plan.inventory)
+    extravars = {**p.plan.vars, **data_vars(p, cfg.artifacts), "cutover_plan": p.plan.name, **(extra or {})}
+    with PlaybookProgress(f"data.{name}") as progress:
+        result = run_playbook(resolve(f"playbooks/data/{name}.yml"), inv,
+                              ident=f"data-{name}-{int(time.time())}",
+                              artifacts_dir=resolve(cfg.artifacts) / "data-runs",
+                              limit=combine_limits(active_limit(inv)), extravars=extravars,
+                              on_progress=progress.update)
+    if show is not None:
+        show(result.evidence)
+    if not result.ok:
+        raise CutoverError(f"data.{name} failed\n{result.summary()}",
+                           f"log: {result.artifact_dir / 'stdout'}")
+    return result.evidence
+
+
+@task(help=HELP)
+@refusals
+def freeze(c: Context, plan: str | None = None, inventory: str | None = None) -> None:
+    """Make every line database read-only, end open sessions, prove a write fails (N5)."""
+    ev = run_data_playbook(c, "freeze", plan, inventory)
+    for host, dbs in (ev.get("freeze") or {}).items():
+        for db, r in dbs.items():
+            console.print(f"{host} {db}: read-only, {r['sessions_ended']} session(s) ended; "
+                          f"a test write was refused: {r['probe']}")
+
+
+@task(help={**HELP, "verify": "only verify the existing snapshot (re-hash, pg_restore --list)",
+            "test_restore": "verify by restoring into a scratch database and comparing row counts",
+            "dir": "snapshot directory on the database host (default: the role's)"})
+@refusals
+def snapshot(c: Context, plan: str | None = None, inventory: str | None = None, verify: bool = False,
+             test_restore: bool = False, dir: str | None = None) -> None:
+    """Take (or with --verify, check) the verified snapshot of every line database (N5, N18)."""
+    extra: dict[str, Any] = {"pg_data_test_restore": test_restore}
+    if dir:
+        extra["pg_data_snapshot_dir"] = dir
+    if verify or test_restore:
+        ev = run_data_playbook(c, "verify-snapshot", plan, inventory, extra)
+        for host, dbs in (ev.get("snapshot_verified") or {}).items():
+            for db, r in dbs.items():
+                tr = r.get("test_restore")
+                console.print(f"{host} {db}: verified" + (f", test restore {tr['rows']:,} rows match"
+                                                          if tr else ""))
+        return
+    ev = run_data_playbook(c, "snapshot", plan, inventory, extra)
+    for host, res in (ev.get("snapshot") or {}).items():
+        for db, r in (res.get("databases") or {}).items():
+            if "skipped" in r:
+                console.print(f"{host} {db}: {r['skipped']}")
+            else:
+                console.print(f"{host} {db}: {r['files']} files, {r['bytes'] / 1048576:.1f} MiB "
+                              f"in {r['seconds']:.1f} s → {res['dir']}/{db}")
+
+
+@task(help=HELP)
+@refusals
+def export(c: Context, plan: str | None = None, inventory: str | None = None) -> None:
+    """Export every line the plan hands over, with manifests and quality holds (N5)."""
+    ev = run_data_playbook(c, "export", plan, inventory)
+    for m in ev.get("export") or []:
+        held = sum(sum(v.values()) for v in m["rejected"].values())
+        console.print(f"{m['line']} {m['title']}: {len(m['tables'])} tables, {m['rows']:,} rows, "
+                      f"{m['bytes'] / 1048576:.1f} MiB; {held} row(s) held back for fixing after the cutover")
+    if ev.get("export_excluded"):
+        console.print(f"not exported (the plan excludes them): {', '.join(ev['export_excluded'])}")
+
+
+@task(help=HELP)
+@refusals
+def handoff(c: Context, plan: str | None = None, inventory: str | None = None) -> None:
+    """Upload the export to the drop (resumable, verified there) and notify the receiver (N6)."""
+    ev = run_data_playbook(c, "handoff", plan, inventory).get("handoff") or {}
+    console.print(f"{len(ev.get('files', []))} file(s), {ev.get('bytes', 0):,} bytes at "
+                  f"{ev.get('drop')}/{ev.get('path')}; "
+                  f"resumed: {', '.join(ev.get('resumed') or []) or 'none'}")
+
+
+@task(help={**HELP, "json": "machine-readable output"})
+@refusals
+def reconcile(c: Context, plan: str | None = None, inventory: str | None = None,
+              json_: bool = False) -> None:
+    """Compare the receiver's receipt with the manifests table by table; exit 1 on any difference (N7)."""
+
+    def show(ev: dict[str, Any]) -> None:
+        res = ev.get("reconciliation") or {}
+        if json_:
+            print(json.dumps(res, ensure_ascii=False, indent=2))
+        elif res:
+            console.print(table_text(res), markup=False, highlight=False)
+
+    res = run_data_playbook(c, "reconcile", plan, inventory, show=show).get("reconciliation") or {}
+    if not json_:
+        console.print(f"every table matches; the backup copy matches ({len(res['backup'])} file(s))")

@@ -1,0 +1,110 @@
+"""`python -m cutover.data export|handoff|reconcile --spec JSON`: what the data playbooks run.
+
+The playbooks resolve the inventory (vault included) and pass plain JSON; secrets come in
+the environment (CUTOVER_DB_PASSWORD, CUTOVER_DROP_PASSWORD), never on the command line.
+Progress goes to stderr, the result as one JSON document to stdout. A refusal prints
+`error:` and `hint:` lines and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from cutover.data import drop as dropmod
+from cutover.data.export import export_line, write_json
+from cutover.data.handoff import handoff
+from cutover.data.reconcile import reconcile, table_text
+from cutover.engine import notify
+from cutover.engine.journal import operator
+from cutover.errors import CutoverError
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _export(spec: dict[str, Any]) -> dict[str, Any]:
+    db = spec["db"]
+    conninfo = (f"host={db['host']} port={db['port']} user={db['user']} "
+                f"password={os.environ.get('CUTOVER_DB_PASSWORD', '')} application_name=cutover-export")
+    out = Path(spec["dir"])
+    line = spec["line"]
+    say(f"export {line} ({spec.get('title', '')}) from {db['name']} into {out / 'export' / line}")
+    manifest = export_line(conninfo, line=line, title=spec.get("title", ""), database=db["name"],
+                           outdir=out / "export" / line, reject_dir=out / "fix-after-cutover" / line,
+                           tables=spec.get("tables") or None, rules=spec.get("rules") or [], say=say)
+    return {k: v for k, v in manifest.items() if k != "tables"} | {
+        "tables": [{k: t[k] for k in ("table", "rows", "bytes", "sha256", "checksum")}
+                   for t in manifest["tables"]]}
+
+
+def _drop(spec: dict[str, Any]) -> dropmod.Drop:
+    return dropmod.connect(spec["drop"], os.environ.get("CUTOVER_DROP_PASSWORD", ""))
+
+
+def _handoff(spec: dict[str, Any]) -> dict[str, Any]:
+    with _drop(spec) as d:
+        say(f"hand-off of {', '.join(spec['lines'])} to {d.name}/{spec['drop']['inbox']}/{spec['batch']}")
+        result = handoff(d, Path(spec["dir"]) / "export", spec["lines"], batch=spec["batch"],
+                         remote_root=spec["drop"]["inbox"], say=say)
+    urls = spec.get("notify") or []
+    rows = sum(result["rows"].values())
+    detail = "\n".join(f"{line}: {n:,} rows" for line, n in result["rows"].items())
+    plan = {"plan": {"name": spec["batch"], "title": spec["batch"]}}
+    ok = notify.send(urls, "handoff", None, plan=plan,
+                     subject=f"{len(result['files'])} files, {rows:,} rows at "
+                             f"{result['drop']}/{result['path']}",
+                     detail=detail, operator=operator(),
+                     at=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                     rehearsal=bool(spec.get("rehearsal")))
+    result["notified"] = {"targets": len(urls), "delivered": ok}
+    if not ok:
+        raise CutoverError("the files are on the drop, but the receiver's notification was not delivered",
+                           "check si_drop_notify_urls; run data.handoff again (verified files are not "
+                           "sent twice) to notify again")
+    say(f"receiver notified ({len(urls)} target(s))" if urls else "no notification target configured")
+    return result
+
+
+def _reconcile(spec: dict[str, Any]) -> dict[str, Any]:
+    with _drop(spec) as d:
+        result = reconcile(d, Path(spec["dir"]) / "export", spec["lines"], batch=spec["batch"],
+                           receipts_root=spec["drop"]["receipts"], say=say)
+    say(table_text(result))
+    write_json(Path(spec["dir"]) / "reconciliation.json", result)
+    if not result["passed"]:
+        bad = [f"{r['line']}.{r['table']}: {r['status']} (sent {r['sent_rows']}, received "
+               f"{r['received_rows']})" for r in result["tables"] if r["status"] != "match"]
+        bad += [f"backup {r['line']}/{r['file']}: {r['status']}" for r in result["backup"]
+                if r["status"] != "match"]
+        print(json.dumps(result, ensure_ascii=False, default=str))  # the evidence, even so
+        raise CutoverError("the receipt does not reconcile:\n  " + "\n  ".join(bad),
+                           "agree the difference with the receiver, then run data.reconcile again")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cutover.data")
+    ap.add_argument("action", choices=("export", "handoff", "reconcile"))
+    ap.add_argument("--spec", required=True, help="JSON")
+    args = ap.parse_args(argv)
+    try:
+        spec = json.loads(args.spec)
+        result = {"export": _export, "handoff": _handoff, "reconcile": _reconcile}[args.action](spec)
+    except CutoverError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, ensure_ascii=False, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

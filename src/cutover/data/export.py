@@ -1,0 +1,180 @@
+"""Export one insurance line (N5): every table in one REPEATABLE READ READ ONLY snapshot.
+
+Each table is written with `COPY (SELECT ...) TO STDOUT (FORMAT csv, HEADER)` through
+psycopg's `copy()`, hashed (sha256) while it is written, into `<table>.csv.partial` and
+renamed only when complete. Rows failing a quality rule are left out of the hand-off and
+written to `fix-after-cutover/<line>/` with counts per rule: the notice hands over only
+data that meets the receiver's rules. The manifest carries, per table, rows, bytes, sha256,
+the content checksum and the SQL that produced them, so the receiver can run it again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from cutover.data import sql
+from cutover.errors import CutoverError
+
+
+def _columns(cur: psycopg.Cursor, schema: str, table: str) -> list[tuple[str, str]]:
+    cur.execute("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+                " WHERE a.attrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass"
+                " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", (schema, table))
+    return [(r[0], r[1]) for r in cur.fetchall()]
+
+
+def _tables(cur: psycopg.Cursor, schema: str) -> list[str]:
+    cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
+                " AND table_type = 'BASE TABLE' ORDER BY table_name", (schema,))
+    return [r[0] for r in cur.fetchall()]
+
+
+def _copy_to(cur: psycopg.Cursor, query: str, dest: Path) -> tuple[int, str]:
+    """COPY query to dest (via .partial), hashing while writing; (bytes, sha256)."""
+    partial = dest.with_name(dest.name + ".partial")
+    digest, size = hashlib.sha256(), 0
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv, HEADER)") as cp:
+        for chunk in cp:
+            out.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    partial.replace(dest)
+    return size, digest.hexdigest()
+
+
+def export_line(conninfo: str, *, line: str, title: str, database: str, outdir: Path,
+                reject_dir: Path, tables: list[dict[str, Any]] | None = None,
+                rules: list[dict[str, Any]] | None = None, schema: str = "public",
+                say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Export one line's tables into outdir; returns (and writes) its manifest."""
+    rules = rules or []
+    outdir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        conn = psycopg.connect(conninfo, dbname=database, autocommit=True, connect_timeout=15)
+    except psycopg.OperationalError as exc:
+        raise CutoverError(f"cannot connect to the {line} database {database}: {exc}".strip(),
+                           "is the database up and reachable from this machine?") from exc
+    with conn:
+        cur = conn.cursor()
+        for stmt in sql.session_sql():
+            cur.execute(stmt)
+        cur.execute(f"SET search_path = {sql.ident(schema)}")
+        cur.execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cur.execute("SELECT current_setting('server_version'), now()")
+        server_version, snapshot_at = cur.fetchone()
+        names = [t["name"] for t in tables] if tables else _tables(cur, schema)
+        config = {t["name"]: t for t in (tables or [])}
+        unknown = sorted({r["table"] for r in rules} - set(names))
+        if unknown:
+            raise CutoverError(f"quality rules name tables the {line} export does not have: "
+                               f"{', '.join(unknown)}", "fix si_export.quality_rules in the inventory")
+        out_tables = []
+        rejected: dict[str, dict[str, int]] = {}
+        for name in names:
+            t0 = time.monotonic()
+            cols_types = _columns(cur, schema, name)
+            wanted = config.get(name, {}).get("columns")
+            if wanted:
+                missing = [c for c in wanted if c not in dict(cols_types)]
+                if missing:
+                    raise CutoverError(f"{line}.{name} has no column(s) {', '.join(missing)}",
+                                       "fix si_export.tables in the inventory")
+                cols_types = [(c, dict(cols_types)[c]) for c in wanted]
+            columns = [c for c, _ in cols_types]
+            row_filter = config.get(name, {}).get("where")
+            table_rules = [r for r in rules if r["table"] == name]
+            good = sql.passes(table_rules)
+            select = sql.select_sql(name, columns, row_filter, good)
+            nbytes, sha = _copy_to(cur, select, outdir / f"{name}.csv")
+            cur.execute(sql.checksum_sql(name, columns, row_filter, good))
+            rows, checksum = cur.fetchone()
+            if table_rules:
+                counts = _rejects(cur, line, name, columns, row_filter, table_rules, reject_dir)
+                if counts:
+                    rejected[name] = counts
+            seconds = time.monotonic() - t0
+            out_tables.append({
+                "table": name, "file": f"{name}.csv", "rows": int(rows), "bytes": nbytes,
+                "sha256": sha, "checksum": checksum,
+                "columns": [{"name": c, "type": ty} for c, ty in cols_types],
+                "where": row_filter, "rules": [r["name"] for r in table_rules],
+                "select_sql": select,
+                "checksum_sql": sql.checksum_sql(name, columns),  # what the receiver runs
+                "seconds": round(seconds, 3)})
+            note = f", {sum(rejected.get(name, {}).values())} row(s) held back" if name in rejected else ""
+            say(f"  {line}.{name}: {rows:,} rows, {nbytes / 1048576:.1f} MiB in {seconds:.1f} s{note}")
+        cur.execute("COMMIT")
+    manifest = {
+        "format": "cutover-export/1", "line": line, "title": title, "database": database,
+        "schema": schema, "server_version": server_version,
+        "snapshot_at": snapshot_at.astimezone(dt.UTC).isoformat(timespec="seconds"),
+        "isolation": "REPEATABLE READ, READ ONLY", "session": sql.SESSION,
+        "tables": out_tables, "rejected": rejected,
+        "rows": sum(t["rows"] for t in out_tables), "bytes": sum(t["bytes"] for t in out_tables),
+        "seconds": round(time.monotonic() - started, 3)}
+    write_json(outdir / "manifest.json", manifest)
+    return manifest
+
+
+def _rejects(cur: psycopg.Cursor, line: str, table: str, columns: list[str], row_filter: str | None,
+             rules: list[dict[str, Any]], reject_dir: Path) -> dict[str, int]:
+    """Count rows failing each rule; write the failing rows with the rules they fail."""
+    fails = [f"NOT coalesce(({r['check']}), false)" for r in rules]
+    counts_sql = ", ".join(f"count(*) FILTER (WHERE {f})" for f in fails)
+    cur.execute(f"SELECT {counts_sql} FROM {sql.ident(table)}{sql.where_sql(row_filter)}")
+    counts = {r["name"]: int(n) for r, n in zip(rules, cur.fetchone(), strict=True) if n}
+    if counts:
+        reject_dir.mkdir(parents=True, exist_ok=True)
+        which = ", ".join(f"CASE WHEN {f} THEN {sql.literal(r['name'])} END" for r, f in zip(rules, fails,
+                                                                                            strict=True))
+        query = (f"SELECT {sql.column_list(columns)}, concat_ws(',', {which}) AS failed_rules"
+                 f" FROM {sql.ident(table)}{sql.where_sql(row_filter, 'NOT (' + sql.passes(rules) + ')')}")
+        _copy_to(cur, query, reject_dir / f"{table}.csv")
+    return counts
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_export(outdir: Path) -> tuple[dict[str, Any], list[str]]:
+    """Re-hash every file of a line's export against its manifest; (manifest, problems)."""
+    mpath = outdir / "manifest.json"
+    if not mpath.exists():
+        return {}, [f"{mpath}: no manifest (was the export run?)"]
+    manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    problems = []
+    for t in manifest["tables"]:
+        path = outdir / t["file"]
+        if not path.exists():
+            problems.append(f"{path}: missing")
+            continue
+        size = path.stat().st_size
+        if size != t["bytes"]:
+            problems.append(f"{path}: {size} bytes, the manifest says {t['bytes']}")
+        elif sha256_file(path) != t["sha256"]:
+            problems.append(f"{path}: sha256 differs from the manifest (changed after the export)")
+    return manifest, problems

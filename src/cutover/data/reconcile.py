@@ -1,0 +1,114 @@
+"""Reconciliation (N7): the receiver's receipt against our manifests, table by table.
+
+The receiver writes `receipt.json` next to the batch on the drop, with per line and table
+the rows it loaded and the checksum it computed with the manifest's own SQL, and returns a
+backup copy of the files it loaded. Every table must agree in rows and checksum, no table
+may be missing or extra, and every backup file must hash to the manifest's sha256. Any
+difference is a failure: the caller exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cutover.data.drop import Drop, join
+from cutover.errors import CutoverError
+
+
+def load_manifests(export_dir: Path, lines: list[str]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for line in lines:
+        path = export_dir / line / "manifest.json"
+        if not path.exists():
+            raise CutoverError(f"{path}: no export manifest", "run data.export (and data.handoff) first")
+        out[line] = json.loads(path.read_text(encoding="utf-8"))
+    return out
+
+
+def compare(manifests: dict[str, dict[str, Any]], receipt: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (line, table) on either side."""
+    rows = []
+    got_lines = receipt.get("lines") or {}
+    for line in sorted(set(manifests) | set(got_lines)):
+        sent = {t["table"]: t for t in (manifests.get(line) or {}).get("tables", [])}
+        got = (got_lines.get(line) or {}).get("tables") or {}
+        for table in sorted(set(sent) | set(got)):
+            s, g = sent.get(table), got.get(table)
+            row = {"line": line, "table": table,
+                   "sent_rows": s["rows"] if s else None, "received_rows": g.get("rows") if g else None,
+                   "sent_checksum": s["checksum"] if s else None,
+                   "received_checksum": g.get("checksum") if g else None}
+            if s is None:
+                row["status"] = "extra at receiver"
+            elif g is None:
+                row["status"] = "missing at receiver"
+            elif g.get("rows") != s["rows"]:
+                row["status"] = f"rows differ by {g.get('rows', 0) - s['rows']:+d}"
+            elif str(g.get("checksum")) != str(s["checksum"]):
+                row["status"] = "checksum differs"
+            else:
+                row["status"] = "match"
+            rows.append(row)
+    return rows
+
+
+def check_backup(drop: Drop, base: str, manifests: dict[str, dict[str, Any]],
+                 receipt: dict[str, Any], say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Each file the receiver returned must hash to what we sent."""
+    backup = receipt.get("backup") or {}
+    root = backup.get("path")
+    out = []
+    for line, manifest in sorted(manifests.items()):
+        for t in manifest["tables"]:
+            remote = join(base, root or "backup", line, t["file"])
+            size = drop.size(remote) if root else None
+            if size is None:
+                status = "missing"
+            elif size != t["bytes"]:
+                status = f"{size} bytes, sent {t['bytes']}"
+            else:
+                status = "match" if drop.sha256(remote) == t["sha256"] else "sha256 differs"
+            out.append({"line": line, "file": t["file"], "status": status})
+    bad = sum(1 for r in out if r["status"] != "match")
+    say(f"  backup copy: {len(out) - bad} of {len(out)} file(s) match what was sent")
+    return out
+
+
+def reconcile(drop: Drop, export_dir: Path, lines: list[str], *, batch: str, receipts_root: str,
+              say: Callable[[str], None] = print) -> dict[str, Any]:
+    manifests = load_manifests(export_dir, lines)
+    base = join(receipts_root, batch)
+    path = join(base, "receipt.json")
+    if drop.size(path) is None:
+        raise CutoverError(f"no receipt yet at {path} on {drop.name}",
+                           "the receiver has not answered; run data.reconcile again when it has")
+    try:
+        receipt = json.loads(drop.get_bytes(path))
+    except ValueError as exc:
+        raise CutoverError(f"{path} on {drop.name} is not valid JSON: {exc}",
+                           "ask the receiver to write the receipt again") from exc
+    tables = compare(manifests, receipt)
+    backup = check_backup(drop, base, manifests, receipt, say)
+    mismatches = [r for r in tables if r["status"] != "match"]
+    bad_backup = [r for r in backup if r["status"] != "match"]
+    return {"batch": batch, "receipt": path, "received_at": receipt.get("received_at"),
+            "receiver": receipt.get("receiver"), "tables": tables, "backup": backup,
+            "passed": not mismatches and not bad_backup,
+            "mismatches": len(mismatches), "backup_mismatches": len(bad_backup)}
+
+
+def table_text(result: dict[str, Any]) -> str:
+    head = f"{'line':<6} {'table':<18} {'sent rows':>12} {'received':>12}  {'checksum':<10} status"
+    out = [head, "-" * len(head)]
+    for r in result["tables"]:
+        same = (r["sent_checksum"] == r["received_checksum"]) if r["received_checksum"] else None
+        out.append(f"{r['line']:<6} {r['table']:<18} {_n(r['sent_rows']):>12} {_n(r['received_rows']):>12}"
+                   f"  {'same' if same else ('—' if same is None else 'DIFFERS'):<10} {r['status']}")
+    return "\n".join(out)
+
+
+def _n(v: int | None) -> str:
+    return "—" if v is None else f"{v:,}"
