@@ -64,6 +64,15 @@ def drop_files(path: str) -> list[str]:
     return out.stdout.split()
 
 
+def facts(opts, step: str) -> dict:
+    """What the step's latest attempt recorded (its playbook's set_stats)."""
+    j = Journal.open(Path(opts.journal))
+    try:
+        return [e["data"] for e in j.evidence(step) if e["kind"] == "facts"][-1]
+    finally:
+        j.close()
+
+
 def state(opts, step: str) -> str:
     j = Journal.open(Path(opts.journal))
     try:
@@ -179,7 +188,7 @@ def test_an_export_file_changed_before_the_hand_off_stops_it_before_any_upload(d
     def tamper():
         path = d.export / "qyyl" / "person.csv"
         saved["data"] = path.read_bytes()
-        path.write_bytes(saved["data"].replace(b"\n2,", b"\n2 ,", 1))
+        path.write_bytes(saved["data"].replace(b"\n2,", b"\n3,", 1))  # same size, other content
 
     d.hooks["n6-upload-notify"] = tamper
     # the operator's repair of the dump: a new snapshot (the databases are still frozen);
@@ -222,11 +231,7 @@ def test_an_interrupted_upload_resumes_and_the_receipt_one_row_short_fails_recon
         assert f"{line}.contribution: rows differ by -1" in message
     assert state(d.opts, "n6-upload-notify") == "done"
     assert state(d.opts, "n7-reconcile-receipt") == "failed"
-    j = Journal.open(Path(d.opts.journal))
-    try:
-        handoff = next(e["data"]["handoff"] for e in j.evidence("n6-upload-notify") if e["kind"] == "facts")
-    finally:
-        j.close()
+    handoff = facts(d.opts, "n6-upload-notify")["handoff"]
     assert f"inbox/{NAME}/qyyl/contribution.csv" in handoff["resumed"]
     on_drop = host("drop1").file(f"/srv/drop/inbox/{NAME}/qyyl/contribution.csv").content
     assert on_drop == data
@@ -236,18 +241,12 @@ def test_an_interrupted_upload_resumes_and_the_receipt_one_row_short_fails_recon
 def test_after_the_receiver_is_fixed_the_deploy_resumes_and_the_receipt_reconciles(d):
     host("tax1").run_expect([0], "rm -f /etc/si-lab/receiver-fault")
     assert Executor("deploy", d.opts).run() == 0
-    j = Journal.open(Path(d.opts.journal))
-    try:
-        facts = {s: next(e["data"] for e in j.evidence(s) if e["kind"] == "facts")
-                 for s in ("n5-snapshot", "n5-export", "n7-reconcile-receipt")}
-    finally:
-        j.close()
-    rec = facts["n7-reconcile-receipt"]["reconciliation"]
+    rec = facts(d.opts, "n7-reconcile-receipt")["reconciliation"]
     assert rec["passed"] is True
     assert {r["line"] for r in rec["tables"]} == set(EXPORTED)  # 城居保 is not handed over (N5)
     assert all(r["status"] == "match" for r in rec["tables"])
     assert all(r["status"] == "match" for r in rec["backup"])
-    exports = {m["line"]: m for m in facts["n5-export"]["export"]}
+    exports = {m["line"]: m for m in facts(d.opts, "n5-export")["export"]}
     assert set(exports) == set(EXPORTED)
     person = next(t for t in exports["qyyl"]["tables"] if t["table"] == "person")
     held = exports["qyyl"]["rejected"]["person"]["id-no-18-digits"]
@@ -256,7 +255,7 @@ def test_after_the_receiver_is_fixed_the_deploy_resumes_and_the_receipt_reconcil
         assert person["rows"] + held == conn.execute("SELECT count(*) FROM person").fetchone()[0]
     fix = (d.tmp / "art" / "data" / NAME / "fix-after-cutover" / "qyyl" / "person.csv").read_text()
     assert fix.count("id-no-18-digits") == held
-    snap = facts["n5-snapshot"]["snapshot"]["db1"]["databases"]
+    snap = facts(d.opts, "n5-snapshot")["snapshot"]["db1"]["databases"]
     assert set(snap) == {f"si_{line}" for line in [*EXPORTED, "cjyl"]}  # the way back covers every line
     manifest = json.loads(host("db1").file(f"{SNAP}/si_qyyl/manifest.json").content_string)
     assert manifest["tables"]["public.person"] == person["rows"] + held

@@ -446,6 +446,7 @@ def confirm(opts: RunOptions, step_id: str, by: str, note: str) -> str:
 
 
 DATA_RESTORE_PLAYBOOK = "playbooks/data/restore-snapshot.yml"
+DATA_VERIFY_PLAYBOOK = "playbooks/data/verify-snapshot.yml"
 ROLLBACK_PLAYBOOK = "playbooks/deploy/rollback.yml"
 
 
@@ -478,7 +479,8 @@ def rollback(opts: RunOptions, data: bool = False) -> dict[str, Any]:
         extravars = {**plan.plan.vars, "cutover_plan": plan.plan.name,
                      "cutover_release_manifest": str(resolve(plan.plan.release_manifest))}
         stages = [("rollback", ROLLBACK_PLAYBOOK, "versions")]
-        if data:
+        if data:  # the snapshot must verify before any host is touched
+            stages.insert(0, ("rollback-verify", DATA_VERIFY_PLAYBOOK, "snapshot_verified"))
             stages.append(("rollback-data", DATA_RESTORE_PLAYBOOK, "data_restored"))
         for name, playbook, kind in stages:
             progress = opts.progress_factory(name) if opts.progress_factory else None
