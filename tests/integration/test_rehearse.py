@@ -102,6 +102,20 @@ def test_the_report_shows_owners_times_and_chinese_titles(rehearsal):
     assert {s["state"] for s in data["steps"]} == {"done"}
 
 
+def test_the_journal_and_report_hold_the_data_phases_manifests_and_reconciliation(rehearsal):
+    rows = rehearsal["db"].execute("SELECT step_id, data FROM evidence WHERE kind='facts'"
+                                   " AND step_id IN ('n5-snapshot', 'n5-export', 'n7-reconcile-receipt')")
+    facts = {step: json.loads(data) for step, data in rows}
+    assert {m["line"] for m in facts["n5-export"]["export"]} == {"qyyl", "jgyl", "zynj", "gs", "sy"}
+    assert set(facts["n5-snapshot"]["snapshot"]["db1"]["databases"]) >= {"si_qyyl", "si_cjyl"}
+    assert facts["n7-reconcile-receipt"]["reconciliation"]["passed"] is True
+    md = (rehearsal["dir"] / "report.md").read_text()
+    assert "### 导出 / export (N5) — not exported: cjyl" in md
+    assert "every table matches" in md
+    assert "| qyyl | contribution |" in md
+    assert "row(s) fail `id-no-18-digits`" in md
+
+
 def test_next_day_check_compares_each_jobs_volume_with_its_baseline(rehearsal):
     data = rehearsal["db"].execute(
         "SELECT data FROM evidence WHERE step_id='n13-check-job-volumes' AND kind='gate'").fetchone()
@@ -141,6 +155,7 @@ def test_the_html_report_reads_right_in_headless_chromium(rehearsal, tmp_path):
     assert len(png) > 20_000  # a rendered page of text and tables, not a blank one
     dom = subprocess.run(["chromium", *flags, "--dump-dom", html.as_uri()], check=True,
                          capture_output=True, text=True, timeout=120).stdout
-    for text in ("运行记录", "恢复各险种业务系统", "省工伤保险中心系统科", "n13-restore-jobs"):
+    for text in ("运行记录", "恢复各险种业务系统", "省工伤保险中心系统科", "n13-restore-jobs",
+                 "核对 / reconciliation (N7)", "every table matches"):
         assert text in dom
     (rehearsal["dir"] / "report.png").write_bytes(png)  # kept beside the report for a look

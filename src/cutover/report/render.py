@@ -2,7 +2,8 @@
 
 The record is what an auditor reads: per step the owner and cooperating departments,
 planned and actual times, result and evidence; overrides and confirmations with names and
-reasons; version tables; notifications sent. Secrets never reach it: the journal holds only
+reasons; the data phase's snapshot, export and reconciliation tables (N5–N7); version
+tables; notifications sent. Secrets never reach it: the journal holds only
 evidence that playbooks returned (no_log tasks return none) and this module adds nothing.
 """
 
@@ -31,12 +32,32 @@ def _local(value: str | None, plan: Plan) -> str:
     return fmt(dt.datetime.fromisoformat(value), plan.tz) if value else "—"
 
 
-def _versions(st: dict[str, Any]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def _latest(st: dict[str, Any], key: str) -> Any:
+    """The latest value a playbook recorded under `key` (set_stats), in step order."""
+    found = None
     for s in st["steps"]:
         for e in s["evidence"]:
-            if e["kind"] == "facts" and isinstance(e["data"].get("versions"), list):
-                rows = [dict(r, step=s["id"]) for r in e["data"]["versions"]]  # the latest table wins
+            if e["kind"] == "facts" and e["data"].get(key):
+                found = e["data"][key]
+    return found
+
+
+def _versions(st: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(_latest(st, "versions") or [])
+
+
+def _snapshots(st: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per database of the data phase's snapshot (N5, N18), with its verification."""
+    verified = _latest(st, "snapshot_verified") or {}
+    rows = []
+    for host, res in (_latest(st, "snapshot") or {}).items():
+        for db, r in (res.get("databases") or {}).items():
+            check = (verified.get(host) or {}).get(db) or {}
+            test = check.get("test_restore") or {}
+            rows.append({"host": host, "database": db, "dir": f"{res.get('dir')}/{db}", **r,
+                         "rows": sum((r.get("tables") or {}).values()),
+                         "verified": bool(check.get("verified")),
+                         "test_restore_rows": test.get("rows")})
     return rows
 
 
@@ -104,6 +125,9 @@ def build(plan: Plan, journal_path: Path, out_dir: Path) -> dict[str, Path]:
     finally:
         j.close()
     ctx = {"plan": plan, "st": st, "versions": _versions(st), "gantt": _gantt(st, plan),
+           "snapshots": _snapshots(st), "exports": _latest(st, "export") or [],
+           "excluded": _latest(st, "export_excluded") or [],
+           "handoff": _latest(st, "handoff") or {}, "reconciliation": _latest(st, "reconciliation") or {},
            "local": lambda v: _local(v, plan), "generated": fmt(dt.datetime.now(plan.tz)),
            "phases": plan.phases}
     out_dir.mkdir(parents=True, exist_ok=True)
