@@ -1,10 +1,11 @@
 """Export one insurance line (N5): every table in one REPEATABLE READ READ ONLY snapshot.
 
 Each table is written with `COPY (SELECT ...) TO STDOUT (FORMAT csv, HEADER)` through
-psycopg's `copy()`, hashed (sha256) while it is written, into `<table>.csv.partial` and
-renamed only when complete. Rows failing a quality rule are left out of the hand-off and
-written to `fix-after-cutover/<line>/` with counts per rule: the notice hands over only
-data that meets the receiver's rules. The manifest carries, per table, rows, bytes, sha256,
+psycopg (its libpq connection, for speed: see `_copy_to`), hashed (sha256) while it is
+written, into `<table>.csv.partial` and renamed only when complete. The content checksums
+run meanwhile on a second connection sharing the same snapshot. Rows failing a quality
+rule are left out of the hand-off and written to `fix-after-cutover/<line>/` with counts
+per rule: the notice hands over only data that meets the receiver's rules. The manifest carries, per table, rows, bytes, sha256,
 the content checksum and the SQL that produced them, so the receiver can run it again.
 """
 
@@ -16,13 +17,17 @@ import json
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import pq
 
 from cutover.data import sql
 from cutover.errors import CutoverError
+
+BLOCK = 1 << 20
 
 
 def _columns(cur: psycopg.Cursor, schema: str, table: str) -> list[tuple[str, str]]:
@@ -38,20 +43,97 @@ def _tables(cur: psycopg.Cursor, schema: str) -> list[str]:
     return [r[0] for r in cur.fetchall()]
 
 
-def _copy_to(cur: psycopg.Cursor, query: str, dest: Path) -> tuple[int, str]:
-    """COPY query to dest (via .partial), hashing while writing; (bytes, sha256)."""
+def _copy_to(conn: psycopg.Connection, query: str, dest: Path) -> tuple[int, int, str]:
+    """COPY query to dest (via .partial), hashing while writing; (rows, bytes, sha256).
+
+    libpq hands COPY data over one row per call; psycopg's `copy()` iterator costs about
+    a microsecond per row around that call, so rows are taken from its libpq connection
+    (`conn.pgconn`, psycopg.pq) directly and hashed and written in 1 MiB blocks."""
     partial = dest.with_name(dest.name + ".partial")
-    digest, size = hashlib.sha256(), 0
+    digest, size, block = hashlib.sha256(), 0, bytearray()
+    pg = conn.pgconn
+    pg.send_query(f"COPY ({query}) TO STDOUT (FORMAT csv, HEADER)".encode())
+    res = pg.get_result()
+    if res is None or res.status != pq.ExecStatus.COPY_OUT:
+        message = (res.error_message.decode(errors="replace") if res else "no result").strip()
+        while pg.get_result() is not None:
+            pass
+        raise CutoverError(f"COPY of {dest.stem} failed: {message}",
+                           "check the table's settings in si_export")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv, HEADER)") as cp:
-        for chunk in cp:
-            out.write(chunk)
-            digest.update(chunk)
-            size += len(chunk)
+    with os.fdopen(fd, "wb") as out:
+        while True:
+            nbytes, data = pg.get_copy_data(0)
+            if nbytes < 0:
+                break
+            block += data
+            if len(block) >= BLOCK:
+                digest.update(block)
+                out.write(block)
+                size += len(block)
+                block.clear()
+        digest.update(block)
+        out.write(block)
+        size += len(block)
         out.flush()
         os.fsync(out.fileno())
+    res = pg.get_result()
+    while pg.get_result() is not None:
+        pass
+    if res is None or res.status != pq.ExecStatus.COMMAND_OK:
+        partial.unlink(missing_ok=True)
+        message = (res.error_message.decode(errors="replace") if res else "connection lost").strip()
+        raise CutoverError(f"COPY of {dest.stem} failed midway: {message}", "is the database up?")
+    rows = int(res.command_status.split()[-1])
     partial.replace(dest)
-    return size, digest.hexdigest()
+    return rows, size, digest.hexdigest()
+
+
+def _checksums(conninfo: str, database: str, schema: str, snapshot: str,
+               queries: dict[str, str]) -> dict[str, tuple[int, str]]:
+    """Run the content checksums on a second connection that shares the export's snapshot,
+    so the server computes them while the first connection streams the COPY."""
+    with psycopg.connect(conninfo, dbname=database, autocommit=True, connect_timeout=15) as conn:
+        for stmt in sql.session_sql():
+            conn.execute(stmt)
+        conn.execute(f"SET search_path = {sql.ident(schema)}")
+        conn.execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute(f"SET TRANSACTION SNAPSHOT {sql.literal(snapshot)}")
+        out = {}
+        for name, query in queries.items():
+            rows, checksum = conn.execute(query).fetchone()
+            out[name] = (int(rows), str(checksum))
+        conn.execute("COMMIT")
+        return out
+
+
+def _work(cur: psycopg.Cursor, line: str, schema: str, tables: list[dict[str, Any]] | None,
+          rules: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per table: its explicit column list, row filter, quality rules and SQL."""
+    names = [t["name"] for t in tables] if tables else _tables(cur, schema)
+    config = {t["name"]: t for t in (tables or [])}
+    unknown = sorted({r["table"] for r in rules} - set(names))
+    if unknown:
+        raise CutoverError(f"quality rules name tables the {line} export does not have: "
+                           f"{', '.join(unknown)}", "fix si_export.quality_rules in the inventory")
+    work = {}
+    for name in names:
+        cols_types = _columns(cur, schema, name)
+        wanted = config.get(name, {}).get("columns")
+        if wanted:
+            missing = [c for c in wanted if c not in dict(cols_types)]
+            if missing:
+                raise CutoverError(f"{line}.{name} has no column(s) {', '.join(missing)}",
+                                   "fix si_export.tables in the inventory")
+            cols_types = [(c, dict(cols_types)[c]) for c in wanted]
+        columns = [c for c, _ in cols_types]
+        row_filter = config.get(name, {}).get("where")
+        table_rules = [r for r in rules if r["table"] == name]
+        good = sql.passes(table_rules)
+        work[name] = {"cols_types": cols_types, "columns": columns, "where": row_filter,
+                      "rules": table_rules, "select": sql.select_sql(name, columns, row_filter, good),
+                      "source_checksum": sql.checksum_sql(name, columns, row_filter, good)}
+    return work
 
 
 def export_line(conninfo: str, *, line: str, title: str, database: str, outdir: Path,
@@ -67,56 +149,43 @@ def export_line(conninfo: str, *, line: str, title: str, database: str, outdir: 
     except psycopg.OperationalError as exc:
         raise CutoverError(f"cannot connect to the {line} database {database}: {exc}".strip(),
                            "is the database up and reachable from this machine?") from exc
-    with conn:
+    with conn, ThreadPoolExecutor(max_workers=1) as pool:
         cur = conn.cursor()
         for stmt in sql.session_sql():
             cur.execute(stmt)
         cur.execute(f"SET search_path = {sql.ident(schema)}")
         cur.execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        cur.execute("SELECT current_setting('server_version'), now()")
-        server_version, snapshot_at = cur.fetchone()
-        names = [t["name"] for t in tables] if tables else _tables(cur, schema)
-        config = {t["name"]: t for t in (tables or [])}
-        unknown = sorted({r["table"] for r in rules} - set(names))
-        if unknown:
-            raise CutoverError(f"quality rules name tables the {line} export does not have: "
-                               f"{', '.join(unknown)}", "fix si_export.quality_rules in the inventory")
+        cur.execute("SELECT current_setting('server_version'), now(), pg_export_snapshot()")
+        server_version, snapshot_at, snapshot = cur.fetchone()
+        work = _work(cur, line, schema, tables, rules)
+        sums = pool.submit(_checksums, conninfo, database, schema, snapshot,
+                           {n: w["source_checksum"] for n, w in work.items()})
         out_tables = []
         rejected: dict[str, dict[str, int]] = {}
-        for name in names:
+        for name, w in work.items():
             t0 = time.monotonic()
-            cols_types = _columns(cur, schema, name)
-            wanted = config.get(name, {}).get("columns")
-            if wanted:
-                missing = [c for c in wanted if c not in dict(cols_types)]
-                if missing:
-                    raise CutoverError(f"{line}.{name} has no column(s) {', '.join(missing)}",
-                                       "fix si_export.tables in the inventory")
-                cols_types = [(c, dict(cols_types)[c]) for c in wanted]
-            columns = [c for c, _ in cols_types]
-            row_filter = config.get(name, {}).get("where")
-            table_rules = [r for r in rules if r["table"] == name]
-            good = sql.passes(table_rules)
-            select = sql.select_sql(name, columns, row_filter, good)
-            nbytes, sha = _copy_to(cur, select, outdir / f"{name}.csv")
-            cur.execute(sql.checksum_sql(name, columns, row_filter, good))
-            rows, checksum = cur.fetchone()
-            if table_rules:
-                counts = _rejects(cur, line, name, columns, row_filter, table_rules, reject_dir)
+            rows, nbytes, sha = _copy_to(conn, w["select"], outdir / f"{name}.csv")
+            if w["rules"]:
+                counts = _rejects(conn, name, w["columns"], w["where"], w["rules"], reject_dir)
                 if counts:
                     rejected[name] = counts
             seconds = time.monotonic() - t0
             out_tables.append({
-                "table": name, "file": f"{name}.csv", "rows": int(rows), "bytes": nbytes,
-                "sha256": sha, "checksum": checksum,
-                "columns": [{"name": c, "type": ty} for c, ty in cols_types],
-                "where": row_filter, "rules": [r["name"] for r in table_rules],
-                "select_sql": select,
-                "checksum_sql": sql.checksum_sql(name, columns),  # what the receiver runs
+                "table": name, "file": f"{name}.csv", "rows": rows, "bytes": nbytes,
+                "sha256": sha, "columns": [{"name": c, "type": ty} for c, ty in w["cols_types"]],
+                "where": w["where"], "rules": [r["name"] for r in w["rules"]],
+                "select_sql": w["select"],
+                "checksum_sql": sql.checksum_sql(name, w["columns"]),  # what the receiver runs
                 "seconds": round(seconds, 3)})
-            note = f", {sum(rejected.get(name, {}).values())} row(s) held back" if name in rejected else ""
+            note = f", {sum(rejected[name].values())} row(s) held back" if name in rejected else ""
             say(f"  {line}.{name}: {rows:,} rows, {nbytes / 1048576:.1f} MiB in {seconds:.1f} s{note}")
+        checksums = sums.result()
         cur.execute("COMMIT")
+    for t in out_tables:
+        counted, t["checksum"] = checksums[t["table"]]
+        if counted != t["rows"]:  # the same snapshot cannot disagree; if it does, stop here
+            raise CutoverError(f"{line}.{t['table']}: COPY wrote {t['rows']} rows, the checksum query "
+                               f"counted {counted} in the same snapshot", "report this; export again")
     manifest = {
         "format": "cutover-export/1", "line": line, "title": title, "database": database,
         "schema": schema, "server_version": server_version,
@@ -129,20 +198,20 @@ def export_line(conninfo: str, *, line: str, title: str, database: str, outdir: 
     return manifest
 
 
-def _rejects(cur: psycopg.Cursor, line: str, table: str, columns: list[str], row_filter: str | None,
+def _rejects(conn: psycopg.Connection, table: str, columns: list[str], row_filter: str | None,
              rules: list[dict[str, Any]], reject_dir: Path) -> dict[str, int]:
     """Count rows failing each rule; write the failing rows with the rules they fail."""
     fails = [f"NOT coalesce(({r['check']}), false)" for r in rules]
     counts_sql = ", ".join(f"count(*) FILTER (WHERE {f})" for f in fails)
-    cur.execute(f"SELECT {counts_sql} FROM {sql.ident(table)}{sql.where_sql(row_filter)}")
-    counts = {r["name"]: int(n) for r, n in zip(rules, cur.fetchone(), strict=True) if n}
+    found = conn.execute(f"SELECT {counts_sql} FROM {sql.ident(table)}{sql.where_sql(row_filter)}").fetchone()
+    counts = {r["name"]: int(n) for r, n in zip(rules, found, strict=True) if n}
     if counts:
         reject_dir.mkdir(parents=True, exist_ok=True)
         which = ", ".join(f"CASE WHEN {f} THEN {sql.literal(r['name'])} END" for r, f in zip(rules, fails,
                                                                                             strict=True))
         query = (f"SELECT {sql.column_list(columns)}, concat_ws(',', {which}) AS failed_rules"
                  f" FROM {sql.ident(table)}{sql.where_sql(row_filter, 'NOT (' + sql.passes(rules) + ')')}")
-        _copy_to(cur, query, reject_dir / f"{table}.csv")
+        _copy_to(conn, query, reject_dir / f"{table}.csv")
     return counts
 
 
