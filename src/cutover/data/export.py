@@ -5,8 +5,9 @@ psycopg (its libpq connection, for speed: see `_copy_to`), hashed (sha256) while
 written, into `<table>.csv.partial` and renamed only when complete. The content checksums
 run meanwhile on a second connection sharing the same snapshot. Rows failing a quality
 rule are left out of the hand-off and written to `fix-after-cutover/<line>/` with counts
-per rule: the notice hands over only data that meets the receiver's rules. The manifest carries, per table, rows, bytes, sha256,
-the content checksum and the SQL that produced them, so the receiver can run it again.
+per rule: the notice hands over only data that meets the receiver's rules. The manifest
+carries, per table, rows, bytes, sha256, the content checksum and the SQL that produced
+them, so the receiver can run it again.
 """
 
 from __future__ import annotations
