@@ -18,3 +18,9 @@ def test_disagreeing_http_probe_is_named(host):
 def test_the_file_probe_itself_agreed(host):
     msg = host.file("/root/version-message").content_string
     assert "file /opt/demo/current/VERSION" not in msg
+
+
+def test_a_package_probe_reports_the_installed_version(host):
+    installed = host.package("openssh-server").version
+    msg = host.file("/root/package-message").content_string
+    assert f"demo-pkg expected 0.0.1, package openssh-server found {installed}" in msg
