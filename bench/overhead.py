@@ -2,9 +2,10 @@
 lint, journal, lock, notifications, progress, the ansible-runner wrapper) against the same
 playbooks run with plain `ansible-playbook`, one after another, in one session.
 
-Both paths run the same idempotent work on a lab that is already stopped (the first,
-untimed round brings it there), alternating A/B so drift on this 2-core machine hits both.
-Prints the per-round seconds and the ratio of means. Needs the lab: `./inv lab.up` first.
+Both paths do the same real work: the lab is brought back to its pre-window state (all
+services up) by an untimed plain run of playbooks/restore/restore.yml before each timed
+stop, and the rounds alternate A/B so drift on this 2-core machine hits both. Prints the
+per-round seconds and the ratio of means. Needs the lab: `./inv lab.up` first.
 
     .venv/bin/python bench/overhead.py [--rounds 3]
 """
@@ -38,21 +39,31 @@ def through_cutover(tmp: Path, n: int) -> float:
     return time.perf_counter() - started
 
 
-def plain(plan, n: int) -> float:
+def playbook(path: str, extravars: dict, tags: list[str], limit: str | None) -> None:
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(LAB_INVENTORY),
+           str(ROOT / path), "-e", json.dumps(extravars)]
+    if tags:
+        cmd += ["--tags", ",".join(tags)]
+    limit = combine_limits(limit, active_limit(LAB_INVENTORY))
+    if limit:
+        cmd += ["--limit", limit]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, check=False, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"{path} failed:\n{proc.stdout[-3000:]}")
+
+
+def plain(plan, n: int) -> float:
     started = time.perf_counter()
     for step in plan.steps("stop"):
-        if not step.playbook:
-            continue
-        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(LAB_INVENTORY),
-               str(ROOT / step.playbook), "-e", json.dumps({**step.vars, "cutover_step": step.id})]
-        if step.tags:
-            cmd += ["--tags", ",".join(step.tags)]
-        limit = combine_limits(step.limit, active_limit(LAB_INVENTORY))
-        if limit:
-            cmd += ["--limit", limit]
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+        if step.playbook:
+            playbook(step.playbook, {**plan.plan.vars, **step.vars, "cutover_plan": plan.plan.name,
+                                     "cutover_step": step.id}, step.tags, step.limit)
     return time.perf_counter() - started
+
+
+def back_to_before_the_window() -> None:
+    playbook("playbooks/restore/restore.yml", {}, [], None)
 
 
 def main() -> int:
@@ -62,11 +73,11 @@ def main() -> int:
     plan, _ = check(PLAN)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        print("warm-up round (brings the lab to the stopped state, not timed)", flush=True)
-        through_cutover(tmp_path, 0)
         a, b = [], []
         for n in range(1, args.rounds + 1):
+            back_to_before_the_window()
             a.append(through_cutover(tmp_path, n))
+            back_to_before_the_window()
             b.append(plain(plan, n))
             print(f"round {n}: cutover.stop {a[-1]:.1f} s, ansible-playbook {b[-1]:.1f} s", flush=True)
     ratio = statistics.mean(a) / statistics.mean(b)

@@ -33,7 +33,7 @@ def run_tests(c: Context, quick: bool = False, molecule: bool = True) -> None:
         c.run("ruff check .")
         c.run("yamllint -s .")
         c.run("ansible-lint -q")
-        c.run("pytest tests/unit tests/integration")
+        c.run("pytest --durations=20 tests/unit tests/integration")
         if not molecule:
             return
         try:  # Molecule's platforms use the lab image; build it if the lab never ran here
