@@ -44,3 +44,13 @@ def test_syntax_error_is_reported_with_its_reason(tmp_path):
     result = run_playbook(broken, DATA / "inventory.yml", ident="syn", artifacts_dir=tmp_path)
     assert not result.ok
     assert "no_such_module_xyz" in result.summary()
+
+
+def test_a_runs_variables_do_not_leak_into_the_next_run_in_the_same_directory(tmp_path):
+    # ansible-runner keeps env/extravars of a private data dir and adds a run's own on top
+    one = run_playbook(DATA / "playbooks" / "echo-var.yml", DATA / "inventory.yml", ident="one",
+                       artifacts_dir=tmp_path, extravars={"first": "one"})
+    two = run_playbook(DATA / "playbooks" / "echo-var.yml", DATA / "inventory.yml", ident="two",
+                       artifacts_dir=tmp_path, extravars={"second": "two"})
+    assert one.evidence == {"first": "one", "second": "absent"}
+    assert two.evidence == {"first": "absent", "second": "two"}

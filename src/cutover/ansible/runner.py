@@ -111,6 +111,10 @@ def run_playbook(
     artifacts_dir = Path(artifacts_dir).resolve()
     private = artifacts_dir / "runner"
     private.mkdir(parents=True, exist_ok=True)
+    # ansible-runner keeps env/extravars and env/envvars of an earlier run in the same private
+    # data dir and adds this run's on top: one step's variables would leak into the next.
+    for name in ("extravars", "envvars"):
+        (private / "env" / name).unlink(missing_ok=True)
 
     failures: list[HostFailure] = []
     evidence: dict[str, Any] = {}
