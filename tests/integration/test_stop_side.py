@@ -1,27 +1,45 @@
-"""The stop side of the shipped plan (N1–N4) on the lab, through the engine, then the
-deploy (N8), a restore that fails at its stage and resumes, version checks and the rollback.
+"""The shipped plan on the lab through the engine, one journal: the stop side (N1–N4), the
+data phase with every fault the data issue names (N5–N7), the deploy (N8), a restore that
+fails at its stage and resumes, version checks, and the rollback with the data (N18).
 
 A fresh lab with one pending approval (lab fault `pending-approval`): the stop halts at the
 N3 gate naming the agency and the approval, nothing after it runs; during the freeze (N2)
 collection answers the notice on every channel while benefit payment still works; an
 override lets the gate pass and is recorded; the stop then ends with every channel showing
 the notice, every business service stopped, every timed job off; a re-run changes nothing.
+
+The data phase: the disk too small for the snapshot (refused before anything is written);
+the database down in the middle of the snapshot (pg_dump waits on a lock a prepared
+transaction holds, and the server is stopped under it); a dump file changed after the
+snapshot; an export file changed before the hand-off (nothing uploaded); an upload cut off
+(a partial file on the drop: the hand-off resumes it); the receiver loading one row less.
+Each is caught where it happens, naming what is wrong, with the step left not done; the
+deploy then resumes to the end, the journal holding the manifests and the reconciliation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
 
+import psycopg
 import pytest
 
 from cutover.ansible import run_playbook
 from cutover.engine import executor
 from cutover.engine.executor import Executor, RunOptions, StepFailed
 from cutover.engine.journal import Journal
+from cutover.errors import CutoverError
 from cutover.lab import artifacts
 from cutover.lab import lab as labmod
+from cutover.lab.podman import env as podman_env
 from cutover.lab.topology import LAB_INVENTORY
 from cutover.paths import ROOT
 
@@ -30,6 +48,9 @@ from .conftest import CITIES, SCALE, SEED, host
 pytestmark = pytest.mark.lab
 PLAN = ROOT / "plans" / "shanxi-2023-11.yml"
 CHANNELS = ["/online/", "/nearby/", "/app/minsheng/", "/app/sanjin/"]
+NAME = "shanxi-2023-11"
+SNAP = f"/var/backups/cutover/{NAME}"
+EXPORTED = ["qyyl", "jgyl", "zynj", "gs", "sy"]
 
 
 def request(url: str, body: dict | None = None, accept: str = "application/json") -> tuple[int, str]:
@@ -178,6 +199,229 @@ def test_a_tampered_artifact_is_refused_before_anything_is_unpacked(run, tmp_pat
     assert listing.split() == [artifacts.OLD]
 
 
+# --------------------------------------------------------------------------- data (N5–N7, N18)
+
+
+class Hook:
+    """The executor's per-step progress object; runs a test's action just before a step."""
+
+    def __init__(self, step: str, hooks: dict) -> None:
+        action = hooks.pop(step, None)
+        if action:
+            action()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def update(self, progress) -> None:
+        return None
+
+
+def drop_files(path: str) -> list[str]:
+    out = host("drop1").run(f"find /srv/drop/{path} -type f 2>/dev/null | sort")
+    return out.stdout.split()
+
+
+def facts(opts, step: str) -> dict:
+    """What the step's latest attempt recorded (its playbook's set_stats)."""
+    j = Journal.open(Path(opts.journal))
+    try:
+        return [e["data"] for e in j.evidence(step) if e["kind"] == "facts"][-1]
+    finally:
+        j.close()
+
+
+def state(opts, step: str) -> str:
+    j = Journal.open(Path(opts.journal))
+    try:
+        return j.step(step)["state"]
+    finally:
+        j.close()
+
+
+@pytest.fixture(scope="module")
+def d(run, lab_vars):
+    """The data phase's fault tests share the stop side's journal; a hook runs a test's
+    action just before a named step starts."""
+    hooks: dict = {}
+    opts = dataclasses.replace(run, progress_factory=lambda step: Hook(step, hooks))
+    dsn = (f"host=127.0.0.1 port={lab_vars['si_db_port']} user={lab_vars['si_db_user']} "
+           f"password={lab_vars['vault_si_db_password']} options='-c default_transaction_read_only=off'")
+    return SimpleNamespace(opts=opts, hooks=hooks, dsn=dsn, tmp=Path(run.artifacts).parent,
+                           export=Path(run.artifacts) / "data" / NAME / "export")
+
+
+def test_a_snapshot_that_does_not_fit_is_refused_before_anything_is_written(d):
+    # the container's /dev/shm is a 64 MiB tmpfs: smaller than six databases plus the reserve
+    proc = subprocess.run([str(ROOT / "inv"), "data.snapshot", "--dir", "/dev/shm/cutover-small"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "MiB free, the snapshot needs up to" in out
+    assert "nothing was written" in out
+    assert host("db1").run("ls -A /dev/shm/cutover-small/" + NAME).stdout.strip() == ""
+    assert state(d.opts, "n5-snapshot") == "pending"
+
+
+def test_the_database_going_down_mid_snapshot_fails_the_step_and_leaves_no_partial_dump(d):
+    db1 = host("db1")
+    with psycopg.connect(d.dsn, dbname="si_qyyl", autocommit=True) as conn:
+        conn.execute("BEGIN")
+        conn.execute("LOCK TABLE contribution IN ACCESS EXCLUSIVE MODE")
+        conn.execute("PREPARE TRANSACTION 'cutover_test_hold'")  # survives the freeze's session ends
+    failure: dict = {}
+
+    def deploy():
+        try:
+            Executor("deploy", d.opts).run()
+        except StepFailed as exc:
+            failure["error"] = exc
+
+    worker = threading.Thread(target=deploy)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # pg_dump of si_qyyl waits for the lock: the dump is running
+            waiting = db1.run("sudo -u postgres psql -X -At -p 25432 -c \"SELECT count(*) FROM pg_stat_activity"
+                              " WHERE datname = 'si_qyyl' AND application_name = 'pg_dump'"
+                              " AND wait_event_type = 'Lock'\"").stdout.strip()
+            if waiting not in ("", "0"):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("pg_dump never started on si_qyyl")
+        assert db1.run("ls -d " + SNAP + "/si_qyyl.partial").rc == 0  # mid-snapshot indeed
+        db1.run_expect([0], "systemctl stop postgresql@15-main")
+        worker.join(timeout=300)
+    finally:
+        db1.run_expect([0], "systemctl start postgresql@15-main")
+        for _ in range(30):
+            try:
+                with psycopg.connect(d.dsn, dbname="si_qyyl", autocommit=True) as conn:
+                    conn.execute("ROLLBACK PREPARED 'cutover_test_hold'")
+                break
+            except psycopg.OperationalError:
+                time.sleep(1)
+    message = str(failure["error"])
+    assert "step n5-snapshot failed" in message
+    assert "snapshot of si_qyyl failed; its partial files were removed" in message
+    assert state(d.opts, "n5-freeze") == "done"
+    assert state(d.opts, "n5-snapshot") == "failed"
+    assert db1.run(f"ls -d {SNAP}/si_qyyl.partial {SNAP}/si_qyyl").rc != 0
+
+
+def test_a_dump_file_changed_after_the_snapshot_is_named_by_the_verification(d):
+    def tamper():
+        host("db1").run_expect([0], f"f=$(ls {SNAP}/si_gs/*.dat.gz | head -1); printf x >> $f")
+
+    d.hooks["n5-verify-snapshot"] = tamper
+    with pytest.raises(StepFailed) as err:
+        Executor("deploy", d.opts).run()  # resumes: the snapshot is taken now, then verified
+    message = str(err.value)
+    assert "step n5-verify-snapshot failed" in message
+    assert f"{SNAP}/si_gs/" in message
+    assert "bytes, the manifest says" in message
+    assert state(d.opts, "n5-snapshot") == "done"
+    assert state(d.opts, "n5-verify-snapshot") == "failed"
+
+
+def test_rollback_data_refuses_a_snapshot_that_does_not_verify_and_drops_nothing(d):
+    with pytest.raises(CutoverError) as err:
+        executor.rollback(d.opts, data=True)
+    assert "does not verify" in str(err.value)
+    with psycopg.connect(d.dsn, dbname="si_gs") as conn:  # still there
+        assert conn.execute("SELECT count(*) FROM person").fetchone()[0] > 0
+
+
+def test_an_export_file_changed_before_the_hand_off_stops_it_before_any_upload(d):
+    saved = {}
+
+    def tamper():
+        path = d.export / "qyyl" / "person.csv"
+        saved["data"] = path.read_bytes()
+        path.write_bytes(saved["data"].replace(b"\n2,", b"\n3,", 1))  # same size, other content
+
+    d.hooks["n6-upload-notify"] = tamper
+    # the operator's repair of the dump: a new snapshot (the databases are still frozen);
+    # the resumed deploy verifies it again before anything else
+    subprocess.run([str(ROOT / "inv"), "data.snapshot"], cwd=ROOT, check=True, timeout=600)
+    with pytest.raises(StepFailed) as err:
+        Executor("deploy", d.opts).run()
+    message = str(err.value)
+    assert "step n6-upload-notify failed" in message
+    assert "export/qyyl/person.csv: sha256 differs from the manifest" in message
+    assert "nothing was uploaded" in message
+    assert drop_files(f"inbox/{NAME}") == []
+    for step in ("n5-verify-snapshot", "n5-export"):
+        assert state(d.opts, step) == "done"
+    assert state(d.opts, "n6-upload-notify") == "failed"
+    (d.export / "qyyl" / "person.csv").write_bytes(saved["data"])
+
+
+def test_an_interrupted_upload_resumes_and_the_receipt_one_row_short_fails_reconciliation(d):
+    local = d.export / "qyyl" / "contribution.csv"
+    data = local.read_bytes()
+
+    def interrupted():  # what an upload cut off halfway leaves on the drop
+        part = f"/srv/drop/inbox/{NAME}/qyyl/contribution.csv.part"
+        host("drop1").run_expect([0], f"install -d -o handoff -g handoff /srv/drop/inbox/{NAME}"
+                                 f" /srv/drop/inbox/{NAME}/qyyl")
+        subprocess.run(["podman", "exec", "-i", "cutover-lab-drop1", "sh", "-c", f"cat > {part} && chown handoff: {part}"],
+                       input=data[: len(data) // 2], check=True, env=podman_env())
+
+    def receiver_loses_a_row():
+        host("tax1").run_expect([0], "mkdir -p /etc/si-lab && echo 'lose-row contribution' > /etc/si-lab/receiver-fault")
+
+    d.hooks["n6-upload-notify"] = interrupted
+    d.hooks["n7-reconcile-receipt"] = receiver_loses_a_row
+    with pytest.raises(StepFailed) as err:
+        Executor("deploy", d.opts).run()
+    message = str(err.value)
+    assert "step n7-reconcile-receipt failed" in message
+    for line in EXPORTED:
+        assert f"{line}.contribution: rows differ by -1" in message
+    assert state(d.opts, "n6-upload-notify") == "done"
+    assert state(d.opts, "n7-reconcile-receipt") == "failed"
+    handoff = facts(d.opts, "n6-upload-notify")["handoff"]
+    assert f"inbox/{NAME}/qyyl/contribution.csv" in handoff["resumed"]
+    on_drop = host("drop1").file(f"/srv/drop/inbox/{NAME}/qyyl/contribution.csv").content
+    assert on_drop == data
+    assert not host("drop1").file(f"/srv/drop/inbox/{NAME}/qyyl/contribution.csv.part").exists
+
+
+def test_after_the_receiver_is_fixed_the_deploy_resumes_and_the_receipt_reconciles(d):
+    host("tax1").run_expect([0], "rm -f /etc/si-lab/receiver-fault")
+    assert Executor("deploy", d.opts).run() == 0
+    rec = facts(d.opts, "n7-reconcile-receipt")["reconciliation"]
+    assert rec["passed"] is True
+    assert {r["line"] for r in rec["tables"]} == set(EXPORTED)  # 城居保 is not handed over (N5)
+    assert all(r["status"] == "match" for r in rec["tables"])
+    assert all(r["status"] == "match" for r in rec["backup"])
+    exports = {m["line"]: m for m in facts(d.opts, "n5-export")["export"]}
+    assert set(exports) == set(EXPORTED)
+    person = next(t for t in exports["qyyl"]["tables"] if t["table"] == "person")
+    held = exports["qyyl"]["rejected"]["person"]["id-no-18-digits"]
+    assert held > 0  # 15-digit IDs are held back for fixing after the cutover
+    with psycopg.connect(d.dsn, dbname="si_qyyl") as conn:
+        assert person["rows"] + held == conn.execute("SELECT count(*) FROM person").fetchone()[0]
+    fix = (d.tmp / "art" / "data" / NAME / "fix-after-cutover" / "qyyl" / "person.csv").read_text()
+    assert fix.count("id-no-18-digits") == held
+    snap = facts(d.opts, "n5-snapshot")["snapshot"]["db1"]["databases"]
+    assert set(snap) == {f"si_{line}" for line in [*EXPORTED, "cjyl"]}  # the way back covers every line
+    manifest = json.loads(host("db1").file(f"{SNAP}/si_qyyl/manifest.json").content_string)
+    assert manifest["tables"]["public.person"] == person["rows"] + held
+    modes = host("db1").run(f"stat -c %a {SNAP}/si_qyyl/*").stdout.split()
+    assert set(modes) == {"600"}
+
+
+def test_the_receiver_was_notified_through_the_labs_inbox(d):
+    messages = host("drop1").check_output("curl -s http://127.0.0.1:28090/messages")
+    assert "移交数据已上传" in messages
+
+
 def test_deploy_moves_every_component_to_the_new_release(run):
     assert Executor("deploy", run).run() == 0
     for name, component in (("core-qyyl", "si-core-qyyl"), ("counter-taiyuan", "si-counter"),
@@ -243,10 +487,13 @@ def test_a_version_file_that_disagrees_with_the_running_process_fails(run, tmp_p
     assert bad == [("core-gs", "si-core-gs", "file", "2023.11.9")]
 
 
-def test_rollback_brings_every_component_back_to_the_old_release(run, tmp_path):
+def test_rollback_with_data_brings_the_old_release_and_the_snapshots_data_back(run, d, tmp_path):
     from cutover.cli.verify import check_versions
 
-    rows = executor.rollback(run)["versions"]
+    with psycopg.connect(d.dsn, dbname="si_jgyl", autocommit=True) as conn:
+        conn.execute("DELETE FROM account WHERE person_id <= 10")  # a bad migration, say
+    out = executor.rollback(run, data=True)
+    rows = out["versions"]
     assert rows
     assert {r["found"] for r in rows if r["probe"].startswith("file")} == {artifacts.OLD}
     rows, _ = check_versions("releases/shanxi-2023-11.yml", str(LAB_INVENTORY), limit=None,
@@ -255,3 +502,8 @@ def test_rollback_brings_every_component_back_to_the_old_release(run, tmp_path):
     assert http
     assert {r["found"] for r in http} == {artifacts.OLD}  # running processes are old again
     assert not any(r["ok"] for r in rows)  # and every host is named as not on the release
+    restored = out["data_restored"]["db1"]
+    manifest = json.loads(host("db1").file(f"{SNAP}/si_jgyl/manifest.json").content_string)
+    assert restored["si_jgyl"]["tables"] == manifest["tables"]
+    with psycopg.connect(d.dsn, dbname="si_jgyl") as conn:
+        assert conn.execute("SELECT count(*) FROM account").fetchone()[0] == manifest["tables"]["public.account"]

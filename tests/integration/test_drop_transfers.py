@@ -1,0 +1,66 @@
+"""The hand-off's transfers against the lab's real drop (N6): an upload cut off midway, over
+SFTP (host key checked) and over FTP, resumes from what the drop holds and is verified there."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+
+from cutover.data import drop as dropmod
+from cutover.data.handoff import upload
+from cutover.lab import lab as labmod
+
+pytestmark = pytest.mark.lab
+
+
+class CutOff(io.RawIOBase):
+    """A local file whose reading fails after `limit` bytes, as a dropped connection does."""
+
+    def __init__(self, data: bytes, limit: int) -> None:
+        self.buf, self.limit, self.pos = data, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset
+        return offset
+
+    def read(self, n: int = -1) -> bytes:
+        if self.pos >= self.limit:
+            raise ConnectionResetError("connection reset by peer (test)")
+        n = self.limit - self.pos if n < 0 else min(n, self.limit - self.pos)
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += len(out)
+        return out
+
+
+@pytest.mark.parametrize("protocol", ["sftp", "ftp"])
+def test_an_upload_cut_off_midway_resumes_from_what_the_drop_holds(lab, lab_vars, tmp_path, protocol):
+    data = bytes(range(256)) * 40_000  # 10 MB
+    local = tmp_path / "big.csv"
+    local.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    spec = {"protocol": protocol, "host": "127.0.0.1", "user": lab_vars["si_drop_user"],
+            "port": 22051 if protocol == "sftp" else lab_vars["si_drop_ftp_port"],
+            "known_hosts": str(labmod.SSH_DIR / "known_hosts")}
+    remote = f"inbox/cutoff-{protocol}.csv"
+    said: list[str] = []
+    with dropmod.connect(spec, lab_vars["vault_si_drop_password"]) as drop:
+        for name in (remote, remote + ".part"):
+            if drop.size(name) is not None:
+                drop.remove(name)
+        with pytest.raises(ConnectionResetError):
+            drop.put(CutOff(data, 3_000_000), remote + ".part", 0)  # cut off after 3 MB
+    with dropmod.connect(spec, lab_vars["vault_si_drop_password"]) as drop:  # a new session
+        held = drop.size(remote + ".part")
+        assert held is not None
+        assert 0 < held <= 3_000_000
+        result = upload(drop, local, remote, size=len(data), sha256=sha, say=said.append)
+        assert result["resumed_at"] == held
+        assert drop.sha256(remote) == sha
+        assert drop.size(remote + ".part") is None
+        drop.remove(remote)
+    assert any(f"resuming at {held:,}" in s for s in said)
