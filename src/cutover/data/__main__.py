@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from cutover.data import drop as dropmod
 from cutover.data.export import export_line, write_json
 from cutover.data.handoff import handoff
@@ -97,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = json.loads(args.spec)
         result = {"export": _export, "handoff": _handoff, "reconcile": _reconcile}[args.action](spec)
+    except psycopg.Error as exc:  # e.g. a quality rule or row filter that is not valid SQL
+        print(f"error: {args.action}: the database refused: {str(exc).strip()}", file=sys.stderr)
+        print("hint: check si_export (tables[].where, quality_rules[].check) in the inventory",
+              file=sys.stderr)
+        return 1
     except CutoverError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
