@@ -104,7 +104,8 @@ def test_the_report_shows_owners_times_and_chinese_titles(rehearsal):
 
 def test_the_journal_and_report_hold_the_data_phases_manifests_and_reconciliation(rehearsal):
     rows = rehearsal["db"].execute("SELECT step_id, data FROM evidence WHERE kind='facts'"
-                                   " AND step_id IN ('n5-snapshot', 'n5-export', 'n7-reconcile-receipt')")
+                                   " AND step_id IN ('prep-data-screening', 'n5-snapshot', 'n5-export',"
+                                   " 'n7-reconcile-receipt')")
     facts = {step: json.loads(data) for step, data in rows}
     assert {m["line"] for m in facts["n5-export"]["export"]} == {"qyyl", "jgyl", "zynj", "gs", "sy"}
     assert set(facts["n5-snapshot"]["snapshot"]["db1"]["databases"]) >= {"si_qyyl", "si_cjyl"}
@@ -114,6 +115,13 @@ def test_the_journal_and_report_hold_the_data_phases_manifests_and_reconciliatio
     assert "every table matches" in md
     assert "| qyyl | contribution |" in md
     assert "row(s) fail `id-no-18-digits`" in md
+    # what the screening counted before the window is what the export held back inside it
+    screened = {m["line"]: m["held_back"] for m in facts["prep-data-screening"]["screening"]}
+    held = {m["line"]: sum(sum(r.values()) for r in m["rejected"].values()) for m in facts["n5-export"]["export"]}
+    assert screened == held
+    assert all(n > 0 for n in held.values())
+    assert "### 筛选 / screening (N5, before the window)" in md
+    assert "person: `id-no-18-digits` " in md
 
 
 def test_next_day_check_compares_each_jobs_volume_with_its_baseline(rehearsal):

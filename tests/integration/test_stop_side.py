@@ -76,6 +76,33 @@ def run(tmp_path_factory):
                       rehearsal=True, auto_confirm=True, say=print)
 
 
+def test_a_quality_rule_that_is_not_sql_stops_the_stop_before_any_host_is_touched(run, tmp_path):
+    # N5 screening runs first: a broken rule is found days before the window, not at the export
+    plan = tmp_path / "plan.yml"
+    bad = ("    si_export:\n      quality_rules:\n"
+           "        - {name: broken-rule, table: person, check: \"length(id_no) == 18\"}\n")
+    keep = "    cutover_data_exclude_lines: [cjyl]\n"
+    plan.write_text(PLAN.read_text(encoding="utf-8").replace(keep, keep + bad), encoding="utf-8")
+    opts = dataclasses.replace(run, plan=str(plan), journal=str(tmp_path / "journal.sqlite"),
+                               artifacts=str(tmp_path / "art"))
+    with pytest.raises(StepFailed) as err:
+        Executor("stop", opts).run()
+    msg = err.value.message
+    assert "step prep-data-screening failed" in msg
+    assert "si_export.quality_rules[broken-rule] (table person) is not valid SQL" in msg
+    assert "operator does not exist" in msg
+    j = Journal.open(opts.journal)
+    try:
+        st = {r["id"]: r["state"] for r in j.steps()}
+    finally:
+        j.close()
+    assert st["prep-data-screening"] == "failed"
+    assert st["n1-gate-collection-plan"] == st["n2-freeze-collection-account"] == "pending"
+    assert host("core-qyyl").service("si-core-qyyl").is_running
+    code, body = request("http://127.0.0.1:28080/online/collection", {"line": "gs"})
+    assert code == 200, body  # no channel shows the maintenance notice
+
+
 def test_stop_halts_at_the_n3_gate_naming_agency_and_approval(run, datagen):
     # the planted approval is the last row the generator writes (ids are serial)
     approval_id = len(datagen.generate("qyyl", SCALE, SEED, frozenset({"pending-approval"}))["approval"])
@@ -95,6 +122,15 @@ def test_stop_halts_at_the_n3_gate_naming_agency_and_approval(run, datagen):
     finally:
         j.close()
     assert host("core-qyyl").service("si-core-qyyl").is_running  # nothing after the gate ran
+    # the N5 screening, first of the stop, counted what each line will hold back: the lab's
+    # generator gives every 97th person a 15-digit ID, which the receiver's rule refuses
+    screened = {m["line"]: m for m in facts(run, "prep-data-screening")["screening"]}
+    assert sorted(screened) == sorted(EXPORTED)  # 城居保 (cjyl) is not handed over
+    for line in EXPORTED:
+        people = datagen.generate(line, SCALE, SEED, frozenset({"pending-approval"}))["person"]
+        person = next(t for t in screened[line]["tables"] if t["table"] == "person")
+        assert person["rows"] == len(people)
+        assert person["by_rule"] == {"id-no-18-digits": sum(1 for p in people if len(p[1]) != 18)}
 
 
 def test_during_the_freeze_collection_shows_the_notice_and_benefit_payment_works(run):

@@ -50,6 +50,22 @@ def run_data_playbook(c: Context, name: str, plan: str | None, inventory: str | 
 
 @task(help=HELP)
 @refusals
+def screen(c: Context, plan: str | None = None, inventory: str | None = None) -> None:
+    """Check the export's filters and quality rules on the live databases; count what they hold back (N5)."""
+    ev = run_data_playbook(c, "screen", plan, inventory)
+    for m in ev.get("screening") or []:
+        console.print(f"{m['line']} {m['title']}: {len(m['tables'])} tables, {m['rows']:,} rows; "
+                      f"{m['held_back']:,} will be held back for fixing after the cutover")
+        for t in m["tables"]:
+            if t["held_back"]:
+                rules = ", ".join(f"{k} {v:,}" for k, v in t["by_rule"].items())
+                console.print(f"  {t['table']}: {t['held_back']:,} of {t['rows']:,} ({rules})")
+    if ev.get("screening_excluded"):
+        console.print(f"not handed over (the plan excludes them): {', '.join(ev['screening_excluded'])}")
+
+
+@task(help=HELP)
+@refusals
 def freeze(c: Context, plan: str | None = None, inventory: str | None = None) -> None:
     """Make every line database read-only, end open sessions, prove a write fails (N5)."""
     ev = run_data_playbook(c, "freeze", plan, inventory)

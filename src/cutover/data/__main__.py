@@ -1,4 +1,4 @@
-"""`python -m cutover.data export|handoff|reconcile --spec JSON`: what the data playbooks run.
+"""`python -m cutover.data screen|export|handoff|reconcile --spec JSON`: what the data playbooks run.
 
 The playbooks resolve the inventory (vault included) and pass plain JSON; secrets come in
 the environment (CUTOVER_DB_PASSWORD, CUTOVER_DROP_PASSWORD), never on the command line.
@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from cutover.data import drop as dropmod
-from cutover.data.export import export_line, write_json
+from cutover.data.export import export_line, screen_line, write_json
 from cutover.data.handoff import handoff
 from cutover.data.reconcile import reconcile, table_text
 from cutover.engine import notify
@@ -31,10 +31,21 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _conninfo(db: dict[str, Any]) -> str:
+    return (f"host={db['host']} port={db['port']} user={db['user']} "
+            f"password={os.environ.get('CUTOVER_DB_PASSWORD', '')} application_name=cutover-export")
+
+
+def _screen(spec: dict[str, Any]) -> dict[str, Any]:
+    db, line = spec["db"], spec["line"]
+    say(f"screen {line} ({spec.get('title', '')}) in {db['name']}: filters and quality rules")
+    return screen_line(_conninfo(db), line=line, title=spec.get("title", ""), database=db["name"],
+                       tables=spec.get("tables") or None, rules=spec.get("rules") or [], say=say)
+
+
 def _export(spec: dict[str, Any]) -> dict[str, Any]:
     db = spec["db"]
-    conninfo = (f"host={db['host']} port={db['port']} user={db['user']} "
-                f"password={os.environ.get('CUTOVER_DB_PASSWORD', '')} application_name=cutover-export")
+    conninfo = _conninfo(db)
     out = Path(spec["dir"])
     line = spec["line"]
     say(f"export {line} ({spec.get('title', '')}) from {db['name']} into {out / 'export' / line}")
@@ -93,12 +104,13 @@ def _reconcile(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cutover.data")
-    ap.add_argument("action", choices=("export", "handoff", "reconcile"))
+    ap.add_argument("action", choices=("screen", "export", "handoff", "reconcile"))
     ap.add_argument("--spec", required=True, help="JSON")
     args = ap.parse_args(argv)
     try:
         spec = json.loads(args.spec)
-        result = {"export": _export, "handoff": _handoff, "reconcile": _reconcile}[args.action](spec)
+        actions = {"screen": _screen, "export": _export, "handoff": _handoff, "reconcile": _reconcile}
+        result = actions[args.action](spec)
     except psycopg.Error as exc:  # e.g. a quality rule or row filter that is not valid SQL
         print(f"error: {args.action}: the database refused: {str(exc).strip()}", file=sys.stderr)
         print("hint: check si_export (tables[].where, quality_rules[].check) in the inventory",

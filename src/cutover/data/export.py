@@ -145,20 +145,13 @@ def export_line(conninfo: str, *, line: str, title: str, database: str, outdir: 
     rules = rules or []
     outdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    try:
-        conn = psycopg.connect(conninfo, dbname=database, autocommit=True, connect_timeout=15)
-    except psycopg.OperationalError as exc:
-        raise CutoverError(f"cannot connect to the {line} database {database}: {exc}".strip(),
-                           "is the database up and reachable from this machine?") from exc
+    conn = _connect(conninfo, line, database)
     with conn, ThreadPoolExecutor(max_workers=1) as pool:
-        cur = conn.cursor()
-        for stmt in sql.session_sql():
-            cur.execute(stmt)
-        cur.execute(f"SET search_path = {sql.ident(schema)}")
-        cur.execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cur = _begin(conn, schema)
         cur.execute("SELECT current_setting('server_version'), now(), pg_export_snapshot()")
         server_version, snapshot_at, snapshot = cur.fetchone()
         work = _work(cur, line, schema, tables, rules)
+        _validate(cur, line, work)  # every filter and rule, before the first file is written
         sums = pool.submit(_checksums, conninfo, database, schema, snapshot,
                            {n: w["source_checksum"] for n, w in work.items()})
         out_tables = []
@@ -203,9 +196,7 @@ def _rejects(conn: psycopg.Connection, table: str, columns: list[str], row_filte
              rules: list[dict[str, Any]], reject_dir: Path) -> dict[str, int]:
     """Count rows failing each rule; write the failing rows with the rules they fail."""
     fails = [f"NOT coalesce(({r['check']}), false)" for r in rules]
-    counts_sql = ", ".join(f"count(*) FILTER (WHERE {f})" for f in fails)
-    found = conn.execute(f"SELECT {counts_sql} FROM {sql.ident(table)}{sql.where_sql(row_filter)}").fetchone()
-    counts = {r["name"]: int(n) for r, n in zip(rules, found, strict=True) if n}
+    _, _, counts = _rule_counts(conn, table, row_filter, rules)
     if counts:
         reject_dir.mkdir(parents=True, exist_ok=True)
         which = ", ".join(f"CASE WHEN {f} THEN {sql.literal(r['name'])} END" for r, f in zip(rules, fails,
@@ -214,6 +205,76 @@ def _rejects(conn: psycopg.Connection, table: str, columns: list[str], row_filte
                  f" FROM {sql.ident(table)}{sql.where_sql(row_filter, 'NOT (' + sql.passes(rules) + ')')}")
         _copy_to(conn, query, reject_dir / f"{table}.csv")
     return counts
+
+
+def _connect(conninfo: str, line: str, database: str) -> psycopg.Connection:
+    try:
+        return psycopg.connect(conninfo, dbname=database, autocommit=True, connect_timeout=15)
+    except psycopg.OperationalError as exc:
+        raise CutoverError(f"cannot connect to the {line} database {database}: {exc}".strip(),
+                           "is the database up and reachable from this machine?") from exc
+
+
+def _begin(conn: psycopg.Connection, schema: str) -> psycopg.Cursor:
+    """The fixed session settings and one REPEATABLE READ, READ ONLY transaction."""
+    cur = conn.cursor()
+    for stmt in sql.session_sql():
+        cur.execute(stmt)
+    cur.execute(f"SET search_path = {sql.ident(schema)}")
+    cur.execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    return cur
+
+
+def _validate(cur: psycopg.Cursor, line: str, work: dict[str, dict[str, Any]]) -> None:
+    """Plan (EXPLAIN, nothing runs) each table's row filter and each quality rule on its own,
+    so a mistake is named by where it is written in the inventory."""
+    for name, w in work.items():
+        pieces = [(f"si_export.tables[{name}].where", w["where"])] if w["where"] else []
+        pieces += [(f"si_export.quality_rules[{r['name']}] (table {name})", r["check"]) for r in w["rules"]]
+        for where, predicate in pieces:
+            try:
+                cur.execute(f"EXPLAIN SELECT 1 FROM {sql.ident(name)}{sql.where_sql(predicate)}")
+            except psycopg.Error as exc:
+                message = str(exc).strip().splitlines()[0]
+                raise CutoverError(f"{line}: {where} is not valid SQL for {line}.{name}: {message}",
+                                   "fix it in the inventory (group_vars si_export); nothing was "
+                                   "written or changed") from exc
+
+
+def _rule_counts(conn: psycopg.Connection | psycopg.Cursor, table: str, row_filter: str | None,
+                 rules: list[dict[str, Any]]) -> tuple[int, int, dict[str, int]]:
+    """(rows, rows failing any rule, rows failing each rule — only rules with failures)."""
+    fails = [f"NOT coalesce(({r['check']}), false)" for r in rules]
+    counts_sql = "".join(f", count(*) FILTER (WHERE {f})" for f in fails)
+    held = f", count(*) FILTER (WHERE NOT ({sql.passes(rules)}))" if rules else ", 0"
+    found = conn.execute(f"SELECT count(*){held}{counts_sql} FROM {sql.ident(table)}"
+                         f"{sql.where_sql(row_filter)}").fetchone()
+    rows, failing, per_rule = int(found[0]), int(found[1]), found[2:]
+    return rows, failing, {r["name"]: int(n) for r, n in zip(rules, per_rule, strict=True) if n}
+
+
+def screen_line(conninfo: str, *, line: str, title: str, database: str,
+                tables: list[dict[str, Any]] | None = None, rules: list[dict[str, Any]] | None = None,
+                schema: str = "public", say: Callable[[str], None] = print) -> dict[str, Any]:
+    """N5 数据筛选, before the window: check every table, column, row filter and quality rule
+    of the export against the live database, and count the rows each rule will hold back.
+    Read-only (one READ ONLY transaction); writes nothing."""
+    rules = rules or []
+    with _connect(conninfo, line, database) as conn:
+        cur = _begin(conn, schema)
+        work = _work(cur, line, schema, tables, rules)
+        _validate(cur, line, work)
+        out = []
+        for name, w in work.items():
+            rows, failing, per_rule = _rule_counts(cur, name, w["where"], w["rules"])
+            out.append({"table": name, "rows": rows, "to_hand_over": rows - failing,
+                        "held_back": failing, "by_rule": per_rule})
+            note = f", {failing:,} held back ({', '.join(f'{k} {v:,}' for k, v in per_rule.items())})" \
+                if failing else ""
+            say(f"  {line}.{name}: {rows:,} rows{note}")
+        cur.execute("COMMIT")
+    return {"line": line, "title": title, "database": database, "tables": out,
+            "rows": sum(t["rows"] for t in out), "held_back": sum(t["held_back"] for t in out)}
 
 
 def write_json(path: Path, data: Any) -> None:

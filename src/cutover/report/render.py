@@ -2,7 +2,7 @@
 
 The record is what an auditor reads: per step the owner and cooperating departments,
 planned and actual times, result and evidence; overrides and confirmations with names and
-reasons; the data phase's snapshot, export and reconciliation tables (N5–N7); version
+reasons; the data phase's screening, snapshot, export and reconciliation tables (N5–N7); version
 tables; notifications sent. Secrets never reach it: the journal holds only
 evidence that playbooks returned (no_log tasks return none) and this module adds nothing.
 """
@@ -125,7 +125,8 @@ def build(plan: Plan, journal_path: Path, out_dir: Path) -> dict[str, Path]:
     finally:
         j.close()
     ctx = {"plan": plan, "st": st, "versions": _versions(st), "gantt": _gantt(st, plan),
-           "snapshots": _snapshots(st), "exports": _latest(st, "export") or [],
+           "screening": _latest(st, "screening") or [], "snapshots": _snapshots(st),
+           "exports": _latest(st, "export") or [],
            "excluded": _latest(st, "export_excluded") or [],
            "handoff": _latest(st, "handoff") or {}, "reconciliation": _latest(st, "reconciliation") or {},
            "local": lambda v: _local(v, plan), "generated": fmt(dt.datetime.now(plan.tz)),
