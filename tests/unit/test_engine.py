@@ -138,6 +138,32 @@ def test_a_second_operator_is_told_who_holds_the_run(env):
         holder.release()
 
 
+def test_a_data_task_is_refused_while_a_cutover_run_holds_the_journal(tmp_path):
+    from invoke import Config, Context
+
+    from cutover.cli.data import run_data_playbook
+
+    journal = tmp_path / "journal.sqlite"
+    ctx = Context(Config(overrides={"cutover": {"plan": str(ROOT / "plans" / "shanxi-2023-11.yml"),
+                                                "journal": str(journal), "artifacts": str(tmp_path / "art")}}))
+    holder = RunLock(journal)
+    holder.acquire("deploy")
+    try:
+        with pytest.raises(CutoverError, match=r"another run holds this journal: .+ cutover.deploy\) since"):
+            run_data_playbook(ctx, "export", None, None)
+    finally:
+        holder.release()
+    assert not (tmp_path / "art").exists()  # no playbook ran
+    holder.acquire("data.export")  # and the other way round
+    try:
+        with pytest.raises(CutoverError, match=r"\(pid \d+, data.export\) since"):
+            Executor("stop", RunOptions(plan=str(ROOT / "plans" / "shanxi-2023-11.yml"), journal=str(journal),
+                                        artifacts=str(tmp_path / "art"), rehearsal=True,
+                                        say=lambda *_: None)).run()
+    finally:
+        holder.release()
+
+
 def test_journal_survives_a_crash_between_begin_and_finish(env):
     """Simulated crash: an attempt begun, never finished, connection dropped."""
     from cutover.plan.lint import check

@@ -1,8 +1,9 @@
 """`invoke data.*`: the data phase's steps (N5–N7), each usable alone.
 
 They run the very playbooks the plan's data phase runs, with the plan's variables, but
-outside the journal: for a dry run before the window, a re-check, or a repair after a
-failure. Inside a cutover, `invoke cutover.deploy` runs them as journaled steps.
+outside the journal (holding its lock, so never beside a running cutover.*): for a dry run
+before the window, a re-check, or a repair after a failure. Inside a cutover,
+`invoke cutover.stop` (the screening) and `invoke cutover.deploy` run them as journaled steps.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from cutover.ansible import run_playbook
 from cutover.cli.common import refusals
 from cutover.data.reconcile import table_text
 from cutover.engine.executor import combine_limits, data_vars
+from cutover.engine.lock import RunLock
 from cutover.errors import CutoverError
 from cutover.lab.lab import active_limit
 from cutover.paths import resolve
@@ -34,7 +36,10 @@ def run_data_playbook(c: Context, name: str, plan: str | None, inventory: str | 
     p, _ = lint_check(plan or cfg.plan, inventory)
     inv = resolve(inventory or p.plan.inventory)
     extravars = {**p.plan.vars, **data_vars(p, cfg.artifacts), "cutover_plan": p.plan.name, **(extra or {})}
-    with PlaybookProgress(f"data.{name}") as progress:
+    # the journal's lock: never beside a cutover.* run (or another data.*) that is at work
+    # on the same databases, export directory and drop
+    with RunLock(resolve(cfg.journal)) as lock, PlaybookProgress(f"data.{name}") as progress:
+        lock.acquire(f"data.{name}")
         result = run_playbook(resolve(f"playbooks/data/{name}.yml"), inv,
                               ident=f"data-{name}-{int(time.time())}",
                               artifacts_dir=resolve(cfg.artifacts) / "data-runs",

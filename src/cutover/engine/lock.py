@@ -28,9 +28,10 @@ class RunLock:
             except ValueError:
                 holder = {}
             os.close(fd)
+            held = str(holder.get("verb", "?"))
             raise CutoverError(
                 f"another run holds this journal: {holder.get('operator', 'someone')} "
-                f"(pid {holder.get('pid', '?')}, cutover.{holder.get('verb', '?')}) "
+                f"(pid {holder.get('pid', '?')}, {held if '.' in held else 'cutover.' + held}) "
                 f"since {holder.get('since', '?')}",
                 "wait for it to finish, or coordinate with that operator; one run at a time",
             ) from None
