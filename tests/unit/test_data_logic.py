@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cutover.data import sql
-from cutover.data.reconcile import compare, table_text
+from cutover.data.reconcile import compare, table_text, wait_for_receipt
 
 
 def manifest(rows: int, checksum: str = "42") -> dict:
@@ -58,3 +58,60 @@ def test_missing_and_extra_tables_and_lines_are_differences():
     assert rows[("qyyl", "account")] == "missing at receiver"
     assert rows[("qyyl", "surprise")] == "extra at receiver"
     assert rows[("cjyl", "person")] == "extra at receiver"
+
+
+class Clock:
+    """A fake time source: sleeping advances it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class SlowReceiver:
+    """A drop on which the receipt appears at a given time; counts the sessions opened."""
+
+    name = "sftp://drop"
+
+    def __init__(self, clock: Clock, appears_at: float | None) -> None:
+        self.clock, self.appears_at, self.sessions, self.open = clock, appears_at, 0, 0
+
+    def __call__(self):
+        self.sessions += 1
+        return self
+
+    def __enter__(self):
+        self.open += 1
+        return self
+
+    def __exit__(self, *exc):
+        self.open -= 1
+
+    def size(self, path: str):
+        return 10 if self.appears_at is not None and self.clock() >= self.appears_at else None
+
+
+def test_the_reconciliation_waits_for_a_late_receipt_in_new_sessions():
+    clock, said = Clock(), []
+    drop = SlowReceiver(clock, appears_at=130)
+    assert wait_for_receipt(drop, "receipts/b/receipt.json", wait=600, poll=60, say=said.append,
+                            sleep=clock.sleep, clock=clock)
+    assert clock.now == 180  # looked at 0, 60, 120, 180
+    assert drop.sessions == 4
+    assert drop.open == 0  # no session is held open while it waits
+    assert said[0] == ("no receipt yet at sftp://drop/receipts/b/receipt.json; looking again in 60 s "
+                       "(600 s of 600 s left)")
+
+
+def test_the_wait_ends_at_its_limit_without_a_receipt():
+    clock = Clock()
+    drop = SlowReceiver(clock, appears_at=None)
+    assert not wait_for_receipt(drop, "r.json", wait=100, poll=60, say=lambda _: None,
+                                sleep=clock.sleep, clock=clock)
+    assert clock.now == 100  # the last look is at the limit, not one poll past it
+    assert drop.sessions == 3

@@ -21,7 +21,7 @@ import psycopg
 from cutover.data import drop as dropmod
 from cutover.data.export import export_line, screen_line, write_json
 from cutover.data.handoff import handoff
-from cutover.data.reconcile import reconcile, table_text
+from cutover.data.reconcile import receipt_path, reconcile, table_text, wait_for_receipt
 from cutover.engine import notify
 from cutover.engine.journal import operator
 from cutover.errors import CutoverError
@@ -86,6 +86,11 @@ def _handoff(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reconcile(spec: dict[str, Any]) -> dict[str, Any]:
+    wait = float(spec.get("wait") or 0)
+    if wait > 0:
+        say(f"waiting up to {wait:.0f} s for the receiver's receipt")
+        wait_for_receipt(lambda: _drop(spec), receipt_path(spec["drop"]["receipts"], spec["batch"]),
+                         wait=wait, poll=float(spec.get("poll") or 60), say=say)
     with _drop(spec) as d:
         result = reconcile(d, Path(spec["dir"]) / "export", spec["lines"], batch=spec["batch"],
                            receipts_root=spec["drop"]["receipts"], say=say)

@@ -10,6 +10,7 @@ difference is a failure: the caller exits non-zero.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,14 +78,38 @@ def check_backup(drop: Drop, base: str, manifests: dict[str, dict[str, Any]],
     return out
 
 
+def receipt_path(receipts_root: str, batch: str) -> str:
+    return join(receipts_root, batch, "receipt.json")
+
+
+def wait_for_receipt(open_drop: Callable[[], Drop], path: str, *, wait: float, poll: float,
+                     say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep,
+                     clock: Callable[[], float] = time.monotonic) -> bool:
+    """Look for the receipt every `poll` seconds for up to `wait` seconds; True once it is
+    there. A new connection each time: a drop that drops idle sessions cannot break a long wait."""
+    deadline = clock() + wait
+    while True:
+        with open_drop() as d:
+            if d.size(path) is not None:
+                return True
+            where = f"{d.name}/{path}"
+        left = deadline - clock()
+        if left <= 0:
+            return False
+        pause = min(poll, left)
+        say(f"no receipt yet at {where}; looking again in {pause:.0f} s ({left:.0f} s of {wait:.0f} s left)")
+        sleep(pause)
+
+
 def reconcile(drop: Drop, export_dir: Path, lines: list[str], *, batch: str, receipts_root: str,
               say: Callable[[str], None] = print) -> dict[str, Any]:
     manifests = load_manifests(export_dir, lines)
     base = join(receipts_root, batch)
-    path = join(base, "receipt.json")
+    path = receipt_path(receipts_root, batch)
     if drop.size(path) is None:
         raise CutoverError(f"no receipt yet at {path} on {drop.name}",
-                           "the receiver has not answered; run data.reconcile again when it has")
+                           "the receiver has not answered; run data.reconcile again when it has "
+                           "(si_drop_receipt_wait: how long the step waits for it)")
     try:
         receipt = json.loads(drop.get_bytes(path))
     except ValueError as exc:
