@@ -1,5 +1,6 @@
 """The hand-off's transfers against the lab's real drop (N6): an upload cut off midway, over
-SFTP (host key checked) and over FTP, resumes from what the drop holds and is verified there."""
+SFTP (host key checked), FTP and FTPS (certificate checked), resumes from what the drop holds
+and is verified there; an FTPS server whose certificate is not trusted gets nothing."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from cutover.data import drop as dropmod
 from cutover.data.handoff import upload
+from cutover.errors import CutoverError
 from cutover.lab import lab as labmod
 
 pytestmark = pytest.mark.lab
@@ -37,7 +39,10 @@ class CutOff(io.RawIOBase):
         return out
 
 
-@pytest.mark.parametrize("protocol", ["sftp", "ftp"])
+CA_FILE = labmod.LAB_STATE / "ftps" / "drop-ca.pem"  # fetched from drop1 by lab.up
+
+
+@pytest.mark.parametrize("protocol", ["sftp", "ftp", "ftps"])
 def test_an_upload_cut_off_midway_resumes_from_what_the_drop_holds(lab, lab_vars, tmp_path, protocol):
     data = bytes(range(256)) * 40_000  # 10 MB
     local = tmp_path / "big.csv"
@@ -45,7 +50,7 @@ def test_an_upload_cut_off_midway_resumes_from_what_the_drop_holds(lab, lab_vars
     sha = hashlib.sha256(data).hexdigest()
     spec = {"protocol": protocol, "host": "127.0.0.1", "user": lab_vars["si_drop_user"],
             "port": 22051 if protocol == "sftp" else lab_vars["si_drop_ftp_port"],
-            "known_hosts": str(labmod.SSH_DIR / "known_hosts")}
+            "known_hosts": str(labmod.SSH_DIR / "known_hosts"), "ca_file": str(CA_FILE)}
     remote = f"inbox/cutoff-{protocol}.csv"
     said: list[str] = []
     with dropmod.connect(spec, lab_vars["vault_si_drop_password"]) as drop:
@@ -64,3 +69,18 @@ def test_an_upload_cut_off_midway_resumes_from_what_the_drop_holds(lab, lab_vars
         assert drop.size(remote + ".part") is None
         drop.remove(remote)
     assert any(f"resuming at {held:,}" in s for s in said)
+
+
+def test_an_ftps_drop_whose_certificate_is_not_trusted_gets_nothing(lab, lab_vars):
+    # the system's CAs did not sign the drop's certificate: refused before the login
+    spec = {"protocol": "ftps", "host": "127.0.0.1", "port": lab_vars["si_drop_ftp_port"],
+            "user": lab_vars["si_drop_user"]}
+    with pytest.raises(CutoverError) as err:
+        dropmod.connect(spec, lab_vars["vault_si_drop_password"])
+    assert "the server's certificate is not trusted" in err.value.message
+    assert "si_drop_ca_file" in err.value.hint
+    # and with the drop's own certificate the same server is accepted, over TLS
+    with dropmod.connect(spec | {"ca_file": str(CA_FILE)}, lab_vars["vault_si_drop_password"]) as drop:
+        assert drop.name.startswith("ftps://")
+        assert drop.ftp.sock.version() in ("TLSv1.2", "TLSv1.3")
+        assert drop.size("inbox") == 0

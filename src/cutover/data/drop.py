@@ -1,4 +1,5 @@
-"""The shared drop (N6): SFTP (Fabric/paramiko, host key verified) or FTP/FTPS (ftplib).
+"""The shared drop (N6): SFTP (Fabric/paramiko, host key verified) or FTP/FTPS (ftplib;
+with FTPS the server's certificate and name are verified, against `ca_file` when given).
 
 Both transports offer the same few operations on paths relative to the login directory,
 so the hand-off and the reconciliation do not care which one the inventory chose.
@@ -10,6 +11,7 @@ import ftplib
 import hashlib
 import io
 import posixpath
+import ssl
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -127,13 +129,22 @@ class SFTPDrop(Drop):
 
 
 class FTPDrop(Drop):
-    def __init__(self, host: str, port: int, user: str, password: str, tls: bool = False) -> None:
+    def __init__(self, host: str, port: int, user: str, password: str, tls: bool = False,
+                 ca_file: str | None = None) -> None:
         self.name = f"{'ftps' if tls else 'ftp'}://{user}@{host}:{port}"
-        self.ftp = ftplib.FTP_TLS() if tls else ftplib.FTP()
+        # ftplib's own default context verifies nothing; this one checks certificate and name
+        self.ftp = ftplib.FTP_TLS(context=ssl.create_default_context(cafile=ca_file or None)) \
+            if tls else ftplib.FTP()
         try:
             self.ftp.connect(host, port, timeout=30)
-            self.ftp.login(user, password)
+            self.ftp.login(user, password)  # FTP_TLS: AUTH TLS first, the password goes encrypted
+        except ssl.SSLCertVerificationError as exc:
+            self.ftp.close()
+            raise CutoverError(f"{self.name}: the server's certificate is not trusted: {exc.verify_message}; "
+                               "nothing was sent", "set si_drop_ca_file to the CA that signed the drop's "
+                               "certificate (ask the drop's owner); never switch verification off") from exc
         except (OSError, ftplib.Error) as exc:
+            self.ftp.close()
             raise CutoverError(f"{self.name}: cannot log in: {exc}", "is the drop reachable?") from exc
         if tls:
             self.ftp.prot_p()
@@ -182,7 +193,8 @@ def connect(spec: dict[str, Any], password: str) -> Drop:
     if proto == "sftp":
         return SFTPDrop(spec["host"], int(spec["port"]), spec["user"], password, spec.get("known_hosts"))
     if proto in ("ftp", "ftps"):
-        return FTPDrop(spec["host"], int(spec["port"]), spec["user"], password, tls=proto == "ftps")
+        return FTPDrop(spec["host"], int(spec["port"]), spec["user"], password, tls=proto == "ftps",
+                       ca_file=spec.get("ca_file"))
     raise CutoverError(f"unknown drop protocol {proto!r}", "si_drop_protocol is sftp, ftp or ftps")
 
 
