@@ -227,13 +227,17 @@ def _begin(conn: psycopg.Connection, schema: str) -> psycopg.Cursor:
 
 def _validate(cur: psycopg.Cursor, line: str, work: dict[str, dict[str, Any]]) -> None:
     """Plan (EXPLAIN, nothing runs) each table's row filter and each quality rule on its own,
-    so a mistake is named by where it is written in the inventory."""
+    so a mistake is named by where it is written in the inventory. Each is planned as a
+    prepared statement, which PostgreSQL refuses to hold more than one command: a fragment
+    such as `true); COMMIT; DROP ...` is refused here, before any SQL built from it runs
+    (the COPY and the counts go through the simple protocol, which would run every command)."""
     for name, w in work.items():
         pieces = [(f"si_export.tables[{name}].where", w["where"])] if w["where"] else []
         pieces += [(f"si_export.quality_rules[{r['name']}] (table {name})", r["check"]) for r in w["rules"]]
         for where, predicate in pieces:
             try:
-                cur.execute(f"EXPLAIN SELECT 1 FROM {sql.ident(name)}{sql.where_sql(predicate)}")
+                cur.execute(f"EXPLAIN SELECT 1 FROM {sql.ident(name)}{sql.where_sql(predicate)}",
+                            prepare=True)
             except psycopg.Error as exc:
                 message = str(exc).strip().splitlines()[0]
                 raise CutoverError(f"{line}: {where} is not valid SQL for {line}.{name}: {message}",
