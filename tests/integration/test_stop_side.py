@@ -91,13 +91,8 @@ def test_a_quality_rule_that_is_not_sql_stops_the_stop_before_any_host_is_touche
     assert "step prep-data-screening failed" in msg
     assert "si_export.quality_rules[broken-rule] (table person) is not valid SQL" in msg
     assert "operator does not exist" in msg
-    j = Journal.open(opts.journal)
-    try:
-        st = {r["id"]: r["state"] for r in j.steps()}
-    finally:
-        j.close()
-    assert st["prep-data-screening"] == "failed"
-    assert st["n1-gate-collection-plan"] == st["n2-freeze-collection-account"] == "pending"
+    assert state(opts, "prep-data-screening") == "failed"
+    assert state(opts, "n1-gate-collection-plan") == state(opts, "n2-freeze-collection-account") == "pending"
     assert host("core-qyyl").service("si-core-qyyl").is_running
     code, body = request("http://127.0.0.1:28080/online/collection", {"line": "gs"})
     assert code != 503, body  # the core answers, no maintenance notice

@@ -87,10 +87,12 @@ def _handoff(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _reconcile(spec: dict[str, Any]) -> dict[str, Any]:
     wait = float(spec.get("wait") or 0)
-    if wait > 0:
-        say(f"waiting up to {wait:.0f} s for the receiver's receipt")
-        wait_for_receipt(lambda: _drop(spec), receipt_path(spec["drop"]["receipts"], spec["batch"]),
-                         wait=wait, poll=float(spec.get("poll") or 60), say=say)
+    path = receipt_path(spec["drop"]["receipts"], spec["batch"])
+    if wait > 0 and not wait_for_receipt(lambda: _drop(spec), path, wait=wait,
+                                         poll=float(spec.get("poll") or 60), say=say):
+        raise CutoverError(f"no receipt at {path} after waiting {wait:.0f} s",
+                           "the receiver has not answered; ask it, then run data.reconcile again "
+                           "(cutover.deploy resumes here); si_drop_receipt_wait sets the wait")
     with _drop(spec) as d:
         result = reconcile(d, Path(spec["dir"]) / "export", spec["lines"], batch=spec["batch"],
                            receipts_root=spec["drop"]["receipts"], say=say)

@@ -90,21 +90,18 @@ def _copy_to(conn: psycopg.Connection, query: str, dest: Path) -> tuple[int, int
     return rows, size, digest.hexdigest()
 
 
-def _checksums(conninfo: str, database: str, schema: str, snapshot: str,
+def _checksums(conninfo: str, line: str, database: str, schema: str, snapshot: str,
                queries: dict[str, str]) -> dict[str, tuple[int, str]]:
     """Run the content checksums on a second connection that shares the export's snapshot,
     so the server computes them while the first connection streams the COPY."""
-    with psycopg.connect(conninfo, dbname=database, autocommit=True, connect_timeout=15) as conn:
-        for stmt in sql.session_sql():
-            conn.execute(stmt)
-        conn.execute(f"SET search_path = {sql.ident(schema)}")
-        conn.execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        conn.execute(f"SET TRANSACTION SNAPSHOT {sql.literal(snapshot)}")
+    with _connect(conninfo, line, database) as conn:
+        cur = _begin(conn, schema)
+        cur.execute(f"SET TRANSACTION SNAPSHOT {sql.literal(snapshot)}")
         out = {}
         for name, query in queries.items():
-            rows, checksum = conn.execute(query).fetchone()
+            rows, checksum = cur.execute(query).fetchone()
             out[name] = (int(rows), str(checksum))
-        conn.execute("COMMIT")
+        cur.execute("COMMIT")
         return out
 
 
@@ -143,7 +140,6 @@ def export_line(conninfo: str, *, line: str, title: str, database: str, outdir: 
                 say: Callable[[str], None] = print) -> dict[str, Any]:
     """Export one line's tables into outdir; returns (and writes) its manifest."""
     rules = rules or []
-    outdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     conn = _connect(conninfo, line, database)
     with conn, ThreadPoolExecutor(max_workers=1) as pool:
@@ -152,7 +148,8 @@ def export_line(conninfo: str, *, line: str, title: str, database: str, outdir: 
         server_version, snapshot_at, snapshot = cur.fetchone()
         work = _work(cur, line, schema, tables, rules)
         _validate(cur, line, work)  # every filter and rule, before the first file is written
-        sums = pool.submit(_checksums, conninfo, database, schema, snapshot,
+        outdir.mkdir(parents=True, exist_ok=True)
+        sums = pool.submit(_checksums, conninfo, line, database, schema, snapshot,
                            {n: w["source_checksum"] for n, w in work.items()})
         out_tables = []
         rejected: dict[str, dict[str, int]] = {}
@@ -195,7 +192,7 @@ def export_line(conninfo: str, *, line: str, title: str, database: str, outdir: 
 def _rejects(conn: psycopg.Connection, table: str, columns: list[str], row_filter: str | None,
              rules: list[dict[str, Any]], reject_dir: Path) -> dict[str, int]:
     """Count rows failing each rule; write the failing rows with the rules they fail."""
-    fails = [f"NOT coalesce(({r['check']}), false)" for r in rules]
+    fails = _fails(rules)
     _, _, counts = _rule_counts(conn, table, row_filter, rules)
     if counts:
         reject_dir.mkdir(parents=True, exist_ok=True)
@@ -245,11 +242,15 @@ def _validate(cur: psycopg.Cursor, line: str, work: dict[str, dict[str, Any]]) -
                                    "written or changed") from exc
 
 
+def _fails(rules: list[dict[str, Any]]) -> list[str]:
+    """Per rule, the predicate true for a row that fails it (NULL counts as failing)."""
+    return [f"NOT coalesce(({r['check']}), false)" for r in rules]
+
+
 def _rule_counts(conn: psycopg.Connection | psycopg.Cursor, table: str, row_filter: str | None,
                  rules: list[dict[str, Any]]) -> tuple[int, int, dict[str, int]]:
     """(rows, rows failing any rule, rows failing each rule — only rules with failures)."""
-    fails = [f"NOT coalesce(({r['check']}), false)" for r in rules]
-    counts_sql = "".join(f", count(*) FILTER (WHERE {f})" for f in fails)
+    counts_sql = "".join(f", count(*) FILTER (WHERE {f})" for f in _fails(rules))
     held = f", count(*) FILTER (WHERE NOT ({sql.passes(rules)}))" if rules else ", 0"
     found = conn.execute(f"SELECT count(*){held}{counts_sql} FROM {sql.ident(table)}"
                          f"{sql.where_sql(row_filter)}").fetchone()
