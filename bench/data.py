@@ -106,7 +106,8 @@ def columns(conninfo: str) -> dict[str, list[str]]:
 def our_export(conninfo: str, out: Path) -> float:
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    export_line(conninfo, line="bench", title="bench", database=DB, outdir=out / "x", reject_dir=out / "r",
+    params = dict(kv.split("=", 1) for kv in conninfo.split()) | {"sslmode": "disable"}
+    export_line(params, line="bench", title="bench", database=DB, outdir=out / "x", reject_dir=out / "r",
                 say=lambda *_: None)
     return time.perf_counter() - started
 

@@ -31,19 +31,61 @@ def test_tax_side_has_its_own_empty_receiving_database(lab, lab_vars):
         assert conn.execute("SELECT current_database()").fetchone()[0] == "tax_receive"
 
 
+def _connection(lab_vars) -> dict:
+    return {"host": "127.0.0.1", "port": 25432, "user": "si_owner", "sslmode": "disable",
+            "password": lab_vars["vault_si_db_password"]}
+
+
 def test_a_rule_smuggling_a_second_statement_is_refused_and_runs_nothing(lab, lab_vars):
     import psycopg
 
     from cutover.data.export import screen_line
     from cutover.errors import CutoverError
 
-    dsn = f"host=127.0.0.1 port=25432 user=si_owner password={lab_vars['vault_si_db_password']}"
     # as one command each, this rule closes the read-only transaction and creates a table
     rule = {"name": "smuggled", "table": "person",
             "check": "true); COMMIT; CREATE TABLE cutover_smuggled (a int); SELECT (1"}
     with pytest.raises(CutoverError) as err:
-        screen_line(dsn, line="gs", title="工伤保险", database="si_gs", rules=[rule], say=lambda _: None)
-    assert "si_export.quality_rules[smuggled] (table person) is not valid SQL" in err.value.message
-    assert "multiple commands" in err.value.message
-    with psycopg.connect(dsn, dbname="si_gs") as conn:
+        screen_line(_connection(lab_vars), line="gs", title="工伤保险", database="si_gs", rules=[rule],
+                    say=lambda _: None)
+    assert "si_export.quality_rules[smuggled] (table person) holds a statement separator" in err.value.message
+    with psycopg.connect(**_connection(lab_vars), dbname="si_gs") as conn:
         assert conn.execute("SELECT to_regclass('cutover_smuggled')").fetchone()[0] is None
+
+
+def test_two_fragments_joined_by_a_comment_marker_are_refused_by_name_and_run_nothing(lab, lab_vars, tmp_path):
+    """The joined-text attack: a row filter ending in `--` and a rule carrying a second
+    command; each plans alone, together they wrote past READ ONLY. Refused by name now."""
+    import psycopg
+
+    from cutover.data.export import export_line
+    from cutover.errors import CutoverError
+
+    tables = [{"name": "person", "where": "true --"}]
+    rule = {"name": "receiver-rule", "table": "person",
+            "check": "\ntrue)) TO STDOUT; BEGIN READ WRITE; CREATE TABLE cutover_smuggled2 (a int); COMMIT"}
+    with pytest.raises(CutoverError) as err:
+        export_line(_connection(lab_vars), line="gs", title="工伤保险", database="si_gs", tables=tables,
+                    rules=[rule], outdir=tmp_path / "out", reject_dir=tmp_path / "rej", say=lambda _: None)
+    assert "si_export.tables[person].where holds a comment marker (--)" in err.value.message
+    assert not (tmp_path / "out").exists()
+    with psycopg.connect(**_connection(lab_vars), dbname="si_gs") as conn:
+        assert conn.execute("SELECT to_regclass('cutover_smuggled2')").fetchone()[0] is None
+
+
+def test_every_statement_built_for_the_export_runs_one_command_only(lab, lab_vars, tmp_path):
+    """The class, not the example: the COPY and the counts go through the extended protocol,
+    so even text that slipped past the fragment check cannot run a second command."""
+    import psycopg
+
+    from cutover.data.export import _copy_to, one_statement
+    from cutover.errors import CutoverError
+
+    two = "SELECT 1) TO STDOUT; CREATE TABLE cutover_smuggled3 (a int); COPY (SELECT 1"
+    with psycopg.connect(**_connection(lab_vars), dbname="si_gs", autocommit=True) as conn:
+        with pytest.raises(CutoverError, match="multiple commands"):
+            _copy_to(conn, two, tmp_path / "x.csv")
+        with pytest.raises(psycopg.Error, match="multiple commands"):
+            one_statement(conn.cursor(), "SELECT 1; CREATE TABLE cutover_smuggled3 (a int)")
+        assert conn.execute("SELECT to_regclass('cutover_smuggled3')").fetchone()[0] is None
+        assert not list(tmp_path.iterdir())

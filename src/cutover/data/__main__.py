@@ -31,25 +31,27 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _conninfo(db: dict[str, Any]) -> str:
-    return (f"host={db['host']} port={db['port']} user={db['user']} "
-            f"password={os.environ.get('CUTOVER_DB_PASSWORD', '')} application_name=cutover-export")
+def _connection(db: dict[str, Any]) -> dict[str, Any]:
+    """libpq keyword arguments (never a conninfo string); sslmode as the inventory states it."""
+    return {"host": db["host"], "port": db["port"], "user": db["user"],
+            "password": os.environ.get("CUTOVER_DB_PASSWORD", ""), "sslmode": db.get("sslmode"),
+            "sslrootcert": db.get("sslrootcert"), "application_name": "cutover-export"}
 
 
 def _screen(spec: dict[str, Any]) -> dict[str, Any]:
     db, line = spec["db"], spec["line"]
     say(f"screen {line} ({spec.get('title', '')}) in {db['name']}: filters and quality rules")
-    return screen_line(_conninfo(db), line=line, title=spec.get("title", ""), database=db["name"],
+    return screen_line(_connection(db), line=line, title=spec.get("title", ""), database=db["name"],
                        tables=spec.get("tables") or None, rules=spec.get("rules") or [], say=say)
 
 
 def _export(spec: dict[str, Any]) -> dict[str, Any]:
     db = spec["db"]
-    conninfo = _conninfo(db)
+    connection = _connection(db)
     out = Path(spec["dir"])
     line = spec["line"]
     say(f"export {line} ({spec.get('title', '')}) from {db['name']} into {out / 'export' / line}")
-    manifest = export_line(conninfo, line=line, title=spec.get("title", ""), database=db["name"],
+    manifest = export_line(connection, line=line, title=spec.get("title", ""), database=db["name"],
                            outdir=out / "export" / line, reject_dir=out / "fix-after-cutover" / line,
                            tables=spec.get("tables") or None, rules=spec.get("rules") or [], say=say)
     return {k: v for k, v in manifest.items() if k != "tables"} | {

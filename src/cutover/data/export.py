@@ -53,7 +53,9 @@ def _copy_to(conn: psycopg.Connection, query: str, dest: Path) -> tuple[int, int
     partial = dest.with_name(dest.name + ".partial")
     digest, size, block = hashlib.sha256(), 0, bytearray()
     pg = conn.pgconn
-    pg.send_query(f"COPY ({query}) TO STDOUT (FORMAT csv, HEADER)".encode())
+    # The extended protocol (PQsendQueryParams) runs exactly one statement: text joined from
+    # inventory fragments can never carry a second command here.
+    pg.send_query_params(f"COPY ({query}) TO STDOUT (FORMAT csv, HEADER)".encode(), None)
     res = pg.get_result()
     if res is None or res.status != pq.ExecStatus.COPY_OUT:
         message = (res.error_message.decode(errors="replace") if res else "no result").strip()
@@ -90,16 +92,16 @@ def _copy_to(conn: psycopg.Connection, query: str, dest: Path) -> tuple[int, int
     return rows, size, digest.hexdigest()
 
 
-def _checksums(conninfo: str, line: str, database: str, schema: str, snapshot: str,
+def _checksums(connection: dict[str, Any], line: str, database: str, schema: str, snapshot: str,
                queries: dict[str, str]) -> dict[str, tuple[int, str]]:
     """Run the content checksums on a second connection that shares the export's snapshot,
     so the server computes them while the first connection streams the COPY."""
-    with _connect(conninfo, line, database) as conn:
+    with _connect(connection, line, database) as conn:
         cur = _begin(conn, schema)
         cur.execute(f"SET TRANSACTION SNAPSHOT {sql.literal(snapshot)}")
         out = {}
         for name, query in queries.items():
-            rows, checksum = cur.execute(query).fetchone()
+            rows, checksum = one_statement(cur, query).fetchone()
             out[name] = (int(rows), str(checksum))
         cur.execute("COMMIT")
         return out
@@ -108,6 +110,7 @@ def _checksums(conninfo: str, line: str, database: str, schema: str, snapshot: s
 def _work(cur: psycopg.Cursor, line: str, schema: str, tables: list[dict[str, Any]] | None,
           rules: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per table: its explicit column list, row filter, quality rules and SQL."""
+    _refuse_unsafe_fragments(line, tables or [], rules)
     names = [t["name"] for t in tables] if tables else _tables(cur, schema)
     config = {t["name"]: t for t in (tables or [])}
     unknown = sorted({r["table"] for r in rules} - set(names))
@@ -134,14 +137,14 @@ def _work(cur: psycopg.Cursor, line: str, schema: str, tables: list[dict[str, An
     return work
 
 
-def export_line(conninfo: str, *, line: str, title: str, database: str, outdir: Path,
+def export_line(connection: dict[str, Any], *, line: str, title: str, database: str, outdir: Path,
                 reject_dir: Path, tables: list[dict[str, Any]] | None = None,
                 rules: list[dict[str, Any]] | None = None, schema: str = "public",
                 say: Callable[[str], None] = print) -> dict[str, Any]:
     """Export one line's tables into outdir; returns (and writes) its manifest."""
     rules = rules or []
     started = time.monotonic()
-    conn = _connect(conninfo, line, database)
+    conn = _connect(connection, line, database)
     with conn, ThreadPoolExecutor(max_workers=1) as pool:
         cur = _begin(conn, schema)
         cur.execute("SELECT current_setting('server_version'), now(), pg_export_snapshot()")
@@ -149,7 +152,7 @@ def export_line(conninfo: str, *, line: str, title: str, database: str, outdir: 
         work = _work(cur, line, schema, tables, rules)
         _validate(cur, line, work)  # every filter and rule, before the first file is written
         outdir.mkdir(parents=True, exist_ok=True)
-        sums = pool.submit(_checksums, conninfo, line, database, schema, snapshot,
+        sums = pool.submit(_checksums, connection, line, database, schema, snapshot,
                            {n: w["source_checksum"] for n, w in work.items()})
         out_tables = []
         rejected: dict[str, dict[str, int]] = {}
@@ -204,9 +207,17 @@ def _rejects(conn: psycopg.Connection, table: str, columns: list[str], row_filte
     return counts
 
 
-def _connect(conninfo: str, line: str, database: str) -> psycopg.Connection:
+def _connect(connection: dict[str, Any], line: str, database: str) -> psycopg.Connection:
+    """Keyword arguments, never a conninfo string: a password with a space or a quote, or a
+    value such as `x host=elsewhere`, stays one value. sslmode is always stated (N5: a full
+    export of personal data; libpq's default `prefer` is neither verified nor downgrade-proof)."""
+    if not connection.get("sslmode"):
+        raise CutoverError(f"no sslmode for the {line} database connection",
+                           "set si_db_sslmode in the inventory (verify-full with si_db_sslrootcert; "
+                           "the lab states disable)")
+    params = {k: v for k, v in connection.items() if v not in (None, "")}
     try:
-        return psycopg.connect(conninfo, dbname=database, autocommit=True, connect_timeout=15)
+        return psycopg.connect(**params, dbname=database, autocommit=True, connect_timeout=15)
     except psycopg.OperationalError as exc:
         raise CutoverError(f"cannot connect to the {line} database {database}: {exc}".strip(),
                            "is the database up and reachable from this machine?") from exc
@@ -224,22 +235,42 @@ def _begin(conn: psycopg.Connection, schema: str) -> psycopg.Cursor:
 
 def _validate(cur: psycopg.Cursor, line: str, work: dict[str, dict[str, Any]]) -> None:
     """Plan (EXPLAIN, nothing runs) each table's row filter and each quality rule on its own,
-    so a mistake is named by where it is written in the inventory. Each is planned as a
-    prepared statement, which PostgreSQL refuses to hold more than one command: a fragment
-    such as `true); COMMIT; DROP ...` is refused here, before any SQL built from it runs
-    (the COPY and the counts go through the simple protocol, which would run every command)."""
+    so a mistake is named by where it is written in the inventory. Every statement built
+    from these fragments, here and after, runs through the extended protocol (one statement
+    only), exactly as it will run."""
     for name, w in work.items():
         pieces = [(f"si_export.tables[{name}].where", w["where"])] if w["where"] else []
         pieces += [(f"si_export.quality_rules[{r['name']}] (table {name})", r["check"]) for r in w["rules"]]
         for where, predicate in pieces:
             try:
-                cur.execute(f"EXPLAIN SELECT 1 FROM {sql.ident(name)}{sql.where_sql(predicate)}",
-                            prepare=True)
+                one_statement(cur, f"EXPLAIN SELECT 1 FROM {sql.ident(name)}{sql.where_sql(predicate)}")
             except psycopg.Error as exc:
                 message = str(exc).strip().splitlines()[0]
                 raise CutoverError(f"{line}: {where} is not valid SQL for {line}.{name}: {message}",
                                    "fix it in the inventory (group_vars si_export); nothing was "
                                    "written or changed") from exc
+
+
+def one_statement(cur: psycopg.Cursor, query: str) -> psycopg.Cursor:
+    """Run query as a prepared statement: the extended protocol, which PostgreSQL never lets
+    carry more than one command (the simple protocol runs every command in the text)."""
+    return cur.execute(query, prepare=True)
+
+
+def _refuse_unsafe_fragments(line: str, tables: list[dict[str, Any]], rules: list[dict[str, Any]]) -> None:
+    """Every row filter and quality rule is one expression, checked by name before any SQL
+    runs (plan.check runs the same check on the inventory)."""
+    pieces = [(f"si_export.tables[{t.get('name')}].where", t["where"]) for t in tables if t.get("where")]
+    for r in rules:
+        if not isinstance(r, dict) or not all(isinstance(r.get(k), str) and r[k] for k in ("name", "table")):
+            raise CutoverError(f"{line}: si_export.quality_rules has an entry without a name or table: "
+                               f"{r!r}", "each rule needs name, table and check; nothing was read or written")
+        pieces.append((f"si_export.quality_rules[{r['name']}] (table {r['table']})", r.get("check")))
+    for where, text in pieces:
+        problem = sql.fragment_problem(text)
+        if problem:
+            raise CutoverError(f"{line}: {where} {problem}",
+                               "fix it in the inventory (group_vars si_export); nothing was read or written")
 
 
 def _fails(rules: list[dict[str, Any]]) -> list[str]:
@@ -252,20 +283,21 @@ def _rule_counts(conn: psycopg.Connection | psycopg.Cursor, table: str, row_filt
     """(rows, rows failing any rule, rows failing each rule — only rules with failures)."""
     counts_sql = "".join(f", count(*) FILTER (WHERE {f})" for f in _fails(rules))
     held = f", count(*) FILTER (WHERE NOT ({sql.passes(rules)}))" if rules else ", 0"
-    found = conn.execute(f"SELECT count(*){held}{counts_sql} FROM {sql.ident(table)}"
-                         f"{sql.where_sql(row_filter)}").fetchone()
+    cur = conn if isinstance(conn, psycopg.Cursor) else conn.cursor()
+    found = one_statement(cur, f"SELECT count(*){held}{counts_sql} FROM {sql.ident(table)}"
+                               f"{sql.where_sql(row_filter)}").fetchone()
     rows, failing, per_rule = int(found[0]), int(found[1]), found[2:]
     return rows, failing, {r["name"]: int(n) for r, n in zip(rules, per_rule, strict=True) if n}
 
 
-def screen_line(conninfo: str, *, line: str, title: str, database: str,
+def screen_line(connection: dict[str, Any], *, line: str, title: str, database: str,
                 tables: list[dict[str, Any]] | None = None, rules: list[dict[str, Any]] | None = None,
                 schema: str = "public", say: Callable[[str], None] = print) -> dict[str, Any]:
     """N5 数据筛选, before the window: check every table, column, row filter and quality rule
     of the export against the live database, and count the rows each rule will hold back.
     Read-only (one READ ONLY transaction); writes nothing."""
     rules = rules or []
-    with _connect(conninfo, line, database) as conn:
+    with _connect(connection, line, database) as conn:
         cur = _begin(conn, schema)
         work = _work(cur, line, schema, tables, rules)
         _validate(cur, line, work)

@@ -50,6 +50,25 @@ def checksum_sql(table: str, columns: list[str], *predicates: str | None) -> str
             f"::text AS checksum FROM {ident(table)}{where_sql(*predicates)}")
 
 
+# A fragment (a row filter or quality rule) is one boolean expression. These markers can end
+# it early or hide what follows it once fragments are joined into one statement, so a
+# fragment that holds one is refused outright, even inside a string literal (write such a
+# rule another way, e.g. with chr(59) for ';').
+FORBIDDEN = {"--": "a comment marker (--)", "/*": "a comment marker (/*)", "*/": "a comment marker (*/)",
+             ";": "a statement separator (;)"}
+
+
+def fragment_problem(text: object) -> str | None:
+    """Why an inventory SQL fragment cannot be used, or None. Quality rules come from the
+    receiving organisation (N5): untrusted text that is joined into our statements."""
+    if not isinstance(text, str) or not text.strip():
+        return "is not a non-empty SQL expression"
+    found = [what for marker, what in FORBIDDEN.items() if marker in text]
+    if found:
+        return "holds " + " and ".join(found) + "; a filter or rule is one expression"
+    return None
+
+
 def passes(rules: list[dict]) -> str | None:
     """One predicate that is true when a row passes every rule (NULL counts as failing)."""
     if not rules:
