@@ -65,8 +65,9 @@ def ensure_host_tools(say=print, tools: dict[str, str] | None = None) -> None:
         )
     say(f"==> installing {' '.join(packages)} (apt-get; about a minute)")
     apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]):
+    wait = ["-o", "DPkg::Lock::Timeout=600"]  # another apt run (unattended upgrades) finishes first
+    for cmd in (["apt-get", *wait, "update", "-qq"],
+                ["apt-get", *wait, "install", "-y", "-qq", "--no-install-recommends", *packages]):
         proc = subprocess.run(cmd, env=apt_env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise CutoverError(
