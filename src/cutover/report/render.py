@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import escape
+from markupsafe import Markup, escape
 
 from cutover.engine import status as status_mod
 from cutover.engine.journal import Journal
@@ -23,9 +23,26 @@ from cutover.paths import ROOT, resolve
 from cutover.plan.model import Plan
 from cutover.plan.times import fmt
 
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROOT / "templates" / "report")),
-                          autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True,
-                          lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+_LOADER = jinja2.FileSystemLoader(str(ROOT / "templates" / "report"))
+
+
+def _markdown_text(value: Any) -> Any:
+    """Every value the Markdown shows stays on its line and inside its table cell: a newline
+    becomes a space, and `\\` and `|` are backslash-escaped (GFM reads `\\|` as text, also in
+    code spans inside a table). Markdown is not HTML: `<` is left as it is."""
+    if not isinstance(value, str):
+        return value
+    value = " ".join(value.splitlines())
+    return value.replace("\\", "\\\\").replace("|", "\\|")
+
+
+# Everything a report shows may come from outside the plan (titles, reasons, notes, the
+# receiver's receipt, what hosts answered): the HTML autoescapes every value, always.
+# select_autoescape(["html"]) would not do it: it matches names ending in .html, not .html.j2.
+_HTML = jinja2.Environment(loader=_LOADER, autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                           undefined=jinja2.StrictUndefined)
+_MARKDOWN = jinja2.Environment(loader=_LOADER, autoescape=False, finalize=_markdown_text,  # noqa: S701 - Markdown
+                               trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
 
 
 def _local(value: str | None, plan: Plan) -> str:
@@ -61,16 +78,18 @@ def _snapshots(st: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _gantt(st: dict[str, Any], plan: Plan) -> str:
+def _gantt(st: dict[str, Any], plan: Plan) -> Markup:
     """Planned vs actual, one row per step, as inline SVG.
 
     Grey: the plan's window for the step (not_before → due_by) on the plan's time line.
     Colour: when the step actually ran, on the run's time line. In a real window both
     lines are the same days; in a rehearsal the run takes minutes, so each line is scaled
-    to its own span (both are labelled), which still shows order and overlap."""
+    to its own span (both are labelled), which still shows order and overlap.
+
+    Markup built here, so every value from the journal or the plan goes through escape()."""
     steps = [s for s in st["steps"] if s["planned_start"] or s["actual_start"]]
     if not steps:
-        return ""
+        return Markup("")
 
     def span(pairs: list[tuple[dt.datetime, dt.datetime]]) -> tuple[dt.datetime, float] | None:
         if not pairs:
@@ -115,7 +134,7 @@ def _gantt(st: dict[str, Any], plan: Plan) -> str:
         out.append(f'<text x="{label}" y="24">actual {fmt(a_span[0], plan.tz)} → '
                    f"{fmt(a_span[0] + dt.timedelta(seconds=a_span[1]), plan.tz)}</text>")
     out.append("</svg>")
-    return "\n".join(out)
+    return Markup("\n".join(out))  # noqa: S704 - every outside value above is escaped
 
 
 def build(plan: Plan, journal_path: Path, out_dir: Path) -> dict[str, Path]:
@@ -135,6 +154,6 @@ def build(plan: Plan, journal_path: Path, out_dir: Path) -> dict[str, Path]:
     paths = {kind: out_dir / f"report.{kind}" for kind in ("json", "md", "html")}
     text = json.dumps(st, indent=2, ensure_ascii=False, default=str)
     paths["json"].write_text(text + "\n", encoding="utf-8")
-    paths["md"].write_text(_env.get_template("report.md.j2").render(**ctx), encoding="utf-8")
-    paths["html"].write_text(_env.get_template("report.html.j2").render(**ctx), encoding="utf-8")
+    paths["md"].write_text(_MARKDOWN.get_template("report.md.j2").render(**ctx), encoding="utf-8")
+    paths["html"].write_text(_HTML.get_template("report.html.j2").render(**ctx), encoding="utf-8")
     return paths
