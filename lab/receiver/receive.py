@@ -81,11 +81,13 @@ def main() -> int:
     base = f"{a.inbox}/{a.batch}"
     work = WORK / a.batch
     try:
-        index = json.loads(b"".join(_chunks(ftp, f"{base}/manifest.json")))
+        index_raw = b"".join(_chunks(ftp, f"{base}/manifest.json"))
+        index = json.loads(index_raw)
     except ftplib.error_perm as exc:
         print(f"error: no hand-off at {base}/manifest.json on the drop: {exc}", file=sys.stderr)
         return 1
     receipt = {"format": "cutover-receipt/1", "batch": a.batch, "receiver": "lab tax1 (tax_receive)",
+               "handoff_sha256": hashlib.sha256(index_raw).hexdigest(),  # which hand-off this answers
                "received_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                "lines": {}, "backup": {"path": "backup", "files": []}, "problems": []}
     with psycopg.connect(a.dsn, autocommit=True) as conn:

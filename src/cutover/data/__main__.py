@@ -67,7 +67,8 @@ def _handoff(spec: dict[str, Any]) -> dict[str, Any]:
     with _drop(spec) as d:
         say(f"hand-off of {', '.join(spec['lines'])} to {d.name}/{spec['drop']['inbox']}/{spec['batch']}")
         result = handoff(d, Path(spec["dir"]) / "export", spec["lines"], batch=spec["batch"],
-                         remote_root=spec["drop"]["inbox"], say=say)
+                         remote_root=spec["drop"]["inbox"],
+                         receipt=receipt_path(spec["drop"]["receipts"], spec["batch"]), say=say)
     urls = spec.get("notify") or []
     rows = sum(result["rows"].values())
     detail = "\n".join(f"{line}: {n:,} rows" for line, n in result["rows"].items())

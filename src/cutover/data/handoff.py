@@ -56,9 +56,26 @@ def upload(drop: Drop, local: Path, remote: str, *, size: int, sha256: str,
                        "check the drop's disk and the network, then run data.handoff again")
 
 
+def batch_index(export_dir: Path, lines: list[str], batch: str) -> bytes:
+    """The batch index the receiver reads first; its sha256 names this hand-off, and the
+    receipt must repeat it (N7), so an old receipt can never answer a new batch."""
+    index: dict[str, Any] = {"format": "cutover-handoff/1", "batch": batch, "lines": {}}
+    for line in lines:
+        path = export_dir / line / "manifest.json"
+        if not path.exists():
+            raise CutoverError(f"{path}: no export manifest", "run data.export first")
+        data = path.read_bytes()
+        manifest = json.loads(data)
+        index["lines"][line] = {"manifest": join(line, "manifest.json"),
+                                "sha256": hashlib.sha256(data).hexdigest(),
+                                "rows": manifest["rows"], "tables": len(manifest["tables"])}
+    return json.dumps(index, ensure_ascii=False, indent=2).encode()
+
+
 def handoff(drop: Drop, export_dir: Path, lines: list[str], *, batch: str, remote_root: str,
-            say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Verify the local export, upload it, write the batch index; returns what was sent."""
+            receipt: str, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Verify the local export, clear an earlier receipt, upload, write the batch index;
+    returns what was sent."""
     manifests, problems = {}, []
     for line in lines:
         manifest, bad = verify_export(export_dir / line)
@@ -68,22 +85,22 @@ def handoff(drop: Drop, export_dir: Path, lines: list[str], *, batch: str, remot
         raise CutoverError("the export does not match its manifest; nothing was uploaded:\n  "
                            + "\n  ".join(problems), "run data.export again, then data.handoff")
     base = join(remote_root, batch)
+    if drop.size(receipt) is not None:  # left by a dry run or an earlier batch: never read as this one's
+        drop.remove(receipt)
+        say(f"  {receipt}: an earlier receipt was removed; the receiver answers this hand-off anew")
     sent = []
     for line, manifest in manifests.items():
         drop.makedirs(join(base, line))
         for t in manifest["tables"]:
             sent.append(upload(drop, export_dir / line / t["file"], join(base, line, t["file"]),
                                size=t["bytes"], sha256=t["sha256"], say=say))
-    index = {"format": "cutover-handoff/1", "batch": batch, "lines": {}}
     for line in manifests:
         data = (export_dir / line / "manifest.json").read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
         sent.append(upload(drop, export_dir / line / "manifest.json", join(base, line, "manifest.json"),
-                           size=len(data), sha256=digest, say=say))
-        index["lines"][line] = {"manifest": join(line, "manifest.json"), "sha256": digest,
-                                "rows": manifests[line]["rows"], "tables": len(manifests[line]["tables"])}
-    drop.put_bytes(json.dumps(index, ensure_ascii=False, indent=2).encode(), join(base, "manifest.json"))
-    return {"drop": drop.name, "path": base, "files": sent,
+                           size=len(data), sha256=hashlib.sha256(data).hexdigest(), say=say))
+    index = batch_index(export_dir, lines, batch)
+    drop.put_bytes(index, join(base, "manifest.json"))
+    return {"drop": drop.name, "path": base, "files": sent, "index_sha256": hashlib.sha256(index).hexdigest(),
             "bytes": sum(f["bytes"] for f in sent),
             "resumed": [f["file"] for f in sent if f["resumed_at"]],
             "rows": {line: m["rows"] for line, m in manifests.items()}}

@@ -9,6 +9,7 @@ difference is a failure: the caller exits non-zero.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.data.drop import Drop, join
+from cutover.data.handoff import batch_index
 from cutover.errors import CutoverError
 
 
@@ -61,6 +63,10 @@ def check_backup(drop: Drop, base: str, manifests: dict[str, dict[str, Any]],
     """Each file the receiver returned must hash to what we sent."""
     backup = receipt.get("backup") or {}
     root = backup.get("path")
+    if root is not None and not _inside(root):
+        raise CutoverError(f"the receipt's backup path {root!r} leaves the batch directory {base}",
+                           "the receipt is refused: ask the receiver for a backup path under its batch "
+                           "(e.g. backup)")
     out = []
     for line, manifest in sorted(manifests.items()):
         for t in manifest["tables"]:
@@ -76,6 +82,14 @@ def check_backup(drop: Drop, base: str, manifests: dict[str, dict[str, Any]],
     bad = sum(1 for r in out if r["status"] != "match")
     say(f"  backup copy: {len(out) - bad} of {len(out)} file(s) match what was sent")
     return out
+
+
+def _inside(path: object) -> bool:
+    """A relative path that stays below where it is joined (receipt text is the receiver's)."""
+    if not isinstance(path, str) or not path or "\\" in path or "\x00" in path:
+        return False
+    parts = path.split("/")
+    return not path.startswith("/") and ".." not in parts and ":" not in parts[0]
 
 
 def receipt_path(receipts_root: str, batch: str) -> str:
@@ -115,6 +129,13 @@ def reconcile(drop: Drop, export_dir: Path, lines: list[str], *, batch: str, rec
     except ValueError as exc:
         raise CutoverError(f"{path} on {drop.name} is not valid JSON: {exc}",
                            "ask the receiver to write the receipt again") from exc
+    expected = hashlib.sha256(batch_index(export_dir, lines, batch)).hexdigest()
+    answers = receipt.get("handoff_sha256") if isinstance(receipt, dict) else None
+    if answers != expected:
+        raise CutoverError(f"{path} on {drop.name} does not answer this hand-off: it names index sha256 "
+                           f"{str(answers)[:64] if answers else '(none)'}, this hand-off's is {expected}",
+                           "it is an earlier receipt (a dry run, an earlier batch): ask the receiver to "
+                           "load the batch again; data.handoff removes an old receipt before it sends")
     tables = compare(manifests, receipt)
     backup = check_backup(drop, base, manifests, receipt, say)
     mismatches = [r for r in tables if r["status"] != "match"]
