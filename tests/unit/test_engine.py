@@ -289,3 +289,25 @@ def test_forecast_uses_rehearsal_durations_and_flags_a_step_that_would_end_late(
     assert fc["s2"]["fits"] is True  # ends 11-22 19:00, due 11-23 18:00
     assert fc["s3"]["fits"] is False  # ends 11-23 19:00: an hour late
     assert fc["s5"]["expected_s"] is None
+
+
+def test_a_step_whose_plays_match_no_host_under_the_limit_is_failed_never_done(env):
+    """Seen: `--limit counter-taiyuan` marked the screening (hosts: db) done with "0 host(s)",
+    and the next unlimited run skipped it. A step that touched no host is not done (N18)."""
+    inv = env["tmp"] / "inventory.yml"
+    inv.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+                   "      ansible_python_interpreter: '{{ ansible_playbook_python }}'\n"
+                   "    elsewhere:\n      ansible_connection: local\n"
+                   "      ansible_python_interpreter: '{{ ansible_playbook_python }}'\n")
+    env["plan"].write_text(env["plan"].read_text().replace("inventory: tests/data/inventory.yml",
+                                                           f"inventory: {inv}"))
+    with pytest.raises(StepFailed) as err:
+        Executor("stop", opts(env, limit="elsewhere")).run()
+    assert "step s1 failed" in err.value.message
+    assert "match no host under --limit elsewhere: nothing was done" in err.value.message
+    assert states(env)["s1"] == "failed"
+    assert ran(env) == []
+    with pytest.raises(StepFailed):  # the manual step s4 waits; s1 ran for real this time
+        Executor("stop", opts(env)).run()
+    assert ran(env) == ["s1", "s2"]
+    assert states(env)["s1"] == "done"

@@ -61,7 +61,7 @@ class PlaybookResult:
         return self.status == "successful" and self.rc == 0
 
     def summary(self) -> str:
-        if self.ok:
+        if self.ok and not self.failures:
             return f"{self.ident}: ok"
         lines = [f"{self.ident}: {self.status} (rc={self.rc})"]
         lines += [f"  {f.host}: {f.task}: {f.message}" for f in self.failures]

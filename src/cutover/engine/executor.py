@@ -360,6 +360,12 @@ class Executor:
         if extra:
             evidence.append(("facts", extra))
         passed = result.ok and (gate is None or bool(gate.get("passed")))
+        if not result.stats:  # no play matched a host: nothing was done, so it is never "done" (N18)
+            passed = False
+            result.failures.append(HostFailure(
+                "-", step.playbook or "", f"the step's plays match no host under --limit {limit}: nothing "
+                "was done; run it with a limit that includes its hosts, or without --limit"
+                if limit else "the step's plays match no host of the inventory: nothing was done"))
         if step.kind == "gate" and gate is None and result.ok and not o.check:
             passed = False
             result.failures.append(
