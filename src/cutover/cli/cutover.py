@@ -118,6 +118,13 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
                       f"[{colour.get(state, 'white')}]{state}[/]", planned, actual, took, guess,
                       s["owner"] or "", ev)
     console.print(table)
+    sent = st["notifications"]
+    missed = [n for n in sent if not n["ok"]]
+    if sent:  # N16: a message that reached nobody is not delivered, and the operator sees it
+        console.print(f"notifications: {len(sent) - len(missed)} of {len(sent)} delivered"
+                      + ("" if not missed else "; [red]NOT delivered[/]: " + "; ".join(
+                          f"{n['event']} {n['title']} ({n['targets']} target(s))" for n in missed[-5:])),
+                      markup=True, highlight=False)
 
 
 _json = json

@@ -1,7 +1,8 @@
 """`python -m cutover.data screen|export|handoff|reconcile --spec JSON`: what the data playbooks run.
 
 The playbooks resolve the inventory (vault included) and pass plain JSON; secrets come in
-the environment (CUTOVER_DB_PASSWORD, CUTOVER_DROP_PASSWORD), never on the command line.
+the environment (CUTOVER_DB_PASSWORD, CUTOVER_DROP_PASSWORD, CUTOVER_NOTIFY_URLS), never on the
+command line.
 Progress goes to stderr, the result as one JSON document to stdout. A refusal prints
 `error:` and `hint:` lines and exits 1.
 """
@@ -69,7 +70,9 @@ def _handoff(spec: dict[str, Any]) -> dict[str, Any]:
         result = handoff(d, Path(spec["dir"]) / "export", spec["lines"], batch=spec["batch"],
                          remote_root=spec["drop"]["inbox"],
                          receipt=receipt_path(spec["drop"]["receipts"], spec["batch"]), say=say)
-    urls = spec.get("notify") or []
+    # webhook tokens: in the environment like the passwords, never on the command line (which
+    # ansible-runner keeps in its artifacts)
+    urls = json.loads(os.environ.get("CUTOVER_NOTIFY_URLS") or "[]")
     rows = sum(result["rows"].values())
     detail = "\n".join(f"{line}: {n:,} rows" for line, n in result["rows"].items())
     plan = {"plan": {"name": spec["batch"], "title": spec["batch"]}}
@@ -81,10 +84,11 @@ def _handoff(spec: dict[str, Any]) -> dict[str, Any]:
                      rehearsal=bool(spec.get("rehearsal")))
     result["notified"] = {"targets": len(urls), "delivered": ok}
     if not ok:
-        raise CutoverError("the files are on the drop, but the receiver's notification was not delivered",
+        raise CutoverError("the files are on the drop, but the receiver's notification was not delivered"
+                           + ("" if urls else ": si_drop_notify_urls names no target"),
                            "check si_drop_notify_urls; run data.handoff again (verified files are not "
                            "sent twice) to notify again")
-    say(f"receiver notified ({len(urls)} target(s))" if urls else "no notification target configured")
+    say(f"receiver notified ({len(urls)} target(s))")
     return result
 
 

@@ -23,7 +23,7 @@ from cutover.engine.journal import Journal, now_iso, operator
 from cutover.engine.lock import RunLock
 from cutover.errors import CutoverError
 from cutover.lab.lab import active_limit
-from cutover.lab.topology import load_inventory
+from cutover.lab.topology import load_inventory, resolved_var
 from cutover.paths import resolve
 from cutover.plan.lint import check as lint_check
 from cutover.plan.model import VERBS, Plan, Step
@@ -84,13 +84,23 @@ def ordered(steps: list[Step], plan_order: dict[str, int]) -> list[Step]:
 
 
 def notify_urls(plan: Plan, inventory: Path) -> list[str]:
-    """The plan's notification URLs and the inventory's `cutover_notify_urls` (N16)."""
+    """The plan's notification URLs and the inventory's `cutover_notify_urls` (N16), resolved
+    as Ansible resolves them (templates, vault), once per distinct value in the inventory."""
     urls = list(plan.plan.notify)
     hostvars = load_inventory(inventory).get("_meta", {}).get("hostvars", {})
-    for hv in hostvars.values():
-        for url in hv.get("cutover_notify_urls") or []:
-            if isinstance(url, str) and "{{" not in url and url not in urls:
-                urls.append(url)  # vaulted or templated URLs are resolved by Ansible, not here
+    seen: list[Any] = []
+    for host, hv in sorted(hostvars.items()):
+        raw = hv.get("cutover_notify_urls")
+        if not raw or raw in seen:
+            continue
+        seen.append(raw)
+        value = resolved_var(inventory, host, "cutover_notify_urls")
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(u, str) for u in value):
+            raise CutoverError(f"cutover_notify_urls of {host} in {inventory} is not a list of URLs",
+                               "write it as a YAML list of apprise URLs")
+        urls += [u for u in value if u not in urls]
     return urls
 
 
@@ -237,7 +247,9 @@ class Executor:
                          phase=phase, detail=detail, operator=operator(),
                          at=fmt(self.clock.now(), self.plan.tz), rehearsal=self.o.rehearsal)
         if not ok:
-            self.say(f"  warning: notification '{subject}' was not delivered to every target")
+            self.say(f"  warning: notification '{subject}' was not delivered to every target"
+                     if self.urls else f"  warning: notification '{subject}' reached nobody: no target "
+                     "(the plan's notify, the inventory's cutover_notify_urls)")
 
     def _phase_edges(self, step: Step) -> tuple[bool, bool]:
         """Is this step the first / last of its phase (by the phase's own step list)?"""

@@ -24,13 +24,15 @@ def render(event: str, **context: Any) -> tuple[str, str]:
 
 
 def send(urls: list[str], event: str, journal=None, **context: Any) -> bool:
+    """Delivered only when there was a target and every target took it: a message sent to
+    nobody, or to a URL apprise cannot use, is recorded as not delivered."""
     title, body = render(event, **context)
-    ok = True
+    ok = False
     if urls:
         ap = apprise.Apprise()
-        for url in urls:
-            ap.add(url)
-        ok = bool(ap.notify(title=title, body=body))
+        usable = [ap.add(url) for url in urls]
+        # plain text: an e-mail target would otherwise read outside text as HTML
+        ok = all(usable) and bool(ap.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT))
     if journal is not None:
         journal.record_notification(event, title, body, len(urls), ok)
     return ok

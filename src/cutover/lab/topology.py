@@ -14,6 +14,7 @@ import jinja2
 
 from cutover.errors import CutoverError
 from cutover.paths import INVENTORIES
+from cutover.yamlsafe import check_file
 
 LAB_INVENTORY = INVENTORIES / "lab"
 GROUPS = ("db", "core", "gateway", "counter", "portal", "jobs", "drop", "tax")
@@ -56,10 +57,39 @@ def ansible_bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+YAML_SUFFIXES = (".yml", ".yaml", ".json")
+
+
+def inventory_yaml_files(inventory: Path) -> list[Path]:
+    """The YAML files Ansible reads for an inventory: the source (a file, or every file of a
+    directory) and the group_vars/ and host_vars/ beside it (files without a suffix too)."""
+    base = inventory if inventory.is_dir() else inventory.parent
+    files = [inventory] if inventory.is_file() and inventory.suffix in YAML_SUFFIXES else []
+    for top in ([inventory] if inventory.is_dir() else []) + [base / "group_vars", base / "host_vars"]:
+        if not top.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames.sort()
+            in_vars = {"group_vars", "host_vars"} & set(Path(dirpath).relative_to(base).parts)
+            for name in sorted(filenames):
+                f = Path(dirpath) / name
+                if f.suffix in YAML_SUFFIXES or (in_vars and not f.suffix):
+                    files.append(f)
+    return list(dict.fromkeys(files))
+
+
+def check_inventory_yaml(inventory: Path) -> None:
+    """Refuse, with file:line, an inventory file whose aliases are out of bounds (recursive,
+    or a "billion laughs"), before Ansible's own parser meets it."""
+    for f in inventory_yaml_files(inventory):
+        check_file(f)
+
+
 def load_inventory(inventory: Path) -> dict[str, Any]:
     """`ansible-inventory --list`, failing loudly on an inventory Ansible cannot parse."""
     if not inventory.exists():
         raise CutoverError(f"inventory {inventory} does not exist", "pass --inventory PATH")
+    check_inventory_yaml(inventory)
     env = {**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
            "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True", "ANSIBLE_NOCOLOR": "1"}
     proc = subprocess.run([ansible_bin("ansible-inventory"), "-i", str(inventory), "--list"],
@@ -69,6 +99,29 @@ def load_inventory(inventory: Path) -> dict[str, Any]:
         raise CutoverError(f"inventory {inventory} cannot be parsed:\n{detail}",
                            "fix the file and line named above (YAML syntax, indentation)")
     return json.loads(proc.stdout)
+
+
+def resolved_var(inventory: Path, host: str, var: str) -> Any:
+    """A variable of one host as Ansible resolves it for a play: templated, vault decrypted
+    (with the vault password Ansible is configured with). `debug` runs on this machine and
+    never connects to the host. Raises when Ansible cannot resolve it."""
+    env = {**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+           "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_NOCOLOR": "1"}
+    proc = subprocess.run([ansible_bin("ansible"), host, "-i", str(inventory), "-m", "ansible.builtin.debug",
+                           "-a", f"var={var}"], capture_output=True, text=True, env=env, check=False)
+    try:
+        out, _ = json.JSONDecoder().raw_decode(proc.stdout, proc.stdout.index("{"))  # timing lines around it
+        result = out["plays"][0]["tasks"][0]["hosts"][host]
+    except (ValueError, KeyError, IndexError):
+        result = {}
+    value = result.get(var)
+    undefined = value is None or (isinstance(value, str) and "VARIABLE IS NOT DEFINED" in value)
+    if proc.returncode != 0 or result.get("failed") or undefined:
+        detail = (result.get("msg") or value or proc.stderr.strip()[-600:] or "no answer")
+        raise CutoverError(f"{var} of {host} in inventory {inventory} cannot be resolved: {detail}",
+                           "a vaulted value needs the vault password (ANSIBLE_VAULT_PASSWORD_FILE); "
+                           "a template needs the variables it names")
+    return value
 
 
 def render(value: Any, context: dict[str, Any], env: jinja2.Environment) -> Any:
