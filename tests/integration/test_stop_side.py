@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import threading
 import time
@@ -346,6 +347,22 @@ def test_the_database_going_down_mid_snapshot_fails_the_step_and_leaves_no_parti
     assert db1.run(f"ls -d {SNAP}/si_qyyl.partial {SNAP}/si_qyyl").rc != 0
 
 
+def test_while_frozen_a_business_role_cannot_switch_the_freeze_off_and_write(d):
+    """N5: the freeze holds. The lab's applications connect as si_owner, which owns every table;
+    d.dsn turns default_transaction_read_only off at connect, as any client could."""
+    assert state(d.opts, "n5-freeze") == "done"
+    for opening in ("SET default_transaction_read_only = off", "BEGIN READ WRITE"):
+        with psycopg.connect(d.dsn, dbname="si_sy", autocommit=True) as conn:
+            conn.execute(opening)
+            for write in ("DELETE FROM approval WHERE false", "CREATE TABLE cutover_smuggled (a int)"):
+                with pytest.raises(psycopg.Error, match="is frozen for the cutover"):
+                    conn.execute(write)
+                if opening.startswith("BEGIN"):
+                    conn.execute("ROLLBACK")
+                    conn.execute(opening)
+            assert conn.execute("SELECT count(*) > 0 FROM approval").fetchone()[0]  # reads still work
+
+
 def test_a_dump_file_changed_after_the_snapshot_is_named_by_the_verification(d):
     def tamper():
         host("db1").run_expect([0], f"f=$(ls {SNAP}/si_gs/*.dat.gz | head -1); printf x >> $f")
@@ -450,6 +467,20 @@ def test_after_the_receiver_is_fixed_the_deploy_resumes_and_the_receipt_reconcil
     assert set(modes) == {"600"}
 
 
+def test_a_snapshot_run_alone_after_the_journal_was_moved_aside_does_not_replace_the_windows(d):
+    """N18: the window's snapshot is its way back; a standalone data.snapshot under another
+    journal (or none) is refused, and the snapshot stays as it was."""
+    before = host("db1").check_output(f"sha256sum {SNAP}/si_qyyl/manifest.json")
+    env = {**os.environ, "INVOKE_CUTOVER_JOURNAL": str(d.tmp / "moved-aside.sqlite")}
+    proc = subprocess.run([str(ROOT / "inv"), "data.snapshot"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, check=False, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "it is not replaced; nothing was written" in out
+    assert "invoke data.snapshot --replace" in out
+    assert host("db1").check_output(f"sha256sum {SNAP}/si_qyyl/manifest.json") == before
+
+
 def test_the_receiver_was_notified_through_the_labs_inbox(d):
     messages = host("drop1").check_output("curl -s http://127.0.0.1:28090/messages")
     assert "移交数据已上传" in messages
@@ -506,6 +537,17 @@ def test_after_the_restore_every_probe_reports_the_new_release(run, tmp_path):
     assert any(r["probe"].startswith("http") for r in rows)
 
 
+def test_after_the_08_00_unfreeze_a_business_role_writes_again(run, d):
+    assert state(d.opts, "n9-restore-core") == "done"
+    plain = d.dsn.replace(" options='-c default_transaction_read_only=off'", "")
+    with psycopg.connect(plain, dbname="si_sy") as conn:  # a transaction, rolled back
+        conn.execute("CREATE TABLE cutover_write_check (a int)")
+        conn.execute("DELETE FROM approval WHERE false")
+        assert conn.execute("SELECT count(*) FROM pg_event_trigger WHERE evtname = 'cutover_freeze'"
+                            ).fetchone()[0] == 0
+        conn.rollback()
+
+
 def test_a_version_file_that_disagrees_with_the_running_process_fails(run, tmp_path):
     from cutover.cli.verify import check_versions
 
@@ -524,8 +566,21 @@ def test_rollback_with_data_brings_the_old_release_and_the_snapshots_data_back(r
     from cutover.cli.verify import check_versions
 
     with psycopg.connect(d.dsn, dbname="si_jgyl", autocommit=True) as conn:
-        conn.execute("DELETE FROM account WHERE person_id <= 10")  # a bad migration, say
-    out = executor.rollback(run, data=True)
+        deleted = conn.execute("DELETE FROM account WHERE person_id <= 10").rowcount  # a bad migration, say
+    # the databases are live again since 08:00: a data rollback would discard what business wrote
+    with pytest.raises(CutoverError) as err:
+        executor.rollback(run, data=True)
+    assert "open for business again since the snapshot" in err.value.message
+    assert deleted > 0
+    jgyl = next(ln for ln in err.value.message.splitlines() if "db1 si_jgyl:" in ln)
+    assert "row(s) differ from the snapshot" in jgyl
+    assert f"public.account {-deleted:+d}" in jgyl
+    assert "--discard-writes-since-snapshot --by NAME --reason TEXT" in err.value.hint
+    with psycopg.connect(d.dsn, dbname="si_jgyl") as conn:  # nothing was touched
+        assert conn.execute("SELECT count(*) FROM account WHERE person_id <= 10").fetchone()[0] == 0
+    assert host("core-gs").check_output("readlink /opt/si-core-gs/current").endswith(artifacts.NEW)
+    out = executor.rollback(run, data=True, discard={"by": "王处长", "reason": "迁移删错了账户"})
+    assert out["discard_writes"]["by"] == "王处长"
     rows = out["versions"]
     assert rows
     assert {r["found"] for r in rows if r["probe"].startswith("file")} == {artifacts.OLD}

@@ -3,9 +3,10 @@
 host as the postgres user (peer authentication, no password), with the standard library
 and the PostgreSQL client tools only.
 
-  freeze    ALTER DATABASE ... SET default_transaction_read_only = on, end open sessions,
-            prove it with a write that must fail
-  unfreeze  RESET it and prove a write works (rolled back)
+  freeze    ALTER DATABASE ... SET default_transaction_read_only = on, a guard that refuses
+            every write and DDL by any role but the superuser (see GUARD_SQL), end open
+            sessions, prove it with a write that must fail
+  unfreeze  drop the guard, RESET the setting and prove a write works (rolled back)
   snapshot  pg_dump directory format, parallel, fast compression, into <db>.partial; then a
             manifest (every file's sha256, the pg_restore --list output, server version,
             size, time, row counts), files 0600, rename to <db>. Refuses when free space is
@@ -80,6 +81,64 @@ def counts(port: int, db: str) -> dict[str, int]:
     return {name: int(n) for name, n in (row.split("|") for row in out.splitlines() if row)}
 
 
+# The freeze that holds (N5): default_transaction_read_only is only a default, which any
+# client may turn off (SET, BEGIN READ WRITE, PGOPTIONS). While frozen, a guard refuses every
+# write by a business role: statement triggers on every table (INSERT, UPDATE, DELETE,
+# TRUNCATE, COPY FROM) and an event trigger on every DDL command (so a table's owner cannot
+# drop or disable the triggers, or create tables). Disabling triggers needs
+# session_replication_role, which only a superuser may set. The maintenance role that
+# snapshots, restores and unfreezes is the database host's superuser (postgres, over peer
+# authentication): the guard lets superusers through, nobody else.
+GUARD_SCHEMA = "cutover_freeze"
+GUARD_SQL = f"""
+CREATE SCHEMA IF NOT EXISTS {GUARD_SCHEMA} AUTHORIZATION postgres;
+REVOKE ALL ON SCHEMA {GUARD_SCHEMA} FROM PUBLIC;
+CREATE OR REPLACE FUNCTION {GUARD_SCHEMA}.refuse_write() RETURNS trigger LANGUAGE plpgsql AS $g$
+BEGIN
+  IF current_setting('is_superuser') <> 'on' THEN
+    RAISE EXCEPTION 'database % is frozen for the cutover: % on % refused', current_database(), TG_OP,
+      TG_TABLE_NAME USING ERRCODE = 'read_only_sql_transaction';
+  END IF;
+  RETURN NULL;
+END $g$;
+CREATE OR REPLACE FUNCTION {GUARD_SCHEMA}.refuse_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $g$
+BEGIN
+  IF current_setting('is_superuser') <> 'on' THEN
+    RAISE EXCEPTION 'database % is frozen for the cutover: % refused', current_database(), TG_TAG
+      USING ERRCODE = 'read_only_sql_transaction';
+  END IF;
+END $g$;
+DO $g$
+DECLARE t record;
+BEGIN
+  FOR t IN SELECT c.oid::regclass AS rel
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('r', 'p')
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema', '{GUARD_SCHEMA}')
+             AND n.nspname NOT LIKE 'pg_toast%'
+             AND NOT EXISTS (SELECT 1 FROM pg_trigger g
+                             WHERE g.tgrelid = c.oid AND g.tgname = 'cutover_freeze')
+  LOOP
+    EXECUTE format('CREATE TRIGGER cutover_freeze BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION {GUARD_SCHEMA}.refuse_write()', t.rel);
+  END LOOP;
+  IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'cutover_freeze') THEN
+    CREATE EVENT TRIGGER cutover_freeze ON ddl_command_start EXECUTE FUNCTION {GUARD_SCHEMA}.refuse_ddl();
+  END IF;
+END $g$;
+"""
+UNGUARD_SQL = f"""
+DROP EVENT TRIGGER IF EXISTS cutover_freeze;
+DROP SCHEMA IF EXISTS {GUARD_SCHEMA} CASCADE;
+"""
+
+
+def guarded(port: int, db: str) -> bool:
+    out = psql(port, db, "SELECT count(*) FROM pg_event_trigger WHERE evtname = 'cutover_freeze'"
+               " AND evtenabled <> 'D'", check=False)
+    return out.returncode == 0 and out.stdout.strip() == "1"
+
+
 def is_frozen(port: int, db: str) -> bool:
     out = psql(port, "postgres", "SELECT coalesce(array_to_string(s.setconfig, ','), '') FROM pg_database d"
                " LEFT JOIN pg_db_role_setting s ON s.setdatabase = d.oid AND s.setrole = 0"
@@ -97,6 +156,9 @@ def freeze(a: argparse.Namespace) -> dict:
         if not is_frozen(a.port, db):
             psql(a.port, "postgres", f"ALTER DATABASE {ident(db)} SET default_transaction_read_only = on")
             changed = True
+        if not guarded(a.port, db):
+            psql(a.port, db, GUARD_SQL, env=RW)
+            changed = True
         ended = psql(a.port, "postgres", "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                      f" WHERE datname = {lit(db)} AND pid <> pg_backend_pid()"
                      " AND backend_type = 'client backend'").stdout.strip()
@@ -105,7 +167,7 @@ def freeze(a: argparse.Namespace) -> dict:
             psql(a.port, db, "DROP TABLE IF EXISTS cutover_freeze_probe", env=RW, check=False)
             raise Refusal(f"{db}: a write succeeded after the freeze ({probe.stderr.strip() or 'no error'})",
                           "check the database's settings (ALTER DATABASE ... RESET ALL?)")
-        out[db] = {"frozen": True, "changed": changed, "sessions_ended": int(ended or 0),
+        out[db] = {"frozen": True, "guarded": True, "changed": changed, "sessions_ended": int(ended or 0),
                    "probe": probe.stderr.strip().splitlines()[-1]}
     return {"changed": any(v["changed"] or v["sessions_ended"] for v in out.values()), "databases": out}
 
@@ -113,8 +175,9 @@ def freeze(a: argparse.Namespace) -> dict:
 def unfreeze(a: argparse.Namespace) -> dict:
     out = {}
     for db in a.databases:
-        changed = is_frozen(a.port, db)
+        changed = is_frozen(a.port, db) or guarded(a.port, db)
         if changed:
+            psql(a.port, db, UNGUARD_SQL, env=RW)
             psql(a.port, "postgres", f"ALTER DATABASE {ident(db)} RESET default_transaction_read_only")
         psql(a.port, db, "BEGIN; CREATE TABLE cutover_write_probe (); ROLLBACK;")
         out[db] = {"frozen": False, "changed": changed}
@@ -137,10 +200,18 @@ def snapshot(a: argparse.Namespace) -> dict:
     todo, done = [], {}
     for db in a.databases:
         mpath = base / db / "manifest.json"
-        same = a.key and mpath.exists() and json.loads(mpath.read_text()).get("key") == a.key
+        there = json.loads(mpath.read_text()) if mpath.exists() else None
+        same = bool(a.key) and there is not None and there.get("key") == a.key
         if same and not verify_one(base / db, a):
             done[db] = {"skipped": "this cutover's verified snapshot is already there"}
-        else:  # none yet, an earlier rehearsal's, or one that no longer verifies: a new one
+        elif there is not None and not same and not a.replace:
+            # another window's (or a run without a journal): it may be the only way back (N18)
+            raise Refusal(f"{base / db} holds the snapshot of {there.get('created_at')} made under "
+                          f"journal {there.get('key') or '(none)'}; this run's is {a.key or '(none)'}: "
+                          "it is not replaced; nothing was written",
+                          "a snapshot that belongs to a window is replaced only knowingly: "
+                          "invoke data.snapshot --replace")
+        else:  # none yet, this window's that no longer verifies, or --replace: a new one
             todo.append(db)
     if not todo:
         return {"changed": False, "dir": str(base), "databases": done}
@@ -248,6 +319,14 @@ def verify(a: argparse.Namespace) -> dict:
         bad = verify_one(base / db, a)
         problems += bad
         out[db] = {"verified": not bad}
+        if not bad:  # what a restore would discard: the rows written since (N18)
+            snap = json.loads((base / db / "manifest.json").read_text())["tables"]
+            now = counts(a.port, db)
+            differ = {t: now.get(t, 0) - snap.get(t, 0) for t in set(now) | set(snap)
+                      if now.get(t, 0) != snap.get(t, 0)}
+            out[db] |= {"frozen": is_frozen(a.port, db) and guarded(a.port, db),
+                        "rows_differ": dict(sorted(differ.items())),
+                        "rows_differ_total": sum(abs(v) for v in differ.values())}
         if not bad and a.test_restore:
             tr = test_restore(base / db, db, a)
             out[db]["test_restore"] = tr
@@ -289,6 +368,7 @@ def main() -> int:
     ap.add_argument("--reserve-mb", type=int, default=512)
     ap.add_argument("--test-restore", action="store_true")
     ap.add_argument("--key", default="", help="snapshot: keep a verified snapshot made with this key")
+    ap.add_argument("--replace", action="store_true", help="snapshot: replace one made under another key")
     a = ap.parse_args()
     actions = {"freeze": freeze, "unfreeze": unfreeze, "snapshot": snapshot, "verify": verify,
                "restore": restore}

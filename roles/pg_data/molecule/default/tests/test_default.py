@@ -12,6 +12,27 @@ def test_the_database_refuses_writes(host):
     assert "read-only transaction" in out.stderr
 
 
+def _as_business_role(host, *statements):
+    """demo_app owns the tables, as the business applications' role does in the lab; each
+    statement is its own transaction, in one session."""
+    commands = " ".join(f"-c \"{sql}\"" for sql in ("SET ROLE demo_app", *statements))
+    return host.run(f"sudo -u postgres psql -X -v ON_ERROR_STOP=1 -d si_demo {commands}")
+
+
+def test_a_business_role_cannot_switch_the_freeze_off_and_write(host):
+    off = "SET default_transaction_read_only = off"
+    for attempt in ((off, "DELETE FROM person WHERE id = 1"),
+                    ("BEGIN READ WRITE; UPDATE contribution SET amount = 0; COMMIT",),
+                    (off, "TRUNCATE contribution"),
+                    (off, "DROP TRIGGER cutover_freeze ON person"),
+                    (off, "ALTER TABLE person DISABLE TRIGGER ALL"),
+                    (off, "CREATE TABLE smuggled (a int)")):
+        out = _as_business_role(host, *attempt)
+        assert out.rc != 0, attempt
+        assert "is frozen for the cutover" in out.stderr, (attempt, out.stderr)
+    assert _as_business_role(host, "SELECT count(*) FROM person").rc == 0
+
+
 def test_the_rows_are_still_readable(host):
     out = host.check_output("sudo -u postgres psql -X -At -d si_demo -c 'SELECT count(*) FROM person'")
     assert out.strip() == "5000"
@@ -29,6 +50,7 @@ def test_the_snapshot_manifest_matches_its_files(host):
     for f in manifest["files"]:
         assert modes[f["name"]] == "600:postgres", f["name"]
         assert sums[f["name"]] == f["sha256"], f["name"]
+
 
 def test_the_snapshot_directory_is_private(host):
     assert host.file("/var/backups/cutover/molecule").mode == 0o700
