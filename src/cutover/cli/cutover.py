@@ -15,6 +15,7 @@ from cutover.engine import status as status_mod
 from cutover.engine.executor import Executor, RunOptions
 from cutover.engine.forecast import forecast, rehearsal_journal, step_durations
 from cutover.engine.journal import Journal
+from cutover.errors import CutoverError
 from cutover.paths import resolve
 from cutover.plan.lint import check as lint_check
 from cutover.plan.times import fmt
@@ -155,15 +156,29 @@ def override(c: Context, step: str, by: str, reason: str, plan: str | None = Non
 @task(help={"plan": COMMON_HELP["plan"], "inventory": COMMON_HELP["inventory"],
             "journal": COMMON_HELP["journal"], "limit": COMMON_HELP["limit"],
             "yes": COMMON_HELP["yes"],
-            "data": "also recreate every line database from the data phase's verified snapshot"})
+            "data": "also recreate every line database from the data phase's verified snapshot",
+            "discard_writes_since_snapshot": "with --data once the databases are open again (after "
+                                             "08:00): discard what was written since the snapshot",
+            "by": "who decided to discard the writes (recorded)",
+            "reason": "why (recorded)"})
 @refusals
 def rollback(c: Context, plan: str | None = None, inventory: str | None = None,
              journal: str | None = None, limit: str | None = None, yes: bool = False,
-             data: bool = False) -> None:
+             data: bool = False, discard_writes_since_snapshot: bool = False, by: str = "",
+             reason: str = "") -> None:
     """The way back: every component to the release it replaced, verified; with --data, the
-    databases from the verified snapshot, row counts checked against its manifest. Recorded."""
+    databases from the verified snapshot, row counts checked against its manifest. Recorded.
+    Once the databases are live again, --data is refused (naming the rows that differ) unless
+    --discard-writes-since-snapshot --by NAME --reason TEXT says so."""
     opts = options(c, plan, inventory, journal, limit=limit, yes=yes)
-    out = executor.rollback(opts, data=data)
+    discard = {"by": by, "reason": reason} if discard_writes_since_snapshot else None
+    if (by or reason) and not discard_writes_since_snapshot:
+        raise CutoverError("--by and --reason go with --discard-writes-since-snapshot", "nothing was changed")
+    out = executor.rollback(opts, data=data, discard=discard)
+    if out.get("discard_writes"):
+        console.print(f"writes since the snapshot discarded by {by}: {reason}")
+        for line in out["discard_writes"]["databases"]:
+            console.print(f"  {line}")
     rows = out["versions"]
     console.print(f"rolled back: {len(rows)} probe(s) on {len({r['host'] for r in rows})} host(s) "
                   "report the previous release")

@@ -18,6 +18,7 @@ from cutover.ansible import run_playbook
 from cutover.cli.common import refusals
 from cutover.data.reconcile import table_text
 from cutover.engine.executor import combine_limits, data_vars
+from cutover.engine.journal import Journal
 from cutover.engine.lock import RunLock
 from cutover.errors import CutoverError
 from cutover.lab.lab import active_limit
@@ -53,6 +54,18 @@ def run_data_playbook(c: Context, name: str, plan: str | None, inventory: str | 
     return result.evidence
 
 
+def journal_identity(c: Context) -> str:
+    """The journal's id, as the plan's steps pass it; '' when there is no journal yet."""
+    path = resolve(c.config.cutover.journal)
+    if not path.exists():
+        return ""
+    j = Journal.open(path)
+    try:
+        return j.identity()
+    finally:
+        j.close()
+
+
 @task(help=HELP)
 @refusals
 def screen(c: Context, plan: str | None = None, inventory: str | None = None) -> None:
@@ -82,12 +95,16 @@ def freeze(c: Context, plan: str | None = None, inventory: str | None = None) ->
 
 @task(help={**HELP, "verify": "only verify the existing snapshot (re-hash, pg_restore --list)",
             "test_restore": "verify by restoring into a scratch database and comparing row counts",
-            "dir": "snapshot directory on the database host (default: the role's)"})
+            "dir": "snapshot directory on the database host (default: the role's)",
+            "replace": "replace a snapshot that another window (journal) made: its way back is lost"})
 @refusals
 def snapshot(c: Context, plan: str | None = None, inventory: str | None = None, verify: bool = False,
-             test_restore: bool = False, dir: str | None = None) -> None:
-    """Take (or with --verify, check) the verified snapshot of every line database (N5, N18)."""
-    extra: dict[str, Any] = {"pg_data_test_restore": test_restore}
+             test_restore: bool = False, dir: str | None = None, replace: bool = False) -> None:
+    """Take (or with --verify, check) the verified snapshot of every line database (N5, N18).
+    Made under the journal's id, as the plan's own step makes it; one that another window
+    made is never replaced without --replace."""
+    extra: dict[str, Any] = {"pg_data_test_restore": test_restore, "pg_data_snapshot_replace": replace,
+                             "cutover_journal_id": journal_identity(c)}
     if dir:
         extra["pg_data_snapshot_dir"] = dir
     if verify or test_restore:

@@ -468,7 +468,40 @@ DATA_VERIFY_PLAYBOOK = "playbooks/data/verify-snapshot.yml"
 ROLLBACK_PLAYBOOK = "playbooks/deploy/rollback.yml"
 
 
-def rollback(opts: RunOptions, data: bool = False) -> dict[str, Any]:
+def _reopened(verified: dict[str, Any]) -> list[str]:
+    """Databases that are live again (not frozen) per the verification, with the rows that
+    differ from the snapshot: what a restore would throw away."""
+    out = []
+    for host, dbs in sorted((verified or {}).items()):
+        for db, v in sorted((dbs or {}).items()):
+            if not v.get("frozen", False):
+                tables = ", ".join(f"{t} {n:+d}" for t, n in (v.get("rows_differ") or {}).items())
+                out.append(f"{host} {db}: {v.get('rows_differ_total', '?')} row(s) differ from the snapshot"
+                           + (f" ({tables})" if tables else ""))
+    return out
+
+
+def _refuse_or_record_discard(journal: Journal, run_id: int, verified: dict[str, Any],
+                              discard: dict[str, str] | None, out: dict[str, Any]) -> None:
+    """N18: restoring a snapshot over databases that are live again throws away what business
+    wrote since; that needs a name and a reason, recorded, or the rollback stops here."""
+    live = _reopened(verified)
+    if not live:
+        return
+    if not discard:
+        journal.end_run(run_id, "refused")
+        raise CutoverError(
+            "the databases are open for business again since the snapshot; restoring it would "
+            "discard what was written since:\n  " + "\n  ".join(live) + "\nnothing was changed",
+            "to discard those writes knowingly: invoke cutover.rollback --data "
+            "--discard-writes-since-snapshot --by NAME --reason TEXT (recorded)")
+    out["discard_writes"] = {**discard, "databases": live}
+    journal.db.execute("INSERT INTO evidence (step_id, attempt_id, kind, data, created_at)"
+                       " VALUES ('rollback', NULL, 'discard_writes', ?, ?)",
+                       (json.dumps(out["discard_writes"], ensure_ascii=False), now_iso()))
+
+
+def rollback(opts: RunOptions, data: bool = False, discard: dict[str, str] | None = None) -> dict[str, Any]:
     """Switch every component of the plan's release manifest back to its previous release;
     with `data`, then recreate every line database from the data phase's snapshot (N18),
     which must verify first (a snapshot that does not verify is refused, nothing dropped).
@@ -478,6 +511,10 @@ def rollback(opts: RunOptions, data: bool = False) -> dict[str, Any]:
     plan, _ = lint_check(opts.plan, opts.inventory)
     if not plan.plan.release_manifest:
         raise CutoverError(f"plan {plan.plan.name} names no release_manifest; nothing to roll back")
+    if discard is not None and (not data or not discard.get("by", "").strip()
+                                or not discard.get("reason", "").strip()):
+        raise CutoverError("--discard-writes-since-snapshot goes with --data, --by NAME and --reason TEXT",
+                           "all are recorded in the journal and the report; nothing was changed")
     inventory = resolve(opts.inventory or plan.plan.inventory)
     if is_production(inventory) and not opts.yes:
         ask = opts.confirm_prompt
@@ -521,6 +558,8 @@ def rollback(opts: RunOptions, data: bool = False) -> dict[str, Any]:
                 journal.end_run(run_id, "failed")
                 raise CutoverError(f"{name} failed:\n" + result.summary(),
                                    f"log: {result.artifact_dir / 'stdout'}")
+            if name == "rollback-verify":  # before any host is touched: are the databases live again?
+                _refuse_or_record_discard(journal, run_id, found, discard, out)
         journal.end_run(run_id, "done")
         return out
     finally:

@@ -81,4 +81,7 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
         "steps": out_steps,
         "overrides": overrides, "confirmations": confirmations,
         "notifications": journal.all("notifications") if journal else [],
+        # N18: who let a data rollback discard writes made since the snapshot, and which
+        "discarded_writes": [e["data"] | {"at": e["at"]} for e in journal.evidence("rollback")
+                             if e["kind"] == "discard_writes"] if journal else [],
     }
