@@ -363,6 +363,29 @@ def test_while_frozen_a_business_role_cannot_switch_the_freeze_off_and_write(d):
             assert conn.execute("SELECT count(*) > 0 FROM approval").fetchone()[0]  # reads still work
 
 
+def test_a_snapshot_still_at_work_from_a_killed_attempt_is_waited_for_then_refused(d, tmp_path):
+    """N18: a pg_dump left running by a killed run holds the snapshot directory's lock (it
+    inherits it); a new attempt waits, then refuses, and never races its files."""
+    db1 = host("db1")
+    holder = subprocess.Popen(["ssh", "-F", str(labmod.SSH_DIR / "config"), "db1",
+                               f"mkdir -p {SNAP} && exec flock {SNAP}/.lock sleep 60"])
+    try:
+        deadline = time.monotonic() + 30
+        while db1.run(f"flock -n {SNAP}/.lock true").rc == 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        result = run_playbook(ROOT / "playbooks/data/snapshot.yml", LAB_INVENTORY, ident="locked",
+                              artifacts_dir=tmp_path, limit=labmod.active_limit(LAB_INVENTORY),
+                              extravars={"cutover_plan": NAME, "pg_data_lock_wait": 4})
+    finally:
+        holder.kill()
+        holder.wait()
+        db1.run("pkill -f 'sleep 60' || true")  # the remote holder outlives its ssh client
+    assert not result.ok
+    assert "an earlier snapshot or restore is still at work after waiting 4 s" in result.summary()
+    assert "nothing was started" in result.summary()
+    assert db1.run(f"ls -d {SNAP}/si_qyyl.partial").rc != 0
+
+
 def test_a_dump_file_changed_after_the_snapshot_is_named_by_the_verification(d):
     def tamper():
         host("db1").run_expect([0], f"f=$(ls {SNAP}/si_gs/*.dat.gz | head -1); printf x >> $f")

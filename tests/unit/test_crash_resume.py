@@ -30,7 +30,8 @@ def env(tmp_path):
 
 def start(env) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "cutover.stop", "--plan", str(MINI),
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "cutover.stop", "--plan",
+         str(env.get("plan", MINI)),
          "--journal", str(env["journal"]), "--rehearsal", "--auto-confirm"],
         cwd=ROOT, env=env["environ"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
@@ -97,3 +98,21 @@ def test_killed_at_a_step_boundary_repeats_nothing(env):
     conn = sqlite3.connect(env["journal"])
     assert {r[0] for r in conn.execute("SELECT state FROM steps WHERE verb='stop'")} == {"done"}
     assert conn.execute("SELECT status FROM runs ORDER BY id").fetchall() == [("crashed",), ("done",)]
+
+
+def test_a_resumed_step_waits_for_the_killed_attempts_work_and_never_races_it(env):
+    """N18: the killed run's work (here a local process, like the hand-off's upload) goes on;
+    the resumed run waits for it to end before the step runs again."""
+    plan = env["tmp"] / "mini.yml"
+    plan.write_text(MINI.read_text().replace(
+        "        playbook: tests/data/playbooks/mark.yml\n        vars: {slow_seconds: 6}",
+        "        playbook: tests/data/playbooks/slow-work.yml\n        vars: {work_seconds: 20}"))
+    env["plan"] = plan
+    proc = start(env)
+    wait_for(lambda: "s2 work-start" in marks(env))
+    kill(proc)
+    assert "s2 work-end" not in marks(env)
+    out = finish(env)
+    assert "the earlier attempt run0001-s2-a2 is still at work" in out, out
+    work = [m for m in marks(env) if m.startswith("s2 work")]
+    assert work == ["s2 work-start", "s2 work-end", "s2 work-start", "s2 work-end"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -41,8 +42,11 @@ class Refusal(Exception):
         self.message, self.hint = message, hint
 
 
+LOCK_FD: list[int] = []  # the snapshot directory's lock, inherited by pg_dump/pg_restore
+
+
 def run(cmd: list[str], env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, pass_fds=LOCK_FD)
     if check and proc.returncode != 0:
         tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
         raise Refusal(f"{cmd[0]} failed (exit {proc.returncode}):\n    {tail}",
@@ -193,10 +197,38 @@ def restore_list(path: Path) -> str:
     return "\n".join(x for x in text.splitlines() if x and not x.startswith(";")) + "\n"
 
 
-def snapshot(a: argparse.Namespace) -> dict:
-    base = Path(a.dir) / a.id
+def hold_lock(base: Path, wait: int) -> None:
+    """One snapshot or restore at a time per snapshot directory, including a pg_dump or
+    pg_restore whose caller was killed (a cutover run SIGKILLed mid-step): the lock's file
+    descriptor is passed on to them, so the lock lasts as long as the earlier work does.
+    A new attempt waits up to `wait` seconds for it, then refuses; nothing races its files."""
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(base, 0o700)
+    fd = os.open(base / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
+    said = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise Refusal(f"{base}: an earlier snapshot or restore is still at work after waiting "
+                              f"{wait} s (a run that was stopped midway?); nothing was started",
+                              "see `pgrep -a 'pg_dump|pg_restore'` on this host; when it has ended, run "
+                              "the step again") from None
+            if not said:
+                print(f"{base}: an earlier snapshot or restore is still at work; waiting for it "
+                      f"(up to {wait} s)", file=sys.stderr)
+                said = True
+            time.sleep(2)
+    LOCK_FD.append(fd)
+
+
+def snapshot(a: argparse.Namespace) -> dict:
+    base = Path(a.dir) / a.id
+    hold_lock(base, a.lock_wait)
     todo, done = [], {}
     for db in a.databases:
         mpath = base / db / "manifest.json"
@@ -340,6 +372,7 @@ def verify(a: argparse.Namespace) -> dict:
 
 def restore(a: argparse.Namespace) -> dict:
     base = Path(a.dir) / a.id
+    hold_lock(base, a.lock_wait)
     verify(argparse.Namespace(**{**vars(a), "test_restore": False}))
     out = {}
     for db in a.databases:
@@ -369,6 +402,8 @@ def main() -> int:
     ap.add_argument("--test-restore", action="store_true")
     ap.add_argument("--key", default="", help="snapshot: keep a verified snapshot made with this key")
     ap.add_argument("--replace", action="store_true", help="snapshot: replace one made under another key")
+    ap.add_argument("--lock-wait", type=int, default=1800,
+                    help="snapshot/restore: how long to wait for an earlier one still at work (s)")
     a = ap.parse_args()
     actions = {"freeze": freeze, "unfreeze": unfreeze, "snapshot": snapshot, "verify": verify,
                "restore": restore}

@@ -20,6 +20,7 @@ import ansible_runner
 from cutover.errors import CutoverError
 from cutover.paths import ANSIBLE_CFG, ROOT
 
+ATTEMPT_ENV = "CUTOVER_ATTEMPT"
 HOST_EVENTS = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -153,6 +154,10 @@ def run_playbook(
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
     }
+    # Every process this attempt starts on this machine (ansible-playbook, its workers, the
+    # helpers they run) carries the attempt's ident, so a resumed step can tell whether the
+    # work of an attempt whose executor was killed is still running (`processes_of`).
+    envvars[ATTEMPT_ENV] = ident
     # ansible-playbook comes from the same environment as this Python (the project's venv).
     envvars["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     runner = ansible_runner.run(
@@ -190,6 +195,21 @@ def run_playbook(
         tail = _tail(result.artifact_dir / "stdout")
         result.failures.append(HostFailure("-", "playbook", tail or "ansible-playbook failed"))
     return result
+
+
+def processes_of(ident: str) -> list[int]:
+    """Processes on this machine still at work for the attempt `ident` (from its environment)."""
+    marker = f"{ATTEMPT_ENV}={ident}".encode() + b"\0"
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if marker in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return sorted(found)
 
 
 def _tail(path: Path, lines: int = 12) -> str:

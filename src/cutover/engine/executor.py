@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cutover.ansible import HostFailure, run_playbook
+from cutover.ansible import HostFailure, processes_of, run_playbook
 from cutover.engine import notify
 from cutover.engine.clock import Clock, RehearsalClock
 from cutover.engine.journal import Journal, now_iso, operator
@@ -50,10 +51,16 @@ class RunOptions:
     say: Callable[[str], None] = print
     progress_factory: Callable[[str], Any] | None = None
     confirm_prompt: Callable[[str], bool] | None = None
+    orphan_wait: float = 1800.0  # seconds to wait for a killed run's work still running (N18)
 
 
 class StepFailed(CutoverError):
     pass
+
+
+def attempt_ident(run_id: int, step_id: str, attempt_id: int) -> str:
+    """The ident of a step's attempt: its artifacts' directory, and the mark its processes carry."""
+    return f"run{run_id:04d}-{step_id}-a{attempt_id}"
 
 
 def ordered(steps: list[Step], plan_order: dict[str, int]) -> list[Step]:
@@ -269,6 +276,7 @@ class Executor:
         if row["state"] == "running":
             self.say(f"[{n}/{total}] {step.id}: was left running by a run that did not finish; "
                      "checking it again before anything else")
+            self._wait_for_earlier_attempts(step)
             j.abandon_running(step.id)
         phase = self.plan.phase(step.phase)
         first_of_phase, _ = self._phase_edges(step)
@@ -294,6 +302,33 @@ class Executor:
         _, last_of_phase = self._phase_edges(step)
         if last_of_phase and not o.check:
             self._notify("phase_end", f"{phase.id} {phase.title}", phase=phase)
+
+    def _wait_for_earlier_attempts(self, step: Step) -> None:
+        """A killed run's ansible-playbook and the helpers it started (an upload, a dump's
+        caller) can outlive it. Before the step runs again, wait for that work to end, or
+        refuse after `orphan_wait` seconds: two attempts never race over the same files.
+        What the earlier work left is then checked by the step itself (a verified snapshot
+        or upload is kept, anything else done again)."""
+        for a in self.journal.open_attempts(step.id):
+            ident = attempt_ident(a["run_id"], step.id, a["id"])
+            pids = processes_of(ident)
+            if not pids:
+                continue
+            self.say(f"  the earlier attempt {ident} is still at work ({len(pids)} process(es): "
+                     f"{', '.join(map(str, pids[:8]))}); waiting for it to end "
+                     f"(up to {self.o.orphan_wait:.0f} s)")
+            started = time.monotonic()
+            while pids and time.monotonic() - started < self.o.orphan_wait:
+                time.sleep(min(2.0, self.o.orphan_wait))
+                pids = processes_of(ident)
+            if pids:
+                raise StepFailed(f"step {step.id}: the earlier attempt {ident} is still at work after "
+                                 f"{self.o.orphan_wait:.0f} s (process(es) {', '.join(map(str, pids))}); "
+                                 "nothing was started",
+                                 "let it finish (or stop it: kill those processes), then run "
+                                 f"cutover.{self.verb} again")
+            self.say(f"  the earlier attempt's work ended after {time.monotonic() - started:.0f} s; "
+                     "the step runs again and checks what it left")
 
     def _now_iso(self) -> str:
         return self.clock.now().isoformat(timespec="seconds")
@@ -341,7 +376,7 @@ class Executor:
                 self.say(f"  gate passed by override of {ov['by']}: {ov['reason']}")
                 return
         attempt = j.begin_attempt(step.id, self.run_id, check=o.check, actual_start=self._now_iso())
-        ident = f"run{self.run_id:04d}-{step.id}-a{attempt}"
+        ident = attempt_ident(self.run_id, step.id, attempt)
         extravars = {**self.plan.plan.vars, **step.vars, **data_vars(self.plan, o.artifacts),
                      "cutover_journal_id": j.identity(),
                      "cutover_plan": self.plan.plan.name, "cutover_step": step.id,
