@@ -128,12 +128,30 @@ class SFTPDrop(Drop):
         self.conn.close()
 
 
+class _FTP_TLS(ftplib.FTP_TLS):
+    """ftplib.FTP_TLS whose data connections resume the control connection's TLS session.
+
+    Stock ftplib starts a fresh TLS session on every data connection; vsftpd refuses that by
+    default (require_ssl_reuse=YES, "522 SSL connection failed; session reuse required"): the
+    resumed session is its proof that the data connection comes from the logged-in client.
+    """
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[Any, int | None]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            # The session is read at each transfer, not kept from AUTH: with TLS 1.3 the server's
+            # ticket comes after the handshake and only a later read (the login's replies) takes
+            # it in. Same context, so the certificate and name checks stay as they are.
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+
+
 class FTPDrop(Drop):
     def __init__(self, host: str, port: int, user: str, password: str, tls: bool = False,
                  ca_file: str | None = None) -> None:
         self.name = f"{'ftps' if tls else 'ftp'}://{user}@{host}:{port}"
         # ftplib's own default context verifies nothing; this one checks certificate and name
-        self.ftp = ftplib.FTP_TLS(context=ssl.create_default_context(cafile=ca_file or None)) \
+        self.ftp = _FTP_TLS(context=ssl.create_default_context(cafile=ca_file or None)) \
             if tls else ftplib.FTP()
         try:
             self.ftp.connect(host, port, timeout=30)
