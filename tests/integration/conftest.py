@@ -40,3 +40,9 @@ def lab_vars():
 def host(name: str):
     """A testinfra host over the lab's own SSH config, as an operator would reach it."""
     return testinfra.get_host(f"ssh://{name}", ssh_config=str(labmod.SSH_DIR / "config"))
+
+
+@pytest.fixture(scope="session")
+def clean_outcome() -> dict:
+    """What the clean rehearsal (test_rehearse) left, for the crash sweep to compare with."""
+    return {}

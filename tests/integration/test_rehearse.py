@@ -167,3 +167,16 @@ def test_the_html_report_reads_right_in_headless_chromium(rehearsal, tmp_path):
                  "核对 / reconciliation (N7)", "every table matches"):
         assert text in dom
     (rehearsal["dir"] / "report.png").write_bytes(png)  # kept beside the report for a look
+
+
+def test_the_clean_window_leaves_every_step_done_once_and_the_data_as_the_snapshot(rehearsal, lab_vars,
+                                                                                   clean_outcome):
+    from .outcome import journal_outcome, lab_outcome
+
+    journal = journal_outcome(rehearsal["dir"] / "journal.sqlite")
+    assert {s: n for s, n in journal["times_done"].items() if n != 1} == {}
+    lab = lab_outcome(journal["snapshot"], lab_vars)
+    assert lab["healthy"]
+    assert lab["rows_since_snapshot"]
+    assert {k: v for k, v in lab["rows_since_snapshot"].items() if v} == {}
+    clean_outcome.update(lab)  # the crash sweep compares its outcome with this one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from invoke import Context, Exit, task
@@ -19,9 +20,12 @@ def _roles_with_molecule() -> list[Path]:
 
 
 @task(help={"quick": "unit tests only (no lab, no Molecule, no linters)",
-            "molecule": "run Molecule for every role (on by default; --no-molecule skips it)"})
-def run_tests(c: Context, quick: bool = False, molecule: bool = True) -> None:
+            "molecule": "run Molecule for every role (on by default; --no-molecule skips it)",
+            "sweep": "the crash sweep kills the executor at every playbook step of the plan, not five"})
+def run_tests(c: Context, quick: bool = False, molecule: bool = True, sweep: bool = False) -> None:
     """Lint (ruff, yamllint, ansible-lint), pytest (unit + lab integration), Molecule per role."""
+    if sweep:
+        os.environ["CUTOVER_SWEEP"] = "all"
     with c.cd(str(ROOT)):
         if quick:
             c.run("pytest -q tests/unit")
