@@ -89,3 +89,25 @@ def test_every_statement_built_for_the_export_runs_one_command_only(lab, lab_var
             one_statement(conn.cursor(), "SELECT 1; CREATE TABLE cutover_smuggled3 (a int)")
         assert conn.execute("SELECT to_regclass('cutover_smuggled3')").fetchone()[0] is None
         assert not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_during_the_export_is_a_clear_refusal_and_leaves_nothing_half_written(lab, lab_vars,
+                                                                                           tmp_path):
+    import subprocess
+
+    from cutover.data.export import export_line
+    from cutover.errors import CutoverError
+
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        with pytest.raises(CutoverError) as err:
+            export_line(_connection(lab_vars), line="gs", title="工伤保险", database="si_gs",
+                        outdir=small / "export" / "gs", reject_dir=small / "fix" / "gs", say=lambda _: None)
+        assert "No space left on device" in err.value.message
+        assert "free there" in err.value.message
+        assert "then export again" in err.value.hint
+        assert not [p for p in small.rglob("*") if p.is_file()]  # no .partial, no CSV without its manifest
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

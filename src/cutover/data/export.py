@@ -12,10 +12,12 @@ them, so the receiver can run it again.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,23 +65,30 @@ def _copy_to(conn: psycopg.Connection, query: str, dest: Path) -> tuple[int, int
             pass
         raise CutoverError(f"COPY of {dest.stem} failed: {message}",
                            "check the table's settings in si_export")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        while True:
-            nbytes, data = pg.get_copy_data(0)
-            if nbytes < 0:
-                break
-            block += data
-            if len(block) >= BLOCK:
-                digest.update(block)
-                out.write(block)
-                size += len(block)
-                block.clear()
-        digest.update(block)
-        out.write(block)
-        size += len(block)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                nbytes, data = pg.get_copy_data(0)
+                if nbytes < 0:
+                    break
+                block += data
+                if len(block) >= BLOCK:
+                    digest.update(block)
+                    out.write(block)
+                    size += len(block)
+                    block.clear()
+            digest.update(block)
+            out.write(block)
+            size += len(block)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:  # a full disk, most often: nothing half-written stays
+        partial.unlink(missing_ok=True)
+        _drain(pg)
+        raise CutoverError(f"cannot write {dest}: {exc.strerror or exc} ({_free(dest.parent)} free there)",
+                           "free space there (or point cutover_data_dir elsewhere), then export again"
+                           ) from exc
     res = pg.get_result()
     while pg.get_result() is not None:
         pass
@@ -90,6 +99,22 @@ def _copy_to(conn: psycopg.Connection, query: str, dest: Path) -> tuple[int, int
     rows = int(res.command_status.split()[-1])
     partial.replace(dest)
     return rows, size, digest.hexdigest()
+
+
+def _drain(pg: Any) -> None:
+    """Read what is left of a COPY that is given up, so the connection can be closed cleanly."""
+    with contextlib.suppress(psycopg.Error, OSError):  # the connection is closed next in any case
+        while pg.get_copy_data(0)[0] >= 0:
+            pass
+        while pg.get_result() is not None:
+            pass
+
+
+def _free(path: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(path).free / 1048576:,.1f} MiB"
+    except OSError:
+        return "unknown space"
 
 
 def _checksums(connection: dict[str, Any], line: str, database: str, schema: str, snapshot: str,
@@ -142,7 +167,22 @@ def export_line(connection: dict[str, Any], *, line: str, title: str, database: 
                 rules: list[dict[str, Any]] | None = None, schema: str = "public",
                 say: Callable[[str], None] = print) -> dict[str, Any]:
     """Export one line's tables into outdir; returns (and writes) its manifest."""
-    rules = rules or []
+    try:
+        return _export_line(connection, line=line, title=title, database=database, outdir=outdir,
+                            reject_dir=reject_dir, tables=tables, rules=rules or [], schema=schema,
+                            say=say)
+    except BaseException:
+        # A half export (a full disk, a lost connection) must never be handed over: the line's
+        # files go, so the hand-off finds no manifest and asks for the export again.
+        for d in (outdir, reject_dir):
+            if d.exists():
+                shutil.rmtree(d, ignore_errors=True)
+        raise
+
+
+def _export_line(connection: dict[str, Any], *, line: str, title: str, database: str, outdir: Path,
+                 reject_dir: Path, tables: list[dict[str, Any]] | None, rules: list[dict[str, Any]],
+                 schema: str, say: Callable[[str], None]) -> dict[str, Any]:
     started = time.monotonic()
     conn = _connect(connection, line, database)
     with conn, ThreadPoolExecutor(max_workers=1) as pool:
@@ -316,7 +356,12 @@ def screen_line(connection: dict[str, Any], *, line: str, title: str, database: 
 
 def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    try:
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CutoverError(f"cannot write {path}: {exc.strerror or exc} ({_free(path.parent)} free there)",
+                           "free space there, then run the step again") from exc
     tmp.replace(path)
 
 
