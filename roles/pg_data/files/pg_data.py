@@ -43,6 +43,7 @@ class Refusal(Exception):
 
 
 LOCK_FD: list[int] = []  # the snapshot directory's lock, inherited by pg_dump/pg_restore
+LOCK_DIR = "/run/lock" if os.path.isdir("/run/lock") else "/tmp"  # noqa: S108 - a lock file, 0600
 
 
 def run(cmd: list[str], env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -204,7 +205,9 @@ def hold_lock(base: Path, wait: int) -> None:
     A new attempt waits up to `wait` seconds for it, then refuses; nothing races its files."""
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(base, 0o700)
-    fd = os.open(base / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    # beside, not inside, the snapshot directory: a refused snapshot leaves it as it was
+    name = "cutover-pg_data-" + hashlib.sha256(str(base.resolve()).encode()).hexdigest()[:16] + ".lock"
+    fd = os.open(Path(LOCK_DIR) / name, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + wait
     said = False
     while True:
