@@ -1,7 +1,9 @@
 """YAML loading that remembers where every value came from (file and line).
 
 Times stay strings here (no YAML timestamp magic), so `2023-11-31 24:00` reaches the model
-as written and gets a precise error instead of a silent conversion.
+as written and gets a precise error instead of a silent conversion. Aliases are kept in
+bounds by cutover.yamlsafe (a recursive alias or a "billion laughs" document is refused
+with file:line); merge keys (`<<: *defaults`) merge as in YAML 1.1.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from typing import Any
 import yaml
 
 from cutover.errors import CutoverError
+from cutover.yamlsafe import GuardedLoader, YamlRefused, compose
 
 Loc = tuple[Any, ...]
+MERGE = "tag:yaml.org,2002:merge"
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader without implicit timestamps; duplicate keys are errors."""
+class _Loader(GuardedLoader):
+    """SafeLoader without implicit timestamps, aliases in bounds; duplicate keys are errors."""
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -42,24 +46,57 @@ class LoadedYaml:
         return self.lines.get((), 1)
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> Any:
+def _pairs(node: yaml.MappingNode, path: Path) -> list[tuple[yaml.Node, yaml.Node]]:
+    """A mapping's key/value nodes with merge keys applied: merged first (an earlier source
+    wins), then the mapping's own keys, which override what was merged."""
+    own: list[tuple[yaml.Node, yaml.Node]] = []
+    seen: set[str] = set()
+    sources: list[yaml.MappingNode] = []
+    for key_node, value_node in node.value:
+        if key_node.tag == MERGE:
+            items = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for item in items:
+                if not isinstance(item, yaml.MappingNode):
+                    raise YamlRefused(path, key_node.start_mark.line + 1,
+                                      "`<<` merges a mapping or a list of mappings",
+                                      "use `<<: *anchor` where the anchor is a mapping")
+                sources.append(item)
+            continue
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise YamlRefused(path, key_node.start_mark.line + 1,
+                              "a key must be a plain value, not a list or mapping", "write the key as text")
+        key = key_node.value
+        if key in seen:
+            raise YamlRefused(path, key_node.start_mark.line + 1, f"duplicate key {key!r}",
+                              "each key may appear once in a mapping")
+        seen.add(key)
+        own.append((key_node, value_node))
+    merged: list[tuple[yaml.Node, yaml.Node]] = []
+    for source in sources:
+        for key_node, value_node in _pairs(source, path):
+            if key_node.value not in seen:
+                seen.add(key_node.value)
+                merged.append((key_node, value_node))
+    return merged + own
+
+
+def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path, loader: _Loader) -> Any:
     lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        for key_node, value_node in _pairs(node, path):
             key = key_node.value
-            if key in out:
-                raise CutoverError(
-                    f"{path}:{key_node.start_mark.line + 1}: duplicate key {key!r}",
-                    "each key may appear once in a mapping",
-                )
             lines[(*loc, key)] = key_node.start_mark.line + 1
-            out[key] = _walk(value_node, (*loc, key), lines, path)
+            out[key] = _walk(value_node, (*loc, key), lines, path, loader)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_walk(v, (*loc, i), lines, path) for i, v in enumerate(node.value)]
-    loader = _Loader("")
-    return loader.construct_object(node, deep=True)
+        return [_walk(v, (*loc, i), lines, path, loader) for i, v in enumerate(node.value)]
+    try:
+        return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise YamlRefused(path, node.start_mark.line + 1, str(problem),
+                          "write the value as plain YAML (no tags such as !vault)") from None
 
 
 def load_yaml(path: Path) -> LoadedYaml:
@@ -69,16 +106,9 @@ def load_yaml(path: Path) -> LoadedYaml:
         raise CutoverError(f"{path}: file not found", "pass --plan PATH") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CutoverError(f"{path}: cannot be read: {exc}") from None
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise CutoverError(f"{path}:{line}: YAML syntax error: {problem}",
-                           "check indentation, quotes and colons on that line") from None
+    node = compose(text, path, _Loader)  # syntax and alias problems raise with file:line
     if node is None:
         raise CutoverError(f"{path}:1: the file is empty", "a plan needs `plan:` and `phases:`")
     lines: dict[Loc, int] = {}
-    data = _walk(node, (), lines, path)
+    data = _walk(node, (), lines, path, _Loader(""))
     return LoadedYaml(path, data, lines)
