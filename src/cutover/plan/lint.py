@@ -15,11 +15,13 @@ from typing import Any
 
 import yaml
 
+from cutover.data import sql
 from cutover.errors import CutoverError
 from cutover.lab.topology import load_inventory
 from cutover.paths import resolve
 from cutover.plan.loader import LoadedYaml, load_yaml
 from cutover.plan.model import VERBS, Plan, ValidationError, digest_of, resolve_times
+from cutover.yamlsafe import YamlRefused, safe_load
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,11 @@ def load_plan(path: str | Path, inventory: str | Path | None = None,
     name = str(path.relative_to(resolve("."))) if path.is_relative_to(resolve(".")) else str(path)
     problems: list[Problem] = []
 
-    def add(loc: tuple[Any, ...], message: str, hint: str = "", severity: str = "error") -> None:
-        problems.append(Problem(name, doc.line(loc), message, hint, severity))
+    def add(loc: tuple[Any, ...], message: str, hint: str = "", severity: str = "error",
+            at: tuple[str, int] | None = None) -> None:
+        """A problem at loc in the plan, or `at` (file, line) in another file."""
+        file, line = at or (name, doc.line(loc))
+        problems.append(Problem(file, line, message, hint, severity))
 
     if not isinstance(doc.data, dict):
         add((), "a plan is a mapping with `plan:` and `phases:`")
@@ -113,7 +118,9 @@ def _lint(plan: Plan, doc: LoadedYaml, add, inventory: str | Path | None,
     _lint_dependencies(plan, add, locs, by_id)
     _lint_verb_order(plan, add, locs)
     _lint_playbooks(plan, add, locs)
+    _lint_data_exclusion(plan, add)
     _lint_inventory(plan, add, locs, inventory)
+    _lint_release_manifest(plan, add)
     _lint_durations(plan, add, durations)
 
 
@@ -273,14 +280,14 @@ def playbook_tags(path: Path) -> frozenset[str]:
             return
         seen.add(f)
         try:
-            data = yaml.safe_load(f.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
+            data = safe_load(f.read_text(encoding="utf-8"), f)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
             return
         from_tasks(data, f.parent)
 
     try:
-        plays = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-    except (OSError, yaml.YAMLError):
+        plays = safe_load(path.read_text(encoding="utf-8"), path) or []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return frozenset()
     for play in plays if isinstance(plays, list) else []:
         if not isinstance(play, dict):
@@ -318,7 +325,11 @@ def _lint_playbooks(plan: Plan, add, locs) -> None:
             add((*loc, "playbook"), f"step {step.id}: playbook {step.playbook} does not exist",
                 "paths are relative to the project root (e.g. playbooks/stop/freeze.yml)")
             continue
-        offered = playbook_tags(path) | {"always", "all"}
+        try:
+            offered = playbook_tags(path) | {"always", "all"}
+        except YamlRefused as exc:
+            add((*loc, "playbook"), exc.problem, exc.hint, at=(_rel(Path(exc.file)), exc.line))
+            continue
         for tag in step.tags:
             if tag not in offered:
                 add((*loc, "tags"), f"step {step.id}: playbook {step.playbook} has no tag {tag!r}",
@@ -332,11 +343,28 @@ def _lint_inventory(plan: Plan, add, locs, inventory: str | Path | None) -> None
     inv_path = resolve(inventory or plan.plan.inventory)
     try:
         data = load_inventory(inv_path)
+    except YamlRefused as exc:
+        add(("plan", "inventory"), exc.problem, exc.hint, at=(_rel(Path(exc.file)), exc.line))
+        return
     except CutoverError as exc:
         add(("plan", "inventory"), str(exc).splitlines()[0], "fix the inventory or pass --inventory")
         return
-    hosts = set(data.get("_meta", {}).get("hostvars", {}))
+    hostvars = data.get("_meta", {}).get("hostvars", {})
+    hosts = set(hostvars)
     groups = {g for g in data if g != "_meta"}
+    _lint_export_fragments(hostvars, add, inv_path)
+    production = any(hv.get("cutover_environment") == "production" for hv in hostvars.values())
+    plain_ftp = sorted(h for h, hv in hostvars.items()
+                       if str(hv.get("si_drop_protocol", "")).lower() == "ftp")
+    if production and plain_ftp:  # N6: personal data and the drop's password in clear text
+        add(("plan", "inventory"), f"the production inventory {_rel(inv_path)} hands the data over by plain "
+            f"ftp (si_drop_protocol of {', '.join(plain_ftp[:3])}): clear text, unverified",
+            "use sftp (si_drop_known_hosts) or ftps (si_drop_ca_file)",
+            at=_inventory_line(inv_path, "si_drop_protocol"))
+    targets = any(hv.get("cutover_notify_urls") for hv in hostvars.values())
+    if production and not plan.plan.notify and not targets:
+        add(("plan", "notify"), f"the production inventory {_rel(inv_path)} and the plan notify nobody (N16)",
+            "set cutover_notify_urls in the inventory (secrets from the vault) or plan.notify", "warning")
     for step in plan.steps():
         patterns = [("limit", step.limit)] if step.limit else []
         if step.playbook and resolve(step.playbook).is_file():
@@ -345,11 +373,83 @@ def _lint_inventory(plan: Plan, add, locs, inventory: str | Path | None) -> None
             _check_pattern(step, field, pattern, hosts, groups, add, locs, inv_path)
 
 
+DATA_PLAYBOOKS = ("playbooks/data/screen.yml", "playbooks/data/export.yml", "playbooks/data/handoff.yml",
+                  "playbooks/data/reconcile.yml")
+
+
+def _lint_data_exclusion(plan: Plan, add) -> None:
+    """N5: which lines are kept back (城居保 in the notice) is stated, never defaulted: a plan
+    without it would hand every line over and still reconcile."""
+    data_steps = [s.id for s in plan.steps() if s.playbook in DATA_PLAYBOOKS]
+    if not data_steps:
+        return
+    value = plan.plan.vars.get("cutover_data_exclude_lines")
+    if value is None:
+        add(("plan", "vars") if plan.plan.vars else ("plan",),
+            f"the plan hands data over ({', '.join(data_steps)}) but does not say which lines it "
+            "keeps back", "set plan.vars.cutover_data_exclude_lines: [cjyl] as the notice says "
+            "(write [] to hand over every line)")
+    elif not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        add(("plan", "vars", "cutover_data_exclude_lines"),
+            f"cutover_data_exclude_lines must be a list of line ids, not {value!r}", "e.g. [cjyl]")
+
+
+def _lint_export_fragments(hostvars: dict[str, Any], add, inv_path: Path) -> None:
+    """Every row filter and quality rule in si_export is one SQL expression: no comment
+    marker, no `;` (the rules come from the receiving organisation: untrusted, N5)."""
+    seen: set[tuple[str, str]] = set()
+    for hv in hostvars.values():
+        spec = hv.get("si_export")
+        if not isinstance(spec, dict):
+            continue
+        pieces = [(f"si_export.tables[{t.get('name')}].where", t.get("where"))
+                  for t in spec.get("tables") or [] if isinstance(t, dict) and t.get("where") is not None]
+        pieces += [(f"si_export.quality_rules[{r.get('name')}]", r.get("check"))
+                   for r in spec.get("quality_rules") or [] if isinstance(r, dict)]
+        for where, text in pieces:
+            problem = sql.fragment_problem(text)
+            if problem and (where, str(text)) not in seen:
+                seen.add((where, str(text)))
+                add(("plan", "inventory"), f"{where} {problem}",
+                    "fix the rule in the inventory; the screening and the export refuse it too",
+                    at=_inventory_line(inv_path, str(text)))
+
+
+def _inventory_line(inv_path: Path, text: str) -> tuple[str, int]:
+    """The file and line of the inventory where text is written (its first line), best effort."""
+    needle = text.strip().splitlines()[0].strip() if text.strip() else text
+    files = sorted(inv_path.rglob("*.y*ml")) if inv_path.is_dir() else [inv_path]
+    for f in files:
+        try:
+            for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+                if needle and needle in line:
+                    return _rel(f), n
+        except (OSError, UnicodeDecodeError):
+            continue
+    return _rel(inv_path), 1
+
+
+def _lint_release_manifest(plan: Plan, add) -> None:
+    """The release manifest is read by the deploy's playbooks on the hosts; a file that
+    cannot be loaded safely is refused here, before any host is touched."""
+    if not plan.plan.release_manifest:
+        return
+    path = resolve(plan.plan.release_manifest)
+    if not path.is_file():
+        return
+    try:
+        load_yaml(path)
+    except YamlRefused as exc:
+        add(("plan", "release_manifest"), exc.problem, exc.hint, at=(_rel(Path(exc.file)), exc.line))
+    except CutoverError as exc:
+        add(("plan", "release_manifest"), exc.message, exc.hint)
+
+
 def play_hosts(path: Path) -> list[str]:
     """The `hosts:` patterns of a playbook's plays (templated ones are skipped)."""
     try:
-        plays = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-    except (OSError, yaml.YAMLError):
+        plays = safe_load(path.read_text(encoding="utf-8"), path) or []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, YamlRefused):  # refusals: _lint_playbooks
         return []
     return [str(p["hosts"]) for p in plays if isinstance(p, dict) and isinstance(p.get("hosts"), str)
             and "{{" not in p["hosts"]]
