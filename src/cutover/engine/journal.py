@@ -8,6 +8,7 @@ reported as done.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
 import json
@@ -65,6 +66,27 @@ def operator() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def _summary(said: list[str], keep: int = 3) -> str:
+    """What quick_check reported, its first lines (it can list thousands)."""
+    lines = [ln.strip() for row in said for ln in row.splitlines()
+             if ln.strip() and not ln.startswith("*** in database")]
+    more = f" (and {len(lines) - keep} more)" if len(lines) > keep else ""
+    return "; ".join(lines[:keep]) + more
+
+
+def _damaged_hint(path: Path) -> str:
+    return ("nothing was run and the file was left as it is. Restore the journal from its backup "
+            f"or copy; or, knowingly, move it aside (mv {path} {path}.damaged) and start a new "
+            "journal, which will not know what the old one recorded as done. cutover never "
+            "recreates a journal by itself")
+
+
+def _close_quietly(conn: sqlite3.Connection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
+
 class Journal:
     """One journal file per plan. Open with `Journal.open(path, plan)`."""
 
@@ -80,12 +102,18 @@ class Journal:
         if not path.exists() and not create:
             raise CutoverError(f"no journal at {path}", "run a cutover verb first")
         path.parent.mkdir(parents=True, exist_ok=True)
+        conn = None
         try:
             conn = sqlite3.connect(path, timeout=10, isolation_level=None)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA journal_mode=WAL")  # the first read: a file that is no database fails here
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
+            # before anything is written: a damaged journal is refused and left as it is
+            said = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+            if said != ["ok"]:
+                raise CutoverError(f"journal {path} is damaged: SQLite's PRAGMA quick_check reports: "
+                                   f"{_summary(said)}", _damaged_hint(path))
             conn.executescript(SCHEMA)
             version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if version is None:
@@ -93,13 +121,13 @@ class Journal:
             elif int(version[0]) != SCHEMA_VERSION:
                 raise CutoverError(f"journal {path} has schema {version[0]}, this cutover reads "
                                    f"{SCHEMA_VERSION}", "use the cutover version that wrote it")
-            conn.execute("PRAGMA quick_check").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise CutoverError(
-                f"journal {path} is damaged or not a journal: {exc}",
-                "nothing was run. Keep the file for the record; restore it from its backup "
-                "(artifacts/), or move it aside to start a new journal",
-            ) from None
+            _close_quietly(conn)
+            raise CutoverError(f"journal {path} is damaged or not a journal: {exc}",
+                               _damaged_hint(path)) from None
+        except CutoverError:
+            _close_quietly(conn)
+            raise
         return cls(path, conn)
 
     def meta(self, key: str) -> str | None:
@@ -220,6 +248,11 @@ class Journal:
             if state is not None:
                 self.db.execute("UPDATE steps SET state=?, actual_end=?, summary=? WHERE id=?",
                                 (state, actual_end, summary, step_id))
+
+    def open_attempts(self, step_id: str) -> list[sqlite3.Row]:
+        """Attempts of a step still marked running (their run crashed or was killed)."""
+        return self.db.execute("SELECT id, run_id, started_at FROM attempts"
+                               " WHERE step_id=? AND status='running' ORDER BY id", (step_id,)).fetchall()
 
     def abandon_running(self, step_id: str) -> None:
         """A step left `running` by a crash: close its open attempt as interrupted."""
