@@ -20,7 +20,6 @@ deploy then resumes to the end, the journal holding the manifests and the reconc
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import subprocess
@@ -368,12 +367,12 @@ def test_a_snapshot_still_at_work_from_a_killed_attempt_is_waited_for_then_refus
     """N18: a pg_dump left running by a killed run holds the snapshot directory's lock (it
     inherits it); a new attempt waits, then refuses, and never races its files."""
     db1 = host("db1")
-    lock = "/run/lock/cutover-pg_data-" + hashlib.sha256(SNAP.encode()).hexdigest()[:16] + ".lock"
+    lock = f"/var/backups/cutover/.{NAME}.lock"
     holder = subprocess.Popen(["ssh", "-F", str(labmod.SSH_DIR / "config"), "db1",
-                               f"exec flock {lock} sleep 60"])
+                               f"exec sudo -u postgres flock {lock} sleep 60"])
     try:
         deadline = time.monotonic() + 30
-        while db1.run(f"flock -n {lock} true").rc == 0 and time.monotonic() < deadline:
+        while db1.run(f"sudo -u postgres flock -n {lock} true").rc == 0 and time.monotonic() < deadline:
             time.sleep(0.5)
         result = run_playbook(ROOT / "playbooks/data/snapshot.yml", LAB_INVENTORY, ident="locked",
                               artifacts_dir=tmp_path, limit=labmod.active_limit(LAB_INVENTORY),

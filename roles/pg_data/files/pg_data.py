@@ -43,7 +43,6 @@ class Refusal(Exception):
 
 
 LOCK_FD: list[int] = []  # the snapshot directory's lock, inherited by pg_dump/pg_restore
-LOCK_DIR = "/run/lock" if os.path.isdir("/run/lock") else "/tmp"  # noqa: S108 - a lock file, 0600
 
 
 def run(cmd: list[str], env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -206,8 +205,12 @@ def hold_lock(base: Path, wait: int) -> None:
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(base, 0o700)
     # beside, not inside, the snapshot directory: a refused snapshot leaves it as it was
-    name = "cutover-pg_data-" + hashlib.sha256(str(base.resolve()).encode()).hexdigest()[:16] + ".lock"
-    fd = os.open(Path(LOCK_DIR) / name, os.O_RDWR | os.O_CREAT, 0o600)
+    path = base.parent / f".{base.name}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise Refusal(f"{path}: cannot take the snapshot lock: {exc.strerror}",
+                      "the snapshot directory must belong to postgres (pg_data_snapshot_dir)") from None
     deadline = time.monotonic() + wait
     said = False
     while True:
