@@ -594,9 +594,9 @@ def test_rollback_with_data_brings_the_old_release_and_the_snapshots_data_back(r
     # the databases are live again since 08:00: a data rollback would discard what business wrote
     with pytest.raises(CutoverError) as err:
         executor.rollback(run, data=True)
-    assert "open for business again since the snapshot" in err.value.message
+    assert "the databases have changed since the snapshot" in err.value.message
     assert deleted > 0
-    jgyl = next(ln for ln in err.value.message.splitlines() if "db1 si_jgyl:" in ln)
+    jgyl = next(ln for ln in err.value.message.splitlines() if "db1 si_jgyl (open for business again):" in ln)
     assert "row(s) differ from the snapshot" in jgyl
     assert f"public.account {-deleted:+d}" in jgyl
     assert "--discard-writes-since-snapshot --by NAME --reason TEXT" in err.value.hint

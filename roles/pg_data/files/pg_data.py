@@ -33,7 +33,12 @@ import sys
 import time
 from pathlib import Path
 
-RW = {**os.environ, "PGOPTIONS": "-c default_transaction_read_only=off"}
+# Every session of the maintenance role (the superuser) resolves names in pg_catalog only: a
+# database's owner may create functions in `public` (format, quote_ident, count, current_setting
+# ...) that would otherwise run as the superuser, or fool the guard.
+SAFE_PATH = "-c search_path=pg_catalog,pg_temp"
+SAFE = {**os.environ, "PGOPTIONS": SAFE_PATH}
+RW = {**os.environ, "PGOPTIONS": f"{SAFE_PATH} -c default_transaction_read_only=off"}
 
 
 class Refusal(Exception):
@@ -46,7 +51,7 @@ LOCK_FD: list[int] = []  # the snapshot directory's lock, inherited by pg_dump/p
 
 
 def run(cmd: list[str], env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, pass_fds=LOCK_FD)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env or SAFE, check=False, pass_fds=LOCK_FD)
     if check and proc.returncode != 0:
         tail = "\n    ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
         raise Refusal(f"{cmd[0]} failed (exit {proc.returncode}):\n    {tail}",
@@ -95,52 +100,84 @@ def counts(port: int, db: str) -> dict[str, int]:
 # authentication): the guard lets superusers through, nobody else.
 GUARD_SCHEMA = "cutover_freeze"
 GUARD_SQL = f"""
+SET lock_timeout = '60s';
 CREATE SCHEMA IF NOT EXISTS {GUARD_SCHEMA} AUTHORIZATION postgres;
 REVOKE ALL ON SCHEMA {GUARD_SCHEMA} FROM PUBLIC;
-CREATE OR REPLACE FUNCTION {GUARD_SCHEMA}.refuse_write() RETURNS trigger LANGUAGE plpgsql AS $g$
+CREATE OR REPLACE FUNCTION {GUARD_SCHEMA}.refuse_write() RETURNS trigger LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp AS $g$
 BEGIN
-  IF current_setting('is_superuser') <> 'on' THEN
-    RAISE EXCEPTION 'database % is frozen for the cutover: % on % refused', current_database(), TG_OP,
-      TG_TABLE_NAME USING ERRCODE = 'read_only_sql_transaction';
+  IF pg_catalog.current_setting('is_superuser') OPERATOR(pg_catalog.<>) 'on' THEN
+    RAISE EXCEPTION 'database % is frozen for the cutover: % on % refused',
+      pg_catalog.current_database(), TG_OP, TG_TABLE_NAME USING ERRCODE = 'read_only_sql_transaction';
   END IF;
   RETURN NULL;
 END $g$;
-CREATE OR REPLACE FUNCTION {GUARD_SCHEMA}.refuse_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $g$
+CREATE OR REPLACE FUNCTION {GUARD_SCHEMA}.refuse_ddl() RETURNS event_trigger LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp AS $g$
 BEGIN
-  IF current_setting('is_superuser') <> 'on' THEN
-    RAISE EXCEPTION 'database % is frozen for the cutover: % refused', current_database(), TG_TAG
-      USING ERRCODE = 'read_only_sql_transaction';
+  IF pg_catalog.current_setting('is_superuser') OPERATOR(pg_catalog.<>) 'on' THEN
+    RAISE EXCEPTION 'database % is frozen for the cutover: % refused',
+      pg_catalog.current_database(), TG_TAG USING ERRCODE = 'read_only_sql_transaction';
   END IF;
 END $g$;
+DROP EVENT TRIGGER IF EXISTS cutover_freeze;
+CREATE EVENT TRIGGER cutover_freeze ON ddl_command_start EXECUTE FUNCTION {GUARD_SCHEMA}.refuse_ddl();
 DO $g$
 DECLARE t record;
 BEGIN
-  FOR t IN SELECT c.oid::regclass AS rel
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  -- every table, its guard trigger made anew (so one disabled before the freeze is enabled)
+  FOR t IN SELECT c.oid::pg_catalog.regclass AS rel
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
            WHERE c.relkind IN ('r', 'p')
              AND n.nspname NOT IN ('pg_catalog', 'information_schema', '{GUARD_SCHEMA}')
              AND n.nspname NOT LIKE 'pg_toast%'
-             AND NOT EXISTS (SELECT 1 FROM pg_trigger g
-                             WHERE g.tgrelid = c.oid AND g.tgname = 'cutover_freeze')
   LOOP
-    EXECUTE format('CREATE TRIGGER cutover_freeze BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION {GUARD_SCHEMA}.refuse_write()', t.rel);
+    EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS cutover_freeze ON %s', t.rel);
+    EXECUTE pg_catalog.format('CREATE TRIGGER cutover_freeze BEFORE INSERT OR UPDATE OR DELETE'
+                              ' OR TRUNCATE ON %s FOR EACH STATEMENT'
+                              ' EXECUTE FUNCTION {GUARD_SCHEMA}.refuse_write()', t.rel);
   END LOOP;
-  IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'cutover_freeze') THEN
-    CREATE EVENT TRIGGER cutover_freeze ON ddl_command_start EXECUTE FUNCTION {GUARD_SCHEMA}.refuse_ddl();
-  END IF;
 END $g$;
 """
 UNGUARD_SQL = f"""
+SET lock_timeout = '60s';
 DROP EVENT TRIGGER IF EXISTS cutover_freeze;
 DROP SCHEMA IF EXISTS {GUARD_SCHEMA} CASCADE;
 """
+GUARD_STATE = f"""
+SELECT (SELECT count(*) FROM pg_catalog.pg_event_trigger
+        WHERE evtname = 'cutover_freeze' AND evtenabled <> 'D')
+     || ',' || (SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = '{GUARD_SCHEMA}')
+     || ',' || (SELECT count(*) FROM pg_catalog.pg_class c
+                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind IN ('r', 'p')
+                  AND n.nspname NOT IN ('pg_catalog', 'information_schema', '{GUARD_SCHEMA}')
+                  AND n.nspname NOT LIKE 'pg_toast%'
+                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid
+                                  AND g.tgname = 'cutover_freeze' AND g.tgenabled <> 'D'))
+"""
 
 
-def guarded(port: int, db: str) -> bool:
-    out = psql(port, db, "SELECT count(*) FROM pg_event_trigger WHERE evtname = 'cutover_freeze'"
-               " AND evtenabled <> 'D'", check=False)
-    return out.returncode == 0 and out.stdout.strip() == "1"
+def guard_state(port: int, db: str) -> tuple[bool, bool]:
+    """(every table and DDL guarded and enabled, any part of the guard present)."""
+    out = psql(port, db, GUARD_STATE).stdout.strip()
+    event, schema, unguarded = (int(x) for x in out.split(","))
+    return event == 1 and schema == 1 and unguarded == 0, event > 0 or schema > 0
+
+
+def owner(port: int, db: str) -> str | None:
+    """The database's owner when it is not a superuser: the business role to probe with."""
+    out = psql(port, "postgres", "SELECT r.rolname FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r"
+               f" ON r.oid = d.datdba WHERE d.datname = {lit(db)} AND NOT r.rolsuper").stdout.strip()
+    return out or None
+
+
+def end_sessions(port: int, db: str) -> int:
+    out = psql(port, "postgres", "SELECT count(pg_catalog.pg_terminate_backend(pid))"
+               " FROM pg_catalog.pg_stat_activity"
+               f" WHERE datname = {lit(db)} AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()"
+               " AND backend_type = 'client backend'").stdout.strip()
+    return int(out or 0)
 
 
 def is_frozen(port: int, db: str) -> bool:
@@ -153,6 +190,17 @@ def is_frozen(port: int, db: str) -> bool:
 # ---------------------------------------------------------------------------- freeze
 
 
+FROZEN = "is frozen for the cutover"
+
+
+def probe_as(port: int, db: str, role: str | None, sql: str) -> subprocess.CompletedProcess:
+    """Run sql as role (SET ROLE from the superuser's session) with the read-only default
+    switched off, as any client could: the guard must still refuse it."""
+    steps = ([f"SET ROLE {ident(role)}"] if role else []) + ["SET default_transaction_read_only = off", sql]
+    return run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-p", str(port), "-d", db]
+               + [x for step in steps for x in ("-c", step)], check=False)
+
+
 def freeze(a: argparse.Namespace) -> dict:
     out = {}
     for db in a.databases:
@@ -160,30 +208,46 @@ def freeze(a: argparse.Namespace) -> dict:
         if not is_frozen(a.port, db):
             psql(a.port, "postgres", f"ALTER DATABASE {ident(db)} SET default_transaction_read_only = on")
             changed = True
-        if not guarded(a.port, db):
+        # sessions first: one idle in a transaction would hold the locks the guard needs
+        ended = end_sessions(a.port, db)
+        complete, _ = guard_state(a.port, db)
+        if not complete:
             psql(a.port, db, GUARD_SQL, env=RW)
             changed = True
-        ended = psql(a.port, "postgres", "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                     f" WHERE datname = {lit(db)} AND pid <> pg_backend_pid()"
-                     " AND backend_type = 'client backend'").stdout.strip()
-        probe = psql(a.port, db, "CREATE TABLE cutover_freeze_probe ()", check=False)
+            ended += end_sessions(a.port, db)
+        probe = psql(a.port, db, "CREATE TABLE public.cutover_freeze_probe ()", check=False)
         if probe.returncode == 0 or "read-only transaction" not in probe.stderr:
-            psql(a.port, db, "DROP TABLE IF EXISTS cutover_freeze_probe", env=RW, check=False)
+            psql(a.port, db, "DROP TABLE IF EXISTS public.cutover_freeze_probe", env=RW, check=False)
             raise Refusal(f"{db}: a write succeeded after the freeze ({probe.stderr.strip() or 'no error'})",
                           "check the database's settings (ALTER DATABASE ... RESET ALL?)")
-        out[db] = {"frozen": True, "guarded": True, "changed": changed, "sessions_ended": int(ended or 0),
-                   "probe": probe.stderr.strip().splitlines()[-1]}
+        business = owner(a.port, db)
+        if business:  # the owner of every table, as the applications connect: refused all the same
+            tried = probe_as(a.port, db, business, "CREATE TABLE public.cutover_freeze_probe ()")
+            if tried.returncode == 0 or FROZEN not in tried.stderr:
+                psql(a.port, db, "DROP TABLE IF EXISTS public.cutover_freeze_probe", env=RW, check=False)
+                raise Refusal(f"{db}: {business} could still write after the freeze "
+                              f"({tried.stderr.strip() or 'no error'})", "the guard is not in place: "
+                              "see the server log; the freeze is not proven")
+        out[db] = {"frozen": True, "guarded": True, "changed": changed, "sessions_ended": ended,
+                   "probe": probe.stderr.strip().splitlines()[-1],
+                   "business_probe": f"{business}: refused" if business else "owner is a superuser"}
     return {"changed": any(v["changed"] or v["sessions_ended"] for v in out.values()), "databases": out}
 
 
 def unfreeze(a: argparse.Namespace) -> dict:
     out = {}
     for db in a.databases:
-        changed = is_frozen(a.port, db) or guarded(a.port, db)
-        if changed:
-            psql(a.port, db, UNGUARD_SQL, env=RW)
+        _, present = guard_state(a.port, db)
+        changed = is_frozen(a.port, db) or present
+        psql(a.port, db, UNGUARD_SQL, env=RW)  # always: a guard half in place must not outlive 08:00
+        if is_frozen(a.port, db):
             psql(a.port, "postgres", f"ALTER DATABASE {ident(db)} RESET default_transaction_read_only")
-        psql(a.port, db, "BEGIN; CREATE TABLE cutover_write_probe (); ROLLBACK;")
+        business = owner(a.port, db)
+        probe = "BEGIN; CREATE TABLE public.cutover_write_probe (); ROLLBACK;"
+        tried = probe_as(a.port, db, business, probe) if business else psql(a.port, db, probe, check=False)
+        if tried.returncode != 0:
+            raise Refusal(f"{db}: still refuses a write after the unfreeze ({tried.stderr.strip()})",
+                          "see the server log")
         out[db] = {"frozen": False, "changed": changed}
     return {"changed": any(v["changed"] for v in out.values()), "databases": out}
 
@@ -240,8 +304,12 @@ def snapshot(a: argparse.Namespace) -> dict:
         mpath = base / db / "manifest.json"
         there = json.loads(mpath.read_text()) if mpath.exists() else None
         same = bool(a.key) and there is not None and there.get("key") == a.key
-        if same and not verify_one(base / db, a):
-            done[db] = {"skipped": "this cutover's verified snapshot is already there"}
+        # kept only when it is still the data as it is now, frozen: one taken before the
+        # freeze (a dry run under the same journal) is taken again
+        current = (same and there.get("frozen") and is_frozen(a.port, db)
+                   and there.get("tables") == counts(a.port, db))
+        if current and not verify_one(base / db, a):
+            done[db] = {"skipped": "this cutover's verified snapshot of the frozen data is already there"}
         elif there is not None and not same and not a.replace:
             # another window's (or a run without a journal): it may be the only way back (N18)
             raise Refusal(f"{base / db} holds the snapshot of {there.get('created_at')} made under "
@@ -362,7 +430,7 @@ def verify(a: argparse.Namespace) -> dict:
             now = counts(a.port, db)
             differ = {t: now.get(t, 0) - snap.get(t, 0) for t in set(now) | set(snap)
                       if now.get(t, 0) != snap.get(t, 0)}
-            out[db] |= {"frozen": is_frozen(a.port, db) and guarded(a.port, db),
+            out[db] |= {"frozen": is_frozen(a.port, db) and guard_state(a.port, db)[0],
                         "rows_differ": dict(sorted(differ.items())),
                         "rows_differ_total": sum(abs(v) for v in differ.values())}
         if not bad and a.test_restore:

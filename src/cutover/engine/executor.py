@@ -407,7 +407,7 @@ class Executor:
         if extra:
             evidence.append(("facts", extra))
         passed = result.ok and (gate is None or bool(gate.get("passed")))
-        if not result.stats:  # no play matched a host: nothing was done, so it is never "done" (N18)
+        if result.ok and not result.stats:  # no play matched a host: nothing was done, never "done" (N18)
             passed = False
             result.failures.append(HostFailure(
                 "-", step.playbook or "", f"the step's plays match no host under --limit {limit}: nothing "
@@ -504,16 +504,46 @@ ROLLBACK_PLAYBOOK = "playbooks/deploy/rollback.yml"
 
 
 def _reopened(verified: dict[str, Any]) -> list[str]:
-    """Databases that are live again (not frozen) per the verification, with the rows that
-    differ from the snapshot: what a restore would throw away."""
+    """Databases that are live again (not frozen) or whose rows differ from the snapshot, per
+    the verification: what a restore would throw away. A missing answer counts as live."""
     out = []
     for host, dbs in sorted((verified or {}).items()):
         for db, v in sorted((dbs or {}).items()):
-            if not v.get("frozen", False):
+            differ = v.get("rows_differ_total")
+            if v.get("frozen") is not True or differ != 0:
                 tables = ", ".join(f"{t} {n:+d}" for t, n in (v.get("rows_differ") or {}).items())
-                out.append(f"{host} {db}: {v.get('rows_differ_total', '?')} row(s) differ from the snapshot"
-                           + (f" ({tables})" if tables else ""))
+                state = "open for business again" if v.get("frozen") is not True else "frozen"
+                out.append(f"{host} {db} ({state}): {differ if differ is not None else '?'} row(s) differ "
+                           "from the snapshot" + (f" ({tables})" if tables else ""))
     return out
+
+
+def _rollback_stage(opts: RunOptions, journal: Journal, run_id: int, inventory: Path, name: str,
+                    playbook: str, kind: str, extravars: dict[str, Any]) -> Any:
+    """One playbook of the way back, its evidence recorded; a failure (or no host) ends the run."""
+    progress = opts.progress_factory(name) if opts.progress_factory else None
+    if progress:
+        progress.__enter__()
+    try:
+        result = run_playbook(resolve(playbook), inventory, ident=f"run{run_id:04d}-{name}",
+                              artifacts_dir=resolve(opts.artifacts) / f"run-{run_id:04d}-rollback",
+                              limit=combine_limits(opts.limit, active_limit(inventory)),
+                              extravars=extravars, on_progress=progress.update if progress else None)
+    finally:
+        if progress:
+            progress.__exit__(None, None, None)
+    if result.ok and not result.stats:  # a --limit without the hosts: nothing was rolled back
+        journal.end_run(run_id, "failed")
+        raise CutoverError(f"{name}: its plays match no host under --limit {opts.limit}; nothing "
+                           "was rolled back there", "run it with a limit that includes those hosts")
+    found = result.evidence.get(kind) or ([] if kind == "versions" else {})
+    journal.db.execute("INSERT INTO evidence (step_id, attempt_id, kind, data, created_at)"
+                       " VALUES ('rollback', NULL, ?, ?, ?)",
+                       (kind, json.dumps(found, ensure_ascii=False), now_iso()))
+    if not result.ok:
+        journal.end_run(run_id, "failed")
+        raise CutoverError(f"{name} failed:\n" + result.summary(), f"log: {result.artifact_dir / 'stdout'}")
+    return found
 
 
 def _refuse_or_record_discard(journal: Journal, run_id: int, verified: dict[str, Any],
@@ -526,8 +556,9 @@ def _refuse_or_record_discard(journal: Journal, run_id: int, verified: dict[str,
     if not discard:
         journal.end_run(run_id, "refused")
         raise CutoverError(
-            "the databases are open for business again since the snapshot; restoring it would "
-            "discard what was written since:\n  " + "\n  ".join(live) + "\nnothing was changed",
+            "the databases have changed since the snapshot (open for business again, or written "
+            "before it was taken); restoring it would discard that:\n  " + "\n  ".join(live)
+            + "\nnothing was changed",
             "to discard those writes knowingly: invoke cutover.rollback --data "
             "--discard-writes-since-snapshot --by NAME --reason TEXT (recorded)")
     out["discard_writes"] = {**discard, "databases": live}
@@ -573,26 +604,8 @@ def rollback(opts: RunOptions, data: bool = False, discard: dict[str, str] | Non
             stages.insert(0, ("rollback-verify", DATA_VERIFY_PLAYBOOK, "snapshot_verified"))
             stages.append(("rollback-data", DATA_RESTORE_PLAYBOOK, "data_restored"))
         for name, playbook, kind in stages:
-            progress = opts.progress_factory(name) if opts.progress_factory else None
-            if progress:
-                progress.__enter__()
-            try:
-                result = run_playbook(resolve(playbook), inventory, ident=f"run{run_id:04d}-{name}",
-                                      artifacts_dir=resolve(opts.artifacts) / f"run-{run_id:04d}-rollback",
-                                      limit=combine_limits(opts.limit, active_limit(inventory)),
-                                      extravars=extravars, on_progress=progress.update if progress else None)
-            finally:
-                if progress:
-                    progress.__exit__(None, None, None)
-            found = result.evidence.get(kind) or ([] if kind == "versions" else {})
+            found = _rollback_stage(opts, journal, run_id, inventory, name, playbook, kind, extravars)
             out[kind] = found
-            journal.db.execute("INSERT INTO evidence (step_id, attempt_id, kind, data, created_at)"
-                               " VALUES ('rollback', NULL, ?, ?, ?)",
-                               (kind, json.dumps(found, ensure_ascii=False), now_iso()))
-            if not result.ok:
-                journal.end_run(run_id, "failed")
-                raise CutoverError(f"{name} failed:\n" + result.summary(),
-                                   f"log: {result.artifact_dir / 'stdout'}")
             if name == "rollback-verify":  # before any host is touched: are the databases live again?
                 _refuse_or_record_discard(journal, run_id, found, discard, out)
         journal.end_run(run_id, "done")
