@@ -111,3 +111,17 @@ def test_a_full_disk_during_the_export_is_a_clear_refusal_and_leaves_nothing_hal
         assert not [p for p in small.rglob("*") if p.is_file()]  # no .partial, no CSV without its manifest
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+@pytest.mark.parametrize("check", ["id IN (SELECT person_id FROM account WHERE balance > 0)",
+                                   "(SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity) >= 0"])
+def test_a_receivers_rule_that_reads_beyond_its_own_row_is_refused_before_anything_runs(lab, lab_vars, check):
+    """A rule from the receiving organisation judges the row it is given; one that reads other
+    tables or the catalogs could learn what the export leaves out (N5)."""
+    from cutover.data.export import screen_line
+    from cutover.errors import CutoverError
+
+    rule = {"name": "nosy", "table": "person", "check": check}
+    with pytest.raises(CutoverError, match=r"quality_rules\[nosy\] \(table person\) reads more than its own row"):
+        screen_line(_connection(lab_vars), line="gs", title="工伤保险", database="si_gs", rules=[rule],
+                    say=lambda _: None)

@@ -21,7 +21,7 @@ def _closed_port() -> int:
 
 def test_a_hostile_password_stays_a_password_and_cannot_redirect_the_connection(monkeypatch):
     port = _closed_port()
-    monkeypatch.setenv("CUTOVER_DB_PASSWORD", "it's a secret host=203.0.113.9 port=1")
+    monkeypatch.setitem(data_main.SECRETS, "db_password", "it's a secret host=203.0.113.9 port=1")
     conn = data_main._connection({"host": "127.0.0.1", "port": port, "user": "si_owner", "sslmode": "disable"})
     assert conn["password"] == "it's a secret host=203.0.113.9 port=1"
     with pytest.raises(CutoverError) as err:

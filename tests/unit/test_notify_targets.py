@@ -67,3 +67,21 @@ def test_plan_check_warns_when_a_production_inventory_notifies_nobody(tmp_path):
     _, problems = load_plan(plan_file, inv)
     warnings = [str(p) for p in problems if p.severity == "warning"]
     assert any("notify nobody (N16)" in w for w in warnings), warnings
+
+
+def test_an_undefined_part_of_the_inventorys_urls_is_a_clear_refusal(tmp_path):
+    import pytest
+
+    from cutover.errors import CutoverError
+
+    inv = tmp_path / "inv"
+    (inv / "group_vars" / "all").mkdir(parents=True)
+    (inv / "hosts.yml").write_text("all:\n  hosts:\n    h1:\n      ansible_connection: local\n")
+    (inv / "group_vars" / "all" / "vars.yml").write_text(
+        "---\ncutover_notify_urls:\n  - \"json://127.0.0.1:{{ no_such_port }}/notify\"\n")
+    plan_file = tmp_path / "mini.yml"
+    plan_file.write_text(MINI.read_text().replace("inventory: tests/data/inventory.yml", f"inventory: {inv}"))
+    plan, problems = load_plan(plan_file, inv)
+    assert plan is not None, problems
+    with pytest.raises(CutoverError, match=r"cutover_notify_urls of h1 .* cannot be resolved: .*no_such_port"):
+        notify_urls(plan, inv)

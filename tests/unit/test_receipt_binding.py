@@ -122,3 +122,26 @@ def test_a_backup_path_that_leaves_the_batch_directory_is_refused(tmp_path, path
     drop.files[receipt_path("receipts", "b")] = json.dumps(receipt).encode()
     with pytest.raises(CutoverError, match="leaves the batch directory"):
         reconcile(drop, export, ["qyyl"], batch="b", receipts_root="receipts", say=lambda _: None)
+
+
+@pytest.mark.parametrize("receipt", [[1], {"lines": [1]}, {"lines": {"qyyl": {"tables": {"person": 5}}}},
+                                     {"lines": {"qyyl": {"tables": {"person": {"rows": "5"}}}}},
+                                     {"lines": {}, "backup": "x"}])
+def test_a_receipt_of_the_wrong_shape_is_a_named_refusal(tmp_path, receipt):
+    export, drop = _export(tmp_path, 5), MemoryDrop()
+    handoff(drop, export, ["qyyl"], batch="b", remote_root="inbox", receipt=receipt_path("receipts", "b"),
+            say=lambda _: None)
+    drop.files[receipt_path("receipts", "b")] = json.dumps(receipt).encode()
+    with pytest.raises(CutoverError, match="is malformed"):
+        reconcile(drop, export, ["qyyl"], batch="b", receipts_root="receipts", say=lambda _: None)
+
+
+def test_a_hand_off_run_again_keeps_the_receipt_that_answers_it(tmp_path):
+    export, drop = _export(tmp_path, 5), MemoryDrop()
+    sent = handoff(drop, export, ["qyyl"], batch="b", remote_root="inbox",
+                   receipt=receipt_path("receipts", "b"), say=lambda _: None)
+    _receipt(drop, sent["index_sha256"], 5)
+    handoff(drop, export, ["qyyl"], batch="b", remote_root="inbox", receipt=receipt_path("receipts", "b"),
+            say=lambda _: None)
+    assert receipt_path("receipts", "b") in drop.files
+    assert reconcile(drop, export, ["qyyl"], batch="b", receipts_root="receipts", say=lambda _: None)["passed"]

@@ -205,7 +205,10 @@ def processes_of(ident: str) -> list[int]:
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            if marker in (proc / "environ").read_bytes():
+            # an SSH ControlPersist master ("ssh: <path> [mux]") inherits the mark but does no
+            # work of the attempt; it lingers for ControlPersist seconds and is shared
+            if marker in (proc / "environ").read_bytes() and \
+                    not (proc / "cmdline").read_bytes().startswith(b"ssh: "):
                 found.append(int(proc.name))
         except OSError:  # gone meanwhile, or not ours to read
             continue

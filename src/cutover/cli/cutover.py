@@ -7,6 +7,7 @@ import json
 import sys
 
 from invoke import Context, Exit, task
+from rich.markup import escape
 from rich.table import Table
 
 from cutover.cli.common import refusals
@@ -115,16 +116,17 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
         f = fc[s["id"]]
         guess = "" if state == "done" or f["expected_s"] is None else (
             f"~{f['expected_s']:.0f}s, ends {fmt(f['end'], tz)[5:]}" + ("" if f["fits"] else " [red]late[/]"))
-        table.add_row(f"{s['id']}\n[dim]{s['title']}[/]", s["phase"],
+        table.add_row(f"{s['id']}\n[dim]{escape(s['title'])}[/]", s["phase"],
                       f"[{colour.get(state, 'white')}]{state}[/]", planned, actual, took, guess,
-                      s["owner"] or "", ev)
+                      escape(s["owner"] or ""), escape(ev))  # names, reasons and host replies: text
     console.print(table)
     sent = st["notifications"]
     missed = [n for n in sent if not n["ok"]]
     if sent:  # N16: a message that reached nobody is not delivered, and the operator sees it
         console.print(f"notifications: {len(sent) - len(missed)} of {len(sent)} delivered"
                       + ("" if not missed else "; [red]NOT delivered[/]: " + "; ".join(
-                          f"{n['event']} {n['title']} ({n['targets']} target(s))" for n in missed[-5:])),
+                          escape(f"{n['event']} {n['title']} ({n['targets']} target(s))")
+                          for n in missed[-5:])),
                       markup=True, highlight=False)
 
 

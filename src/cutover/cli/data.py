@@ -30,7 +30,8 @@ HELP = {"plan": "plan file (default from invoke.yaml)", "inventory": "inventory 
 
 
 def run_data_playbook(c: Context, name: str, plan: str | None, inventory: str | None,
-                      extra: dict[str, Any] | None = None, *, show: Any = None) -> dict[str, Any]:
+                      extra: dict[str, Any] | None = None, *, show: Any = None,
+                      journal: str | None = None) -> dict[str, Any]:
     """Run playbooks/data/<name>.yml with the plan's variables; a failure is a refusal
     (after `show(evidence)`, when given, so that what was found is seen either way)."""
     cfg = c.config.cutover
@@ -39,7 +40,7 @@ def run_data_playbook(c: Context, name: str, plan: str | None, inventory: str | 
     extravars = {**p.plan.vars, **data_vars(p, cfg.artifacts), "cutover_plan": p.plan.name, **(extra or {})}
     # the journal's lock: never beside a cutover.* run (or another data.*) that is at work
     # on the same databases, export directory and drop
-    with RunLock(resolve(cfg.journal)) as lock, PlaybookProgress(f"data.{name}") as progress:
+    with RunLock(resolve(journal or cfg.journal)) as lock, PlaybookProgress(f"data.{name}") as progress:
         lock.acquire(f"data.{name}")
         result = run_playbook(resolve(f"playbooks/data/{name}.yml"), inv,
                               ident=f"data-{name}-{int(time.time())}",
@@ -54,9 +55,9 @@ def run_data_playbook(c: Context, name: str, plan: str | None, inventory: str | 
     return result.evidence
 
 
-def journal_identity(c: Context) -> str:
+def journal_identity(c: Context, journal: str | None = None) -> str:
     """The journal's id, as the plan's steps pass it; '' when there is no journal yet."""
-    path = resolve(c.config.cutover.journal)
+    path = resolve(journal or c.config.cutover.journal)
     if not path.exists():
         return ""
     j = Journal.open(path)
@@ -96,26 +97,28 @@ def freeze(c: Context, plan: str | None = None, inventory: str | None = None) ->
 @task(help={**HELP, "verify": "only verify the existing snapshot (re-hash, pg_restore --list)",
             "test_restore": "verify by restoring into a scratch database and comparing row counts",
             "dir": "snapshot directory on the database host (default: the role's)",
-            "replace": "replace a snapshot that another window (journal) made: its way back is lost"})
+            "replace": "replace a snapshot that another window (journal) made: its way back is lost",
+            "journal": "the window's journal (default from invoke.yaml): its id marks the snapshot"})
 @refusals
 def snapshot(c: Context, plan: str | None = None, inventory: str | None = None, verify: bool = False,
-             test_restore: bool = False, dir: str | None = None, replace: bool = False) -> None:
+             test_restore: bool = False, dir: str | None = None, replace: bool = False,
+             journal: str | None = None) -> None:
     """Take (or with --verify, check) the verified snapshot of every line database (N5, N18).
     Made under the journal's id, as the plan's own step makes it; one that another window
     made is never replaced without --replace."""
     extra: dict[str, Any] = {"pg_data_test_restore": test_restore, "pg_data_snapshot_replace": replace,
-                             "cutover_journal_id": journal_identity(c)}
+                             "cutover_journal_id": journal_identity(c, journal)}
     if dir:
         extra["pg_data_snapshot_dir"] = dir
     if verify or test_restore:
-        ev = run_data_playbook(c, "verify-snapshot", plan, inventory, extra)
+        ev = run_data_playbook(c, "verify-snapshot", plan, inventory, extra, journal=journal)
         for host, dbs in (ev.get("snapshot_verified") or {}).items():
             for db, r in dbs.items():
                 tr = r.get("test_restore")
                 console.print(f"{host} {db}: verified" + (f", test restore {tr['rows']:,} rows match"
                                                           if tr else ""))
         return
-    ev = run_data_playbook(c, "snapshot", plan, inventory, extra)
+    ev = run_data_playbook(c, "snapshot", plan, inventory, extra, journal=journal)
     for host, res in (ev.get("snapshot") or {}).items():
         for db, r in (res.get("databases") or {}).items():
             if "skipped" in r:

@@ -1,8 +1,9 @@
 """`python -m cutover.data screen|export|handoff|reconcile --spec JSON`: what the data playbooks run.
 
-The playbooks resolve the inventory (vault included) and pass plain JSON; secrets come in
-the environment (CUTOVER_DB_PASSWORD, CUTOVER_DROP_PASSWORD, CUTOVER_NOTIFY_URLS), never on the
-command line.
+The playbooks resolve the inventory (vault included) and pass plain JSON; secrets (the
+database and drop passwords, the receiver's webhook URLs) come as one JSON document on standard
+input, never on a command line or in the environment, which a local `ps` shows and which
+ansible-runner keeps (the tasks are `no_log`).
 Progress goes to stderr, the result as one JSON document to stdout. A refusal prints
 `error:` and `hint:` lines and exits 1.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,19 @@ from cutover.engine import notify
 from cutover.engine.journal import operator
 from cutover.errors import CutoverError
 
+SECRETS: dict[str, Any] = {}
+
+
+def read_secrets(stream: Any) -> dict[str, Any]:
+    """The secrets document from standard input (empty input: none)."""
+    text = stream.read() if stream is not None and not stream.isatty() else ""
+    if not text.strip():
+        return {}
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise CutoverError("the secrets on standard input are not a JSON object")
+    return data
+
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
@@ -35,7 +48,7 @@ def say(text: str) -> None:
 def _connection(db: dict[str, Any]) -> dict[str, Any]:
     """libpq keyword arguments (never a conninfo string); sslmode as the inventory states it."""
     return {"host": db["host"], "port": db["port"], "user": db["user"],
-            "password": os.environ.get("CUTOVER_DB_PASSWORD", ""), "sslmode": db.get("sslmode"),
+            "password": SECRETS.get("db_password", ""), "sslmode": db.get("sslmode"),
             "sslrootcert": db.get("sslrootcert"), "application_name": "cutover-export"}
 
 
@@ -61,7 +74,7 @@ def _export(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _drop(spec: dict[str, Any]) -> dropmod.Drop:
-    return dropmod.connect(spec["drop"], os.environ.get("CUTOVER_DROP_PASSWORD", ""))
+    return dropmod.connect(spec["drop"], SECRETS.get("drop_password", ""))
 
 
 def _handoff(spec: dict[str, Any]) -> dict[str, Any]:
@@ -70,9 +83,7 @@ def _handoff(spec: dict[str, Any]) -> dict[str, Any]:
         result = handoff(d, Path(spec["dir"]) / "export", spec["lines"], batch=spec["batch"],
                          remote_root=spec["drop"]["inbox"],
                          receipt=receipt_path(spec["drop"]["receipts"], spec["batch"]), say=say)
-    # webhook tokens: in the environment like the passwords, never on the command line (which
-    # ansible-runner keeps in its artifacts)
-    urls = json.loads(os.environ.get("CUTOVER_NOTIFY_URLS") or "[]")
+    urls = list(SECRETS.get("notify_urls") or [])  # webhook tokens: secrets like the passwords
     rows = sum(result["rows"].values())
     detail = "\n".join(f"{line}: {n:,} rows" for line, n in result["rows"].items())
     plan = {"plan": {"name": spec["batch"], "title": spec["batch"]}}
@@ -122,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spec", required=True, help="JSON")
     args = ap.parse_args(argv)
     try:
+        SECRETS.update(read_secrets(sys.stdin))
         spec = json.loads(args.spec)
         actions = {"screen": _screen, "export": _export, "handoff": _handoff, "reconcile": _reconcile}
         result = actions[args.action](spec)

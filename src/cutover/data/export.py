@@ -31,6 +31,7 @@ from cutover.data import sql
 from cutover.errors import CutoverError
 
 BLOCK = 1 << 20
+STATEMENT_TIMEOUT = "30min"  # one COPY or count of one table
 
 
 def _columns(cur: psycopg.Cursor, schema: str, table: str) -> list[tuple[str, str]]:
@@ -268,6 +269,8 @@ def _begin(conn: psycopg.Connection, schema: str) -> psycopg.Cursor:
     cur = conn.cursor()
     for stmt in sql.session_sql():
         cur.execute(stmt)
+    # a rule that calls something slow (pg_sleep, say) cannot hold the window: bounded
+    cur.execute(f"SET statement_timeout = {sql.literal(STATEMENT_TIMEOUT)}")
     cur.execute(f"SET search_path = {sql.ident(schema)}")
     cur.execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     return cur
@@ -283,12 +286,43 @@ def _validate(cur: psycopg.Cursor, line: str, work: dict[str, dict[str, Any]]) -
         pieces += [(f"si_export.quality_rules[{r['name']}] (table {name})", r["check"]) for r in w["rules"]]
         for where, predicate in pieces:
             try:
-                one_statement(cur, f"EXPLAIN SELECT 1 FROM {sql.ident(name)}{sql.where_sql(predicate)}")
+                plan = one_statement(cur, f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {sql.ident(name)}"
+                                          f"{sql.where_sql(predicate)}").fetchone()[0]
             except psycopg.Error as exc:
                 message = str(exc).strip().splitlines()[0]
                 raise CutoverError(f"{line}: {where} is not valid SQL for {line}.{name}: {message}",
                                    "fix it in the inventory (group_vars si_export); nothing was "
                                    "written or changed") from exc
+            reads = _plan_reads(plan)
+            if reads - {name} or "subquery" in reads:
+                # a rule judges the row it is given; one that reads elsewhere could learn what
+                # the export leaves out (other tables, catalogs) and leak it through what is held back
+                raise CutoverError(f"{line}: {where} reads more than its own row of {line}.{name} "
+                                   f"({', '.join(sorted(reads - {name}))})",
+                                   "a filter or rule is an expression over the table's own columns, "
+                                   "without subqueries; nothing was read or written")
+
+
+def _plan_reads(plan: Any) -> set[str]:
+    """Every relation an EXPLAIN (FORMAT JSON) plan reads; "subquery" for any sub-plan."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            if "Relation Name" in node:
+                found.add(str(node["Relation Name"]))
+            if node.get("Parent Relationship") in ("SubPlan", "InitPlan") or "Subplan Name" in node:
+                found.add("subquery")
+            if node.get("Node Type") in ("Function Scan", "Values Scan", "CTE Scan", "Subquery Scan"):
+                found.add("subquery")
+            for key in ("Plan", "Plans"):
+                walk(node.get(key))
+
+    walk(plan)
+    return found
 
 
 def one_statement(cur: psycopg.Cursor, query: str) -> psycopg.Cursor:

@@ -72,6 +72,15 @@ def batch_index(export_dir: Path, lines: list[str], batch: str) -> bytes:
     return json.dumps(index, ensure_ascii=False, indent=2).encode()
 
 
+def _answers(drop: Drop, receipt: str) -> str | None:
+    """The hand-off (index sha256) a receipt on the drop names, if it is readable at all."""
+    try:
+        data = json.loads(drop.get_bytes(receipt))
+    except ValueError:
+        return None
+    return data.get("handoff_sha256") if isinstance(data, dict) else None
+
+
 def handoff(drop: Drop, export_dir: Path, lines: list[str], *, batch: str, remote_root: str,
             receipt: str, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Verify the local export, clear an earlier receipt, upload, write the batch index;
@@ -85,7 +94,11 @@ def handoff(drop: Drop, export_dir: Path, lines: list[str], *, batch: str, remot
         raise CutoverError("the export does not match its manifest; nothing was uploaded:\n  "
                            + "\n  ".join(problems), "run data.export again, then data.handoff")
     base = join(remote_root, batch)
-    if drop.size(receipt) is not None:  # left by a dry run or an earlier batch: never read as this one's
+    index = batch_index(export_dir, lines, batch)
+    digest = hashlib.sha256(index).hexdigest()
+    if drop.size(receipt) is not None and _answers(drop, receipt) != digest:
+        # left by a dry run or an earlier batch: never read as this one's (one that answers
+        # this very hand-off, on a re-run to notify again, stays)
         drop.remove(receipt)
         say(f"  {receipt}: an earlier receipt was removed; the receiver answers this hand-off anew")
     sent = []
@@ -98,9 +111,8 @@ def handoff(drop: Drop, export_dir: Path, lines: list[str], *, batch: str, remot
         data = (export_dir / line / "manifest.json").read_bytes()
         sent.append(upload(drop, export_dir / line / "manifest.json", join(base, line, "manifest.json"),
                            size=len(data), sha256=hashlib.sha256(data).hexdigest(), say=say))
-    index = batch_index(export_dir, lines, batch)
     drop.put_bytes(index, join(base, "manifest.json"))
-    return {"drop": drop.name, "path": base, "files": sent, "index_sha256": hashlib.sha256(index).hexdigest(),
+    return {"drop": drop.name, "path": base, "files": sent, "index_sha256": digest,
             "bytes": sum(f["bytes"] for f in sent),
             "resumed": [f["file"] for f in sent if f["resumed_at"]],
             "rows": {line: m["rows"] for line, m in manifests.items()}}

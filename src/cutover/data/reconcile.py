@@ -84,6 +84,32 @@ def check_backup(drop: Drop, base: str, manifests: dict[str, dict[str, Any]],
     return out
 
 
+def _check_shape(receipt: Any, path: str) -> None:
+    """The receiver's receipt is outside text: its shape is checked before anything reads it."""
+    problems = []
+    if not isinstance(receipt, dict):
+        problems.append("it is not a JSON object")
+    else:
+        lines = receipt.get("lines")
+        if not isinstance(lines, dict):
+            problems.append("`lines` is not an object of insurance lines")
+        else:
+            for line, entry in lines.items():
+                tables = entry.get("tables") if isinstance(entry, dict) else None
+                if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+                    problems.append(f"`lines.{line}.tables` is not an object of tables, each an object")
+                    continue
+                for table, t in tables.items():
+                    if not isinstance(t.get("rows"), int) or isinstance(t.get("rows"), bool):
+                        problems.append(f"`lines.{line}.tables.{table}.rows` is not a whole number")
+        if "backup" in receipt and not isinstance(receipt["backup"], dict):
+            problems.append("`backup` is not an object")
+    if problems:
+        raise CutoverError(f"the receipt {path} is malformed: " + "; ".join(problems[:5]),
+                           "ask the receiver to write it again (format cutover-receipt/1); nothing was "
+                           "reconciled")
+
+
 def _inside(path: object) -> bool:
     """A relative path that stays below where it is joined (receipt text is the receiver's)."""
     if not isinstance(path, str) or not path or "\\" in path or "\x00" in path:
@@ -129,8 +155,9 @@ def reconcile(drop: Drop, export_dir: Path, lines: list[str], *, batch: str, rec
     except ValueError as exc:
         raise CutoverError(f"{path} on {drop.name} is not valid JSON: {exc}",
                            "ask the receiver to write the receipt again") from exc
+    _check_shape(receipt, path)
     expected = hashlib.sha256(batch_index(export_dir, lines, batch)).hexdigest()
-    answers = receipt.get("handoff_sha256") if isinstance(receipt, dict) else None
+    answers = receipt.get("handoff_sha256")
     if answers != expected:
         raise CutoverError(f"{path} on {drop.name} does not answer this hand-off: it names index sha256 "
                            f"{str(answers)[:64] if answers else '(none)'}, this hand-off's is {expected}",

@@ -107,17 +107,19 @@ def resolved_var(inventory: Path, host: str, var: str) -> Any:
     never connects to the host. Raises when Ansible cannot resolve it."""
     env = {**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_NOCOLOR": "1"}
+    # msg= with to_json, not var=: an undefined part fails the task instead of coming back as
+    # an error string (ansible-core 2.19 renders it "<< error ... >>" inside the value)
     proc = subprocess.run([ansible_bin("ansible"), host, "-i", str(inventory), "-m", "ansible.builtin.debug",
-                           "-a", f"var={var}"], capture_output=True, text=True, env=env, check=False)
+                           "-a", f"msg={{{{ {var} | to_json }}}}"], capture_output=True, text=True, env=env,
+                          check=False)
     try:
         out, _ = json.JSONDecoder().raw_decode(proc.stdout, proc.stdout.index("{"))  # timing lines around it
         result = out["plays"][0]["tasks"][0]["hosts"][host]
-    except (ValueError, KeyError, IndexError):
-        result = {}
-    value = result.get(var)
-    undefined = value is None or (isinstance(value, str) and "VARIABLE IS NOT DEFINED" in value)
-    if proc.returncode != 0 or result.get("failed") or undefined:
-        detail = (result.get("msg") or value or proc.stderr.strip()[-600:] or "no answer")
+        value = json.loads(result["msg"]) if not result.get("failed") else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        result, value = {}, None
+    if proc.returncode != 0 or result.get("failed") or value is None:
+        detail = (result.get("msg") or proc.stderr.strip()[-600:] or "no answer")
         raise CutoverError(f"{var} of {host} in inventory {inventory} cannot be resolved: {detail}",
                            "a vaulted value needs the vault password (ANSIBLE_VAULT_PASSWORD_FILE); "
                            "a template needs the variables it names")

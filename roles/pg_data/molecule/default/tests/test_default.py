@@ -12,6 +12,12 @@ def test_the_database_refuses_writes(host):
     assert "read-only transaction" in out.stderr
 
 
+def test_the_business_roles_traps_ran_nothing_as_the_superuser(host):
+    out = host.check_output("sudo -u postgres psql -X -At -d postgres"
+                            " -c \"SELECT rolsuper FROM pg_roles WHERE rolname = 'demo_app'\"")
+    assert out.strip() == "f"
+
+
 def _as_business_role(host, *statements):
     """demo_app owns the tables, as the business applications' role does in the lab; each
     statement is its own transaction, in one session."""
@@ -26,7 +32,8 @@ def test_a_business_role_cannot_switch_the_freeze_off_and_write(host):
                     (off, "TRUNCATE contribution"),
                     (off, "DROP TRIGGER cutover_freeze ON person"),
                     (off, "ALTER TABLE person DISABLE TRIGGER ALL"),
-                    (off, "CREATE TABLE smuggled (a int)")):
+                    (off, "CREATE TABLE smuggled (a int)"),
+                    ("SET search_path = public, pg_catalog", off, "DELETE FROM person WHERE id = 2")):
         out = _as_business_role(host, *attempt)
         assert out.rc != 0, attempt
         assert "is frozen for the cutover" in out.stderr, (attempt, out.stderr)
