@@ -619,3 +619,19 @@ def test_rollback_with_data_brings_the_old_release_and_the_snapshots_data_back(r
     assert restored["si_jgyl"]["tables"] == manifest["tables"]
     with psycopg.connect(d.dsn, dbname="si_jgyl") as conn:
         assert conn.execute("SELECT count(*) FROM account").fetchone()[0] == manifest["tables"]["public.account"]
+
+
+def test_after_a_data_rollback_past_08_00_data_unfreeze_opens_the_databases_again(run, d):
+    """The snapshot was taken frozen, so the databases come back frozen; after the 08:00 stage
+    has run, data.unfreeze is the way to open them (and proves the business role writes)."""
+    plain = d.dsn.replace(" options='-c default_transaction_read_only=off'", "")
+    with psycopg.connect(d.dsn, dbname="si_sy", autocommit=True) as conn, \
+            pytest.raises(psycopg.Error, match="is frozen for the cutover"):
+        conn.execute("DELETE FROM approval WHERE false")
+    proc = subprocess.run([str(ROOT / "inv"), "data.unfreeze"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "a test write by its business role worked" in proc.stdout
+    with psycopg.connect(plain, dbname="si_sy") as conn:
+        conn.execute("DELETE FROM approval WHERE false")
+        conn.rollback()

@@ -188,7 +188,8 @@ def rollback(c: Context, plan: str | None = None, inventory: str | None = None,
         for db, r in dbs.items():
             console.print(f"{host} {db}: restored from the snapshot of {r['snapshot_created_at']}, "
                           f"{r['rows']:,} rows in {len(r['tables'])} tables match its manifest"
-                          + (" (read-only, as frozen; cutover.restore makes it read-write)"
+                          + (" (frozen, as the snapshot was: cutover.restore's 08:00 stage, or "
+                             "invoke data.unfreeze after it, makes it read-write)"
                              if r.get("frozen") else ""))
 
 

@@ -94,6 +94,17 @@ def freeze(c: Context, plan: str | None = None, inventory: str | None = None) ->
                           f"a test write was refused: {r['probe']}")
 
 
+@task(help=HELP)
+@refusals
+def unfreeze(c: Context, plan: str | None = None, inventory: str | None = None) -> None:
+    """Make every line database read-write again and prove the business role writes (after a
+    rollback --data past 08:00, which brings them back frozen as the snapshot was)."""
+    ev = run_data_playbook(c, "unfreeze", plan, inventory)
+    for host, dbs in (ev.get("unfreeze") or {}).items():
+        for db in dbs:
+            console.print(f"{host} {db}: read-write; a test write by its business role worked")
+
+
 @task(help={**HELP, "verify": "only verify the existing snapshot (re-hash, pg_restore --list)",
             "test_restore": "verify by restoring into a scratch database and comparing row counts",
             "dir": "snapshot directory on the database host (default: the role's)",
