@@ -300,12 +300,31 @@ def test_a_snapshot_that_does_not_fit_is_refused_before_anything_is_written(d):
     assert state(d.opts, "n5-snapshot") == "pending"
 
 
-def test_the_database_going_down_mid_snapshot_fails_the_step_and_leaves_no_partial_dump(d):
-    db1 = host("db1")
+def test_a_prepared_transaction_left_open_stops_the_freeze_naming_it(d):
+    """A prepared transaction outlives its session and could commit its writes after the
+    freeze: the freeze refuses while one is open (N5)."""
     with psycopg.connect(d.dsn, dbname="si_qyyl", autocommit=True) as conn:
         conn.execute("BEGIN")
         conn.execute("LOCK TABLE contribution IN ACCESS EXCLUSIVE MODE")
-        conn.execute("PREPARE TRANSACTION 'cutover_test_hold'")  # survives the freeze's session ends
+        conn.execute("PREPARE TRANSACTION 'cutover_test_hold'")
+    try:
+        with pytest.raises(StepFailed) as err:
+            Executor("deploy", d.opts).run()
+    finally:
+        with psycopg.connect(d.dsn, dbname="si_qyyl", autocommit=True) as conn:
+            conn.execute("ROLLBACK PREPARED 'cutover_test_hold'")
+    assert "step n5-freeze failed" in err.value.message
+    assert "si_qyyl: prepared transaction(s) still open: cutover_test_hold (si_owner" in err.value.message
+    assert state(d.opts, "n5-freeze") == "failed"
+
+
+def test_the_database_going_down_mid_snapshot_fails_the_step_and_leaves_no_partial_dump(d):
+    db1 = host("db1")
+    hold = ("sudo -u postgres env PGOPTIONS='-c default_transaction_read_only=off' psql -X -q -p 25432"
+            " -d si_qyyl -c 'BEGIN' -c 'LOCK TABLE contribution IN ACCESS EXCLUSIVE MODE'"
+            " -c \"PREPARE TRANSACTION 'cutover_test_hold'\"")
+    # after the freeze, just before the snapshot: a lock the dump has to wait for
+    d.hooks["n5-snapshot"] = lambda: db1.run_expect([0], hold)
     failure: dict = {}
 
     def deploy():
@@ -333,12 +352,10 @@ def test_the_database_going_down_mid_snapshot_fails_the_step_and_leaves_no_parti
     finally:
         db1.run_expect([0], "systemctl start postgresql@15-main")
         for _ in range(30):
-            try:
-                with psycopg.connect(d.dsn, dbname="si_qyyl", autocommit=True) as conn:
-                    conn.execute("ROLLBACK PREPARED 'cutover_test_hold'")
+            if db1.run("sudo -u postgres psql -X -q -p 25432 -d si_qyyl"
+                       " -c \"ROLLBACK PREPARED 'cutover_test_hold'\"").rc == 0:
                 break
-            except psycopg.OperationalError:
-                time.sleep(1)
+            time.sleep(1)
     message = str(failure["error"])
     assert "step n5-snapshot failed" in message
     assert "snapshot of si_qyyl failed; its partial files were removed" in message

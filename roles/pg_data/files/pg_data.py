@@ -208,6 +208,15 @@ def freeze(a: argparse.Namespace) -> dict:
         if not is_frozen(a.port, db):
             psql(a.port, "postgres", f"ALTER DATABASE {ident(db)} SET default_transaction_read_only = on")
             changed = True
+        # a prepared transaction survives the end of its session and can still commit its
+        # writes after the freeze: the freeze is not proven while one is open
+        prepared = psql(a.port, "postgres", "SELECT string_agg(gid || ' (' || owner || ', '"
+                        " || prepared || ')', '; ') FROM pg_catalog.pg_prepared_xacts"
+                        f" WHERE database = {lit(db)}").stdout.strip()
+        if prepared:
+            raise Refusal(f"{db}: prepared transaction(s) still open: {prepared}; they could commit writes "
+                          "after the freeze", "COMMIT PREPARED or ROLLBACK PREPARED them (ask their "
+                          "owner), then run the step again; the database is read-only by default already")
         # sessions first: one idle in a transaction would hold the locks the guard needs
         ended = end_sessions(a.port, db)
         complete, _ = guard_state(a.port, db)

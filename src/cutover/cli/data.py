@@ -91,7 +91,8 @@ def freeze(c: Context, plan: str | None = None, inventory: str | None = None) ->
     for host, dbs in (ev.get("freeze") or {}).items():
         for db, r in dbs.items():
             console.print(f"{host} {db}: read-only, {r['sessions_ended']} session(s) ended; "
-                          f"a test write was refused: {r['probe']}")
+                          f"a test write was refused: {r['probe']}; business role "
+                          f"{r.get('business_probe', '?')}")
 
 
 @task(help=HELP)
