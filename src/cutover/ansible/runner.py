@@ -8,8 +8,11 @@ journal, and a `PlaybookResult` that says what failed where, in words.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +216,32 @@ def processes_of(ident: str) -> list[int]:
         except OSError:  # gone meanwhile, or not ours to read
             continue
     return sorted(found)
+
+
+def is_driver(pid: int) -> bool:
+    """An ansible-playbook process (the main one or a worker), as opposed to the work it started."""
+    try:
+        return b"ansible-playbook" in (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def stop_processes(pids: list[int], grace: float = 10.0) -> None:
+    """SIGKILL: an orphaned ansible-playbook gets no chance to take the work it started (an
+    upload, a command on a host) down with it; that work is waited for on its own."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:  # a zombie (nobody has reaped it yet) is gone for our purpose
+        return (Path("/proc") / str(pid) / "stat").read_text().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _tail(path: Path, lines: int = 12) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cutover.ansible import HostFailure, processes_of, run_playbook
+from cutover.ansible import HostFailure, is_driver, processes_of, run_playbook, stop_processes
 from cutover.engine import notify
 from cutover.engine.clock import Clock, RehearsalClock
 from cutover.engine.journal import Journal, now_iso, operator
@@ -304,14 +304,22 @@ class Executor:
             self._notify("phase_end", f"{phase.id} {phase.title}", phase=phase)
 
     def _wait_for_earlier_attempts(self, step: Step) -> None:
-        """A killed run's ansible-playbook and the helpers it started (an upload, a dump's
-        caller) can outlive it. Before the step runs again, wait for that work to end, or
-        refuse after `orphan_wait` seconds: two attempts never race over the same files.
-        What the earlier work left is then checked by the step itself (a verified snapshot
-        or upload is kept, anything else done again)."""
+        """A killed run's work can outlive it: its ansible-playbook (which, its output gone,
+        may hang forever) and the helpers it started (an upload, an export, a remote dump's
+        caller). Before the step runs again, the orphaned ansible-playbook is stopped and the
+        work itself is waited for, or the step is refused after `orphan_wait` seconds: two
+        attempts never race over the same files. What the earlier work left is then checked
+        by the step itself (a verified snapshot or upload is kept, anything else done again);
+        a dump still running on the database host holds its lock there (pg_data)."""
         for a in self.journal.open_attempts(step.id):
             ident = attempt_ident(a["run_id"], step.id, a["id"])
             pids = processes_of(ident)
+            drivers = [p for p in pids if is_driver(p)]
+            if drivers:
+                self.say(f"  the earlier attempt {ident} left ansible-playbook running (pid "
+                         f"{', '.join(map(str, drivers))}); stopping it")
+                stop_processes(drivers)
+                pids = processes_of(ident)
             if not pids:
                 continue
             self.say(f"  the earlier attempt {ident} is still at work ({len(pids)} process(es): "
