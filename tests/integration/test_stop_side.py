@@ -397,7 +397,7 @@ def test_a_snapshot_still_at_work_from_a_killed_attempt_is_waited_for_then_refus
     finally:
         holder.kill()
         holder.wait()
-        db1.run("pkill -f 'sleep 60' || true")  # the remote holder outlives its ssh client
+        db1.run("pkill -f '^flock .*lock sleep 60'; pkill -x sleep; true")  # it outlives its ssh client
     assert not result.ok
     assert "an earlier snapshot or restore is still at work after waiting 4 s" in result.summary()
     assert "nothing was started" in result.summary()
