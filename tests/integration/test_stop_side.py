@@ -436,9 +436,10 @@ def test_an_export_file_changed_before_the_hand_off_stops_it_before_any_upload(d
         path.write_bytes(saved["data"].replace(b"\n2,", b"\n3,", 1))  # same size, other content
 
     d.hooks["n6-upload-notify"] = tamper
-    # the operator's repair of the dump: a new snapshot (the databases are still frozen);
-    # the resumed deploy verifies it again before anything else
-    subprocess.run([str(ROOT / "inv"), "data.snapshot"], cwd=ROOT, check=True, timeout=600)
+    # the operator's repair of the dump: a new snapshot of the window (its journal; the databases
+    # are still frozen); the resumed deploy verifies it again before anything else
+    subprocess.run([str(ROOT / "inv"), "data.snapshot", "--journal", d.opts.journal], cwd=ROOT, check=True,
+                   timeout=600)
     with pytest.raises(StepFailed) as err:
         Executor("deploy", d.opts).run()
     message = str(err.value)
