@@ -65,7 +65,8 @@ def _verb(verb: str, journal: Path, artifacts: Path) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def sweep(lab, tmp_path_factory):
-    labmod.up(cities=CITIES, scale=SCALE, seed=SEED, faults=[], say=print)  # before the window again
+    # before the window again: unfrozen, the clean rehearsal's snapshot gone
+    labmod.up(cities=CITIES, scale=SCALE, seed=SEED, faults=[], say=print, reset=True)
     tmp = tmp_path_factory.mktemp("sweep")
     journal, artifacts = tmp / "journal.sqlite", tmp / "art"
     targets, killed, outputs = list(_targets()), [], []

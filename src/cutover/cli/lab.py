@@ -26,12 +26,14 @@ from cutover.ui import PlaybookProgress, console
         "seed": "seed of the synthetic data (same seed, same rows)",
         "fault": "plant a gate failure in the data: missing-plan, unpaid-batch, "
         "pending-approval, in-transit (repeatable)",
+        "reset": "provision again even when nothing changed: a lab a window ran on goes back to "
+        "before the window (unfrozen, its snapshots removed, re-seeded)",
     },
     iterable=["fault"],
 )
 @refusals
 def up(c: Context, cities: int | None = None, scale: int | None = None, seed: int | None = None,
-       fault: list[str] | None = None) -> None:
+       fault: list[str] | None = None, reset: bool = False) -> None:
     """Build the lab image if needed, start the lab and provision it; show its status."""
     summary = labmod.up(
         cities=int(cities if cities is not None else c.config.lab.cities),
@@ -40,6 +42,7 @@ def up(c: Context, cities: int | None = None, scale: int | None = None, seed: in
         faults=list(fault or []),
         say=console.print,
         progress_factory=PlaybookProgress,
+        reset=reset,
     )
     made = f"{len(summary['created'])} container(s) started" if summary["created"] else "containers unchanged"
     prov = "provisioned" if summary["provisioned"] else "provisioning unchanged"
@@ -91,7 +94,8 @@ def _show(st: dict, *, as_json: bool) -> None:
     help={
         "cities": "counter hosts to start, one per city (default from invoke.yaml)",
         "scale": "insured persons per insurance line",
-        "fresh": "start from a new lab (default); --no-fresh reuses the running one",
+        "fresh": "start from a new lab (default); --no-fresh reuses the running one, provisioned "
+        "again to before the window",
     },
 )
 @refusals
@@ -103,7 +107,7 @@ def rehearse(c: Context, cities: int | None = None, scale: int | None = None, fr
     labmod.up(cities=int(cities if cities is not None else c.config.lab.cities),
               scale=int(scale if scale is not None else c.config.lab.scale),
               seed=int(c.config.lab.seed), faults=[], say=console.print,
-              progress_factory=PlaybookProgress)
+              progress_factory=PlaybookProgress, reset=True)  # an earlier window's state is undone
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = resolve(c.config.cutover.artifacts) / "rehearsals" / stamp
     journal = out / "journal.sqlite"

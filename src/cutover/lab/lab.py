@@ -166,8 +166,11 @@ def _provision_hash(hosts: list[LabHost], tag: str, extravars: dict[str, Any]) -
 
 
 def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
-       progress_factory=None) -> dict[str, Any]:
-    """Bring the lab to the wanted state; return a summary (created, provisioned, seconds)."""
+       progress_factory=None, reset: bool = False) -> dict[str, Any]:
+    """Bring the lab to the wanted state; return a summary (created, provisioned, seconds).
+
+    `reset` provisions even when nothing changed: a rehearsal leaves the lab after the window
+    (frozen, its snapshot kept as the window's way back), and provisioning puts it before."""
     started = time.monotonic()
     bad = [f for f in faults if f not in FAULTS]
     if bad:
@@ -188,7 +191,7 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
     phash = _provision_hash(hosts, tag, extravars)
     state = {"cities": cities, "scale": scale, "seed": seed, "faults": list(faults), "image": tag,
              "hosts": [h.name for h in hosts], "skipped_hosts": skipped}
-    provisioned = bool(created) or read_state().get("provisioned") != phash
+    provisioned = reset or bool(created) or read_state().get("provisioned") != phash
     if provisioned:
         STATE_FILE.write_text(json.dumps({**state, "provisioned": None}, indent=2))
         _provision(len(hosts), extravars, say, progress_factory)
