@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cutover.engine.executor import Executor, RunOptions, combine_limits
+from cutover.engine.executor import Executor, RunOptions, combine_limits, step_vars
 from cutover.lab.lab import active_limit
 from cutover.lab.topology import LAB_INVENTORY
 from cutover.paths import ROOT
@@ -53,12 +53,13 @@ def playbook(path: str, extravars: dict, tags: list[str], limit: str | None) -> 
         raise SystemExit(f"{path} failed:\n{proc.stdout[-3000:]}")
 
 
-def plain(plan, n: int) -> float:
+def plain(plan, n: int, tmp: Path) -> float:
     started = time.perf_counter()
     for step in plan.steps("stop"):
-        if step.playbook:
-            playbook(step.playbook, {**plan.plan.vars, **step.vars, "cutover_plan": plan.plan.name,
-                                     "cutover_step": step.id}, step.tags, step.limit)
+        if step.playbook:  # the variables the engine passes (cutover.contract)
+            extravars = step_vars(plan, step, artifacts=str(tmp / "plain"), journal_id="",
+                                  rehearsal=True).to_extravars()
+            playbook(step.playbook, extravars, step.tags, step.limit)
     return time.perf_counter() - started
 
 
@@ -78,7 +79,7 @@ def main() -> int:
             back_to_before_the_window()
             a.append(through_cutover(tmp_path, n))
             back_to_before_the_window()
-            b.append(plain(plan, n))
+            b.append(plain(plan, n, tmp_path))
             print(f"round {n}: cutover.stop {a[-1]:.1f} s, ansible-playbook {b[-1]:.1f} s", flush=True)
     ratio = statistics.mean(a) / statistics.mean(b)
     print(f"cutover.stop mean {statistics.mean(a):.1f} s (sd {statistics.pstdev(a):.1f}); "

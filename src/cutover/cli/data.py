@@ -16,33 +16,44 @@ from invoke import Context, task
 
 from cutover.ansible import run_playbook
 from cutover.cli.common import refusals
+from cutover.contract import PlaybookVars
 from cutover.data.reconcile import table_text
-from cutover.engine.executor import combine_limits, data_vars
+from cutover.engine.executor import combine_limits
 from cutover.engine.journal import Journal
 from cutover.engine.lock import RunLock
 from cutover.errors import CutoverError
 from cutover.lab.lab import active_limit
 from cutover.paths import resolve
 from cutover.plan.lint import check as lint_check
+from cutover.plan.model import Plan
 from cutover.ui import PlaybookProgress, console
 
 HELP = {"plan": "plan file (default from invoke.yaml)", "inventory": "inventory (default: the plan's own)"}
 
 
+def data_playbook_vars(plan: Plan, *, artifacts: str, journal_id: str,
+                       extra: dict[str, Any] | None = None) -> PlaybookVars:
+    """What a data playbook run alone receives: what the plan's own step would (cutover.contract)."""
+    return PlaybookVars.for_plan(plan, artifacts=artifacts, journal_id=journal_id, options=extra)
+
+
 def run_data_playbook(c: Context, name: str, plan: str | None, inventory: str | None,
                       extra: dict[str, Any] | None = None, *, show: Any = None,
                       journal: str | None = None) -> dict[str, Any]:
-    """Run playbooks/data/<name>.yml with the plan's variables; a failure is a refusal
-    (after `show(evidence)`, when given, so that what was found is seen either way)."""
+    """Run playbooks/data/<name>.yml with the plan's variables and the journal's id (the
+    default journal's, or `journal`); a failure is a refusal (after `show(evidence)`, when
+    given, so that what was found is seen either way)."""
     cfg = c.config.cutover
     p, _ = lint_check(plan or cfg.plan, inventory)
     inv = resolve(inventory or p.plan.inventory)
-    extravars = {**p.plan.vars, **data_vars(p, cfg.artifacts), "cutover_plan": p.plan.name, **(extra or {})}
+    playbook = f"playbooks/data/{name}.yml"
     # the journal's lock: never beside a cutover.* run (or another data.*) that is at work
     # on the same databases, export directory and drop
     with RunLock(resolve(journal or cfg.journal)) as lock, PlaybookProgress(f"data.{name}") as progress:
         lock.acquire(f"data.{name}")
-        result = run_playbook(resolve(f"playbooks/data/{name}.yml"), inv,
+        extravars = data_playbook_vars(p, artifacts=cfg.artifacts, journal_id=journal_identity(c, journal),
+                                       extra=extra).to_extravars()
+        result = run_playbook(resolve(playbook), inv,
                               ident=f"data-{name}-{int(time.time())}",
                               artifacts_dir=resolve(cfg.artifacts) / "data-runs",
                               limit=combine_limits(active_limit(inv)), extravars=extravars,
@@ -118,8 +129,7 @@ def snapshot(c: Context, plan: str | None = None, inventory: str | None = None, 
     """Take (or with --verify, check) the verified snapshot of every line database (N5, N18).
     Made under the journal's id, as the plan's own step makes it; one that another window
     made is never replaced without --replace."""
-    extra: dict[str, Any] = {"pg_data_test_restore": test_restore, "pg_data_snapshot_replace": replace,
-                             "cutover_journal_id": journal_identity(c, journal)}
+    extra: dict[str, Any] = {"pg_data_test_restore": test_restore, "pg_data_snapshot_replace": replace}
     if dir:
         extra["pg_data_snapshot_dir"] = dir
     if verify or test_restore:

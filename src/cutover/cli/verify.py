@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json as _json
 import time
+from pathlib import Path
 
 from invoke import Context, Exit, task
 from rich.table import Table
 
 from cutover.ansible import run_playbook
 from cutover.cli.common import refusals
+from cutover.contract import PlaybookVars
 from cutover.engine.executor import combine_limits
 from cutover.errors import CutoverError
 from cutover.lab.lab import active_limit
@@ -18,6 +20,11 @@ from cutover.plan.loader import load_yaml
 from cutover.ui import console
 
 PLAYBOOK = "playbooks/deploy/verify-versions.yml"
+
+
+def versions_vars(manifest: Path, require_running: bool) -> PlaybookVars:
+    """What verify-versions.yml receives here (cutover.contract): no plan, a manifest."""
+    return PlaybookVars(cutover_release_manifest=str(manifest), cutover_require_running=require_running)
 
 
 def check_versions(manifest: str, inventory: str, *, limit: str | None, require_running: bool,
@@ -30,8 +37,7 @@ def check_versions(manifest: str, inventory: str, *, limit: str | None, require_
     full_limit = combine_limits(limit, active_limit(inv))
     result = run_playbook(resolve(PLAYBOOK), inv, ident=f"verify-{int(time.time())}",
                           artifacts_dir=resolve(artifacts) / "verify", limit=full_limit,
-                          extravars={"cutover_release_manifest": str(path),
-                                     "cutover_require_running": require_running})
+                          extravars=versions_vars(path, require_running).to_extravars())
     rows = list(result.evidence.get("versions") or [])
     problems = [f for f in result.failures if "expected" not in f.message]
     return rows, problems

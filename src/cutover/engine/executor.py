@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.ansible import HostFailure, is_driver, processes_of, run_playbook, stop_processes
+from cutover.contract import PlaybookVars
 from cutover.engine import notify
 from cutover.engine.clock import Clock, RehearsalClock
 from cutover.engine.journal import Journal, now_iso, operator
@@ -111,10 +112,16 @@ def notify_urls(plan: Plan, inventory: Path) -> list[str]:
     return urls
 
 
-def data_vars(plan: Plan, artifacts: str) -> dict[str, str]:
-    """Where the data steps keep the export on this machine (N5–N7): per plan, not per run,
-    so the hand-off and the reconciliation of a later run find what the export wrote."""
-    return {"cutover_data_dir": str(resolve(artifacts) / "data" / plan.plan.name)}
+def step_vars(plan: Plan, step: Step, *, artifacts: str, journal_id: str, rehearsal: bool) -> PlaybookVars:
+    """What a step's playbook receives (cutover.contract): the export lives under
+    <artifacts>/data/<plan>, per plan, not per run, so a later run's hand-off finds it."""
+    return PlaybookVars.for_plan(plan, artifacts=artifacts, journal_id=journal_id, rehearsal=rehearsal,
+                                 step=step)
+
+
+def rollback_vars(plan: Plan, *, artifacts: str, journal_id: str, rehearsal: bool) -> PlaybookVars:
+    """What the way back's playbooks receive (cutover.contract)."""
+    return PlaybookVars.for_plan(plan, artifacts=artifacts, journal_id=journal_id, rehearsal=rehearsal)
 
 
 def is_production(inventory: Path) -> bool:
@@ -385,14 +392,8 @@ class Executor:
                 return
         attempt = j.begin_attempt(step.id, self.run_id, check=o.check, actual_start=self._now_iso())
         ident = attempt_ident(self.run_id, step.id, attempt)
-        extravars = {**self.plan.plan.vars, **step.vars, **data_vars(self.plan, o.artifacts),
-                     "cutover_journal_id": j.identity(),
-                     "cutover_plan": self.plan.plan.name, "cutover_step": step.id,
-                     "cutover_run": self.run_id, "cutover_rehearsal": o.rehearsal,
-                     "cutover_planned_start": fmt(step.start, self.plan.tz),
-                     "cutover_planned_end": fmt(step.end, self.plan.tz)}
-        if self.plan.plan.release_manifest:
-            extravars.setdefault("cutover_release_manifest", str(resolve(self.plan.plan.release_manifest)))
+        extravars = step_vars(self.plan, step, artifacts=o.artifacts, journal_id=j.identity(),
+                              rehearsal=o.rehearsal).to_extravars()
         limit = combine_limits(step.limit, o.limit, active_limit(self.inventory))
         progress = self.o.progress_factory(step.id) if self.o.progress_factory else None
         try:
@@ -605,8 +606,8 @@ def rollback(opts: RunOptions, data: bool = False, discard: dict[str, str] | Non
         run_id = journal.start_run("rollback", rehearsal=opts.rehearsal, check=False,
                                    plan_hash=plan.digest, options={"limit": opts.limit, "data": data},
                                    who=operator())
-        extravars = {**plan.plan.vars, "cutover_plan": plan.plan.name,
-                     "cutover_release_manifest": str(resolve(plan.plan.release_manifest))}
+        extravars = rollback_vars(plan, artifacts=opts.artifacts, journal_id=journal.identity(),
+                                  rehearsal=opts.rehearsal).to_extravars()
         stages = [("rollback", ROLLBACK_PLAYBOOK, "versions")]
         if data:  # the snapshot must verify before any host is touched
             stages.insert(0, ("rollback-verify", DATA_VERIFY_PLAYBOOK, "snapshot_verified"))

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from cutover.contract import ENGINE_VARS
 from cutover.data import sql
 from cutover.errors import CutoverError
 from cutover.lab.topology import load_inventory
@@ -121,6 +122,7 @@ def _lint(plan: Plan, doc: LoadedYaml, add, inventory: str | Path | None,
     _lint_data_exclusion(plan, add)
     _lint_inventory(plan, add, locs, inventory)
     _lint_release_manifest(plan, add)
+    _lint_engine_vars(plan, add, locs)
     _lint_durations(plan, add, durations)
 
 
@@ -443,6 +445,20 @@ def _lint_release_manifest(plan: Plan, add) -> None:
         add(("plan", "release_manifest"), exc.problem, exc.hint, at=(_rel(Path(exc.file)), exc.line))
     except CutoverError as exc:
         add(("plan", "release_manifest"), exc.message, exc.hint)
+
+
+def _lint_engine_vars(plan: Plan, add, locs) -> None:
+    """The engine's own variables (cutover.contract.PlaybookVars) are not the plan's to set:
+    they would be overridden without a word."""
+    for key in plan.plan.vars:
+        if key in ENGINE_VARS:
+            add(("plan", "vars", key), f"plan.vars sets {key}, which the engine passes to every playbook",
+                "remove it; see docs/plan-reference.md for what a playbook receives")
+    for step in plan.steps():
+        for key in step.vars:
+            if key in ENGINE_VARS:
+                add((*locs[step.id], "vars", key), f"step {step.id} sets {key}, which the engine passes "
+                    "to every playbook", "remove it; see docs/plan-reference.md for what a playbook receives")
 
 
 def play_hosts(path: Path) -> list[str]:
