@@ -1,5 +1,8 @@
-"""The contract between the engine and the playbooks (cutover.contract, issue #13): what a
-playbook receives, `PlaybookVars.to_extravars()`, for every caller.
+"""The contract between the engine and the playbooks (cutover.contract, issue #13).
+
+What a playbook receives: `PlaybookVars.to_extravars()` for every caller. What a playbook
+hands back: every `set_stats` key has its model, and evidence of the wrong shape or of an
+unknown key fails the step, naming the key and the playbook, and is not stored.
 
 The rule for the `cutover_*` variables (test_every_cutover_variable_a_playbook_reads_is_in_the_contract):
 a `cutover_*` name that appears in a playbook, task file, role or template under playbooks/
@@ -18,14 +21,18 @@ name is read somewhere under playbooks/ or roles/.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from cutover.contract import ENGINE_VARS, PLAN_VARS, PlaybookVars
+from cutover.contract import ENGINE_VARS, EVIDENCE, PLAN_VARS, PlaybookVars, check_evidence
 from cutover.engine import executor
+from cutover.engine.executor import Executor, RunOptions, StepFailed
+from cutover.engine.journal import Journal
 from cutover.plan.lint import check, load_plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +66,212 @@ def _tasks(node: Any):
 
 def _load(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _set_stats_keys() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for path in _yaml_files():
+        for task in _tasks(_load(path)):
+            args = task.get("ansible.builtin.set_stats") or task.get("set_stats")
+            if isinstance(args, dict):
+                assert isinstance(args.get("data"), dict), f"{_rel(path)}: {task.get('name')}: data is not a mapping"
+                for key in args["data"]:
+                    found.setdefault(key, []).append(_rel(path))
+    return found
+
+
+# --------------------------------------------------------------------------- (a) evidence keys
+
+
+def test_every_key_a_playbook_publishes_has_its_model_and_every_model_a_publisher():
+    published = _set_stats_keys()
+    assert "gate" in published  # the scan finds them at all
+    assert "versions" in published
+    assert sorted(set(published) - set(EVIDENCE)) == [], "published without a model in cutover.contract.EVIDENCE"
+    assert sorted(set(EVIDENCE) - set(published)) == [], "a model that no playbook publishes"
+
+
+def test_a_key_means_one_thing_only_the_gate_is_published_by_several_playbooks():
+    """One key, one shape: the stop side's frozen channels (a list of URLs per host) and the
+    data freeze (a result per database) used to share `freeze`."""
+    shared = {key: files for key, files in _set_stats_keys().items() if len(set(files)) > 1}
+    assert set(shared) == {"gate"}, shared
+    assert _set_stats_keys()["collection_freeze"] == ["playbooks/stop/freeze-collection.yml"]
+    assert _set_stats_keys()["freeze"] == ["playbooks/data/freeze.yml"]
+
+
+def test_the_plans_name_only_evidence_keys_the_contract_knows():
+    for path in [SHIPPED, *sorted((ROOT / "tests" / "data" / "plans").glob("*.yml"))]:
+        doc = _load(path)
+        for phase in doc["phases"]:
+            for step in phase["steps"]:
+                for key in step.get("evidence", []):
+                    assert key in EVIDENCE, f"{_rel(path)}: step {step['id']} names evidence {key!r}"
+
+
+# --------------------------------------------------------------------------- the shapes
+
+
+def _from_the_data_helpers(tmp_path: Path) -> dict[str, Any]:
+    """A hand-off and a reconciliation as src/cutover/data writes them (a drop in memory)."""
+    from cutover.data.handoff import handoff
+    from cutover.data.reconcile import receipt_path, reconcile
+    from tests.unit.test_receipt_binding import MemoryDrop, _export, _receipt
+
+    export, drop = _export(tmp_path, 5), MemoryDrop()
+    sent = handoff(drop, export, ["qyyl"], batch="b", remote_root="inbox",
+                   receipt=receipt_path("receipts", "b"), say=lambda _: None)
+    sent["notified"] = {"targets": 1, "delivered": True}  # as python -m cutover.data handoff adds it
+    _receipt(drop, sent["index_sha256"], 4)  # one row lost: the evidence of a failure has the same shape
+    rec = reconcile(drop, export, ["qyyl"], batch="b", receipts_root="receipts", say=lambda _: None)
+    assert rec["passed"] is False
+    return json.loads(json.dumps({"handoff": sent, "reconciliation": rec}, default=str))
+
+
+SHA = "ab" * 32
+VALID: dict[str, Any] = {
+    "gate": {"requirement": "N1", "period": "202311", "passed": True,
+             "summary": "270/270 agency×line collection plans present for 202311", "findings": [],
+             "per_agency": [{"line": "qyyl", "agency": "140100", "name": "太原", "level": "city",
+                             "has_plan": True}]},
+    "versions": [{"host": "core-qyyl", "component": "si-core-qyyl", "expected": "2023.11.0",
+                  "probe": "file /opt/si-core-qyyl/current/VERSION", "found": "2023.11.0", "ok": True},
+                 {"host": "portal1", "component": "si-online", "expected": "2023.11.0",
+                  "probe": "http http://127.0.0.1:28031/version", "found": "not running", "ok": True}],
+    "collection_freeze": {"portal1": ["http://127.0.0.1:28080/online/"], "core-qyyl": ["http://127.0.0.1:28011/"]},
+    "freeze": {"db1": {"si_qyyl": {"frozen": True, "guarded": True, "changed": True, "sessions_ended": 2,
+                                   "probe": "ERROR:  cannot execute CREATE TABLE in a read-only transaction",
+                                   "business_probe": "si_owner: refused"}},
+               "db2": {}},  # check mode: nothing ran there
+    "unfreeze": {"db1": {"si_qyyl": {"frozen": False, "changed": True}}},
+    "snapshot": {"db1": {"changed": True, "dir": "/var/backups/cutover/shanxi-2023-11", "databases": {
+        "si_qyyl": {"bytes": 10485760, "database_bytes": 20971520, "seconds": 1.25, "toc_entries": 41,
+                    "created_at": "2023-11-23T10:00:00+00:00", "tables": {"public.person": 1000},
+                    "files": 12, "manifest_sha256": SHA},
+        "si_gs": {"skipped": "this cutover's verified snapshot of the frozen data is already there"}}},
+        "db2": {}},
+    "snapshot_verified": {"db1": {"si_qyyl": {"verified": True, "frozen": True, "rows_differ": {},
+                                              "rows_differ_total": 0,
+                                              "test_restore": {"tables": 5, "rows": 1000, "differences": {}}}}},
+    "data_restored": {"db1": {"si_qyyl": {"tables": {"public.person": 1000}, "rows": 1000,
+                                          "snapshot_created_at": "2023-11-23T10:00:00+00:00", "frozen": True}}},
+    "screening": [{"line": "qyyl", "title": "企业职工基本养老保险", "database": "si_qyyl",
+                   "tables": [{"table": "person", "rows": 1000, "to_hand_over": 990, "held_back": 10,
+                               "by_rule": {"id-no-18-digits": 10}}], "rows": 1000, "held_back": 10}],
+    "screening_excluded": ["cjyl"],
+    "export": [{"format": "cutover-export/1", "line": "qyyl", "title": "企业职工基本养老保险",
+                "database": "si_qyyl", "schema": "public", "server_version": "15.5",
+                "snapshot_at": "2023-11-24T01:00:00+00:00", "isolation": "REPEATABLE READ, READ ONLY",
+                "session": {"TimeZone": "UTC"},
+                "tables": [{"table": "person", "rows": 990, "bytes": 12345, "sha256": SHA, "checksum": "-1234"}],
+                "rejected": {"person": {"id-no-18-digits": 10}}, "rows": 990, "bytes": 12345, "seconds": 0.8}],
+    "export_excluded": ["cjyl"],
+}
+NOTHING_RAN = {"handoff": {}, "reconciliation": {}, "export": [], "snapshot": {"db1": {}}, "freeze": {"db1": {}}}
+
+
+def test_evidence_as_the_playbooks_and_helpers_write_it_passes_and_is_kept_as_it_is(tmp_path):
+    samples = {**VALID, **_from_the_data_helpers(tmp_path)}
+    assert set(samples) == set(EVIDENCE), "every key has an example here"
+    good, wrong = check_evidence(samples, "playbooks/x.yml")
+    assert wrong == []
+    assert good == samples  # the journal stores what the playbook published, unchanged
+    good, wrong = check_evidence(NOTHING_RAN, "playbooks/x.yml")
+    assert (good, wrong) == (NOTHING_RAN, [])
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("gate", "passed", "Input should be a valid dictionary"),
+    ("gate", {"passed": "True", "summary": "ok"}, "passed: Input should be a valid boolean"),
+    ("gate", {"passed": True}, "summary: Field required"),
+    ("versions", {"host": "core-qyyl"}, "Input should be a valid list"),
+    ("versions", [{"host": "h", "component": "c", "expected": "1", "probe": "p", "found": "1"}], "0.ok: Field required"),
+    ("collection_freeze", ["http://127.0.0.1:28080/online/"], "Input should be a valid dictionary"),
+    ("freeze", {"db1": ["http://127.0.0.1:28080/online/"]}, "db1: Input should be a valid dictionary"),
+    ("freeze", {"db1": {"si_qyyl": {"frozen": True}}}, "db1.si_qyyl.guarded: Field required"),
+    ("snapshot", {"db1": {"changed": True}}, "db1"),
+    ("snapshot_verified", {"db1": {"si_qyyl": {"verified": "yes"}}}, "db1.si_qyyl.verified: Input should be a valid boolean"),
+    ("export", {"line": "qyyl"}, "Input should be a valid list"),
+    ("export_excluded", "cjyl", "Input should be a valid list"),
+    ("handoff", {"drop": "ftp://drop"}, "handoff"),
+    ("reconciliation", {"passed": True}, "reconciliation"),
+    ("screening", [{"line": "qyyl", "tables": {}}], "0.title: Field required"),
+])
+def test_evidence_of_the_wrong_shape_is_refused_naming_the_key_the_playbook_and_what_is_wrong(key, value, says):
+    good, wrong = check_evidence({key: value, "export_excluded": ["cjyl"]} if key != "export_excluded"
+                                 else {key: value}, "playbooks/data/export.yml")
+    assert key not in good
+    assert len(wrong) == 1, wrong
+    assert wrong[0].startswith(f"playbooks/data/export.yml published evidence `{key}` of the wrong shape: "), wrong
+    assert says in wrong[0]
+    assert len(wrong[0]) < 700  # pydantic's error, short
+
+
+def test_evidence_under_a_key_the_contract_does_not_know_is_refused():
+    good, wrong = check_evidence({"counted": 3}, "playbooks/stop/x.yml")
+    assert good == {}
+    assert wrong == ["playbooks/stop/x.yml published evidence `counted`, which the contract does not know "
+                     f"(cutover.contract.EVIDENCE: {', '.join(sorted(EVIDENCE))})"]
+
+
+# --------------------------------------------------------------------------- (c) through the engine
+
+
+def _one_step_plan(tmp_path: Path, kind: str) -> Path:
+    plan = tmp_path / "plan.yml"
+    plan.write_text(f"""---
+plan: {{name: one, timezone: Asia/Shanghai, inventory: tests/data/inventory.yml}}
+phases:
+  - id: p
+    title: p
+    verb: stop
+    owner: 系统科
+    steps:
+      - {{id: s1, title: publish, kind: {kind}, playbook: tests/data/playbooks/published.yml}}
+""")
+    return plan
+
+
+def _run_step(tmp_path: Path, monkeypatch, kind: str, evidence: dict) -> tuple[StepFailed | None, list[dict], str]:
+    monkeypatch.setenv("CUTOVER_TEST_EVIDENCE", json.dumps(evidence))
+    opts = RunOptions(plan=str(_one_step_plan(tmp_path, kind)), journal=str(tmp_path / "j.sqlite"),
+                      artifacts=str(tmp_path / "art"), rehearsal=True, notify_urls=[], say=lambda *_: None)
+    failed = None
+    try:
+        Executor("stop", opts).run()
+    except StepFailed as exc:
+        failed = exc
+    j = Journal.open(tmp_path / "j.sqlite")
+    try:
+        return failed, j.evidence("s1"), j.step("s1")["state"]
+    finally:
+        j.close()
+
+
+def test_a_gate_that_publishes_its_verdict_as_a_string_fails_its_step_naming_the_key(tmp_path, monkeypatch):
+    failed, evidence, state = _run_step(tmp_path, monkeypatch, "gate", {"gate": "passed"})
+    assert failed is not None
+    assert "step s1 failed" in failed.message
+    assert ("tests/data/playbooks/published.yml published evidence `gate` of the wrong shape: "
+            "(the value): Input should be a valid dictionary") in failed.message
+    assert "returned no `gate` evidence" not in failed.message  # it did, of the wrong shape
+    assert state == "failed"
+    assert [e["kind"] for e in evidence] == ["result"]  # nothing of the wrong shape is stored
+
+
+def test_a_playbook_step_publishing_an_unknown_key_fails_and_a_conforming_one_is_stored_unchanged(tmp_path, monkeypatch):
+    failed, evidence, state = _run_step(tmp_path, monkeypatch, "playbook",
+                                        {"export_excluded": ["cjyl"], "exported": 3})
+    assert failed is not None
+    assert "published evidence `exported`, which the contract does not know" in failed.message
+    assert state == "failed"
+    assert [e["kind"] for e in evidence] == ["result", "facts"]
+    assert evidence[1]["data"] == {"export_excluded": ["cjyl"]}  # what conforms is kept
+    (tmp_path / "j.sqlite").unlink()
+    failed, evidence, state = _run_step(tmp_path, monkeypatch, "playbook", {"versions": VALID["versions"]})
+    assert failed is None
+    assert state == "done"
+    assert next(e["data"] for e in evidence if e["kind"] == "facts") == {"versions": VALID["versions"]}
 
 
 # --------------------------------------------------------------------------- what a playbook receives

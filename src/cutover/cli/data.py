@@ -16,7 +16,7 @@ from invoke import Context, task
 
 from cutover.ansible import run_playbook
 from cutover.cli.common import refusals
-from cutover.contract import PlaybookVars
+from cutover.contract import PlaybookVars, check_evidence
 from cutover.data.reconcile import table_text
 from cutover.engine.executor import combine_limits
 from cutover.engine.journal import Journal
@@ -58,12 +58,17 @@ def run_data_playbook(c: Context, name: str, plan: str | None, inventory: str | 
                               artifacts_dir=resolve(cfg.artifacts) / "data-runs",
                               limit=combine_limits(active_limit(inv)), extravars=extravars,
                               on_progress=progress.update)
+    evidence, wrong = check_evidence(result.evidence, playbook)
+    if wrong:
+        raise CutoverError(f"data.{name} failed\n  " + "\n  ".join(wrong)
+                           + ("" if result.ok else f"\n{result.summary()}"),
+                           f"log: {result.artifact_dir / 'stdout'}")
     if show is not None:
-        show(result.evidence)
+        show(evidence)
     if not result.ok:
         raise CutoverError(f"data.{name} failed\n{result.summary()}",
                            f"log: {result.artifact_dir / 'stdout'}")
-    return result.evidence
+    return evidence
 
 
 def journal_identity(c: Context, journal: str | None = None) -> str:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cutover.ansible import run_playbook
 from cutover.cli.common import refusals
-from cutover.contract import PlaybookVars
+from cutover.contract import PlaybookVars, check_evidence
 from cutover.engine.executor import combine_limits
 from cutover.errors import CutoverError
 from cutover.lab.lab import active_limit
@@ -38,7 +38,11 @@ def check_versions(manifest: str, inventory: str, *, limit: str | None, require_
     result = run_playbook(resolve(PLAYBOOK), inv, ident=f"verify-{int(time.time())}",
                           artifacts_dir=resolve(artifacts) / "verify", limit=full_limit,
                           extravars=versions_vars(path, require_running).to_extravars())
-    rows = list(result.evidence.get("versions") or [])
+    evidence, wrong = check_evidence(result.evidence, PLAYBOOK)
+    if wrong:
+        raise CutoverError("the version check's evidence is not what the contract says:\n  "
+                           + "\n  ".join(wrong), f"log: {result.artifact_dir / 'stdout'}")
+    rows = list(evidence.get("versions") or [])
     problems = [f for f in result.failures if "expected" not in f.message]
     return rows, problems
 

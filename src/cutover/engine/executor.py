@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.ansible import HostFailure, is_driver, processes_of, run_playbook, stop_processes
-from cutover.contract import PlaybookVars
+from cutover.contract import PlaybookVars, check_evidence
 from cutover.engine import notify
 from cutover.engine.clock import Clock, RehearsalClock
 from cutover.engine.journal import Journal, now_iso, operator
@@ -406,23 +406,27 @@ class Executor:
         finally:
             if progress:
                 progress.__exit__(None, None, None)
-        gate = result.evidence.get("gate") if step.kind == "gate" else None
+        # the evidence is held to the contract before it is stored: a key no model knows, or
+        # a value of the wrong shape, fails the step (and is not stored), naming both
+        found, wrong = check_evidence(result.evidence, step.playbook or "")
+        result.failures += [HostFailure("-", step.playbook or "", problem) for problem in wrong]
+        gate = found.get("gate") if step.kind == "gate" else None
         evidence: list[tuple[str, Any]] = [("result", {
             "status": result.status, "rc": result.rc, "stats": result.stats,
             "failures": [f.__dict__ for f in result.failures]})]
-        extra = {k: v for k, v in result.evidence.items() if k != "gate"}
+        extra = {k: v for k, v in found.items() if k != "gate"}
         if gate is not None:
             evidence.append(("gate", gate))
         if extra:
             evidence.append(("facts", extra))
-        passed = result.ok and (gate is None or bool(gate.get("passed")))
+        passed = result.ok and not wrong and (gate is None or gate["passed"] is True)
         if result.ok and not result.stats:  # no play matched a host: nothing was done, never "done" (N18)
             passed = False
             result.failures.append(HostFailure(
                 "-", step.playbook or "", f"the step's plays match no host under --limit {limit}: nothing "
                 "was done; run it with a limit that includes its hosts, or without --limit"
                 if limit else "the step's plays match no host of the inventory: nothing was done"))
-        if step.kind == "gate" and gate is None and result.ok and not o.check:
+        if step.kind == "gate" and "gate" not in result.evidence and result.ok and not o.check:
             passed = False
             result.failures.append(
                 HostFailure("-", step.playbook or "", "gate playbook returned no `gate` evidence"))
@@ -545,7 +549,13 @@ def _rollback_stage(opts: RunOptions, journal: Journal, run_id: int, inventory: 
         journal.end_run(run_id, "failed")
         raise CutoverError(f"{name}: its plays match no host under --limit {opts.limit}; nothing "
                            "was rolled back there", "run it with a limit that includes those hosts")
-    found = result.evidence.get(kind) or ([] if kind == "versions" else {})
+    good, wrong = check_evidence(result.evidence, playbook)
+    if wrong:  # held to the contract before it is stored, as a step's is
+        journal.end_run(run_id, "failed")
+        raise CutoverError(f"{name} failed:\n  " + "\n  ".join(wrong)
+                           + ("" if result.ok else "\n" + result.summary()),
+                           f"log: {result.artifact_dir / 'stdout'}")
+    found = good.get(kind) or ([] if kind == "versions" else {})
     journal.db.execute("INSERT INTO evidence (step_id, attempt_id, kind, data, created_at)"
                        " VALUES ('rollback', NULL, ?, ?, ?)",
                        (kind, json.dumps(found, ensure_ascii=False), now_iso()))
