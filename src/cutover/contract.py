@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, TypeAdapter, ValidationE
 from cutover.paths import resolve
 
 if TYPE_CHECKING:
+    from cutover.ansible import PlaybookResult
     from cutover.plan.model import Plan, Step
 
 # ---------------------------------------------------------------------------- the inputs
@@ -91,6 +92,20 @@ PLAN_VARS: dict[str, str] = {
     "cutover_job_tolerance": "check-jobs.yml: the share by which a job's output may differ from its "
                              "baseline (default 0.2)",
 }
+
+# The first play of an entry playbook that asserts its inputs (tags: [always]). Hosts that
+# only passed it did no work: the engine leaves them out of a step's hosts.
+INPUT_PLAY = "Check inputs"
+
+
+def work_stats(result: PlaybookResult) -> dict[str, dict[str, int]]:
+    """The per-host stats of a playbook's work: a host that only passed the input checks
+    (`INPUT_PLAY`, which runs whatever the tags) did nothing, and is left out; one that
+    failed them stays. No host left: the step's plays matched none (N18: never done)."""
+    worked = {h for play, hosts in result.hosts_by_play.items() if play != INPUT_PLAY for h in hosts}
+    return {h: s for h, s in result.stats.items()
+            if h in worked or s.get("failures") or s.get("dark")}
+
 
 # ---------------------------------------------------------------------------- the evidence
 # Shapes are fixed (a list is a list, a required field is there, a flag is a real boolean);

@@ -274,6 +274,36 @@ def test_a_playbook_step_publishing_an_unknown_key_fails_and_a_conforming_one_is
     assert next(e["data"] for e in evidence if e["kind"] == "facts") == {"versions": VALID["versions"]}
 
 
+def test_hosts_that_only_passed_the_input_checks_did_no_work_so_a_step_that_matched_no_other_is_not_done(
+        tmp_path, monkeypatch):
+    """N18: the input checks run on every host whatever the tags; a step whose work matched
+    no host under the limit touched nothing and is failed, never done, as before they existed."""
+    inv = tmp_path / "inventory.yml"
+    inv.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+                   "      ansible_python_interpreter: '{{ ansible_playbook_python }}'\n"
+                   "    elsewhere:\n      ansible_connection: local\n"
+                   "      ansible_python_interpreter: '{{ ansible_playbook_python }}'\n")
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("CUTOVER_TEST_MARKER", str(marker))
+    plan = _one_step_plan(tmp_path, "playbook")
+    plan.write_text(plan.read_text().replace("tests/data/inventory.yml", str(inv))
+                    .replace("published.yml", "inputs-then-work.yml"))
+    opts = RunOptions(plan=str(plan), journal=str(tmp_path / "j.sqlite"), artifacts=str(tmp_path / "art"),
+                      rehearsal=True, notify_urls=[], say=lambda *_: None, limit="elsewhere")
+    with pytest.raises(StepFailed) as err:
+        Executor("stop", opts).run()
+    assert "match no host under --limit elsewhere: nothing was done" in err.value.message
+    assert not marker.exists()
+    Executor("stop", RunOptions(**{**opts.__dict__, "limit": None})).run()
+    j = Journal.open(tmp_path / "j.sqlite")
+    try:
+        assert j.step("s1")["state"] == "done"
+        assert j.step("s1")["summary"] == "1 host(s), 1 change(s), 0 failure(s)"  # not 2: elsewhere did nothing
+    finally:
+        j.close()
+    assert marker.read_text() == "s1 end\n"
+
+
 # --------------------------------------------------------------------------- what a playbook receives
 
 

@@ -59,6 +59,7 @@ class PlaybookResult:
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     failures: list[HostFailure] = field(default_factory=list)
     evidence: dict[str, Any] = field(default_factory=dict)  # set_stats data (gates)
+    hosts_by_play: dict[str, list[str]] = field(default_factory=dict)  # hosts with a result, per play
 
     @property
     def ok(self) -> bool:
@@ -122,6 +123,7 @@ def run_playbook(
 
     failures: list[HostFailure] = []
     evidence: dict[str, Any] = {}
+    hosts_by_play: dict[str, list[str]] = {}
 
     def handler(event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
@@ -138,6 +140,9 @@ def run_playbook(
             status = "ok"
         task = data.get("task", "")
         host = data.get("host", "")
+        seen = hosts_by_play.setdefault(data.get("play", ""), [])
+        if host not in seen:
+            seen.append(host)
         msg = ""
         if status in ("failed", "unreachable"):
             msg = _message(res) if not data.get("no_log") else "(output hidden: no_log)"
@@ -191,6 +196,7 @@ def run_playbook(
         stats=per_host,
         failures=failures,
         evidence=evidence,
+        hosts_by_play=hosts_by_play,
     )
     if not result.ok and not failures:
         # Failed before any host ran (syntax error, missing role, bad inventory):

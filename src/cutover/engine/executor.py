@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.ansible import HostFailure, is_driver, processes_of, run_playbook, stop_processes
-from cutover.contract import PlaybookVars, check_evidence
+from cutover.contract import PlaybookVars, check_evidence, work_stats
 from cutover.engine import notify
 from cutover.engine.clock import Clock, RehearsalClock
 from cutover.engine.journal import Journal, now_iso, operator
@@ -410,6 +410,7 @@ class Executor:
         # a value of the wrong shape, fails the step (and is not stored), naming both
         found, wrong = check_evidence(result.evidence, step.playbook or "")
         result.failures += [HostFailure("-", step.playbook or "", problem) for problem in wrong]
+        result.stats = work_stats(result)  # hosts that only passed the input checks did nothing
         gate = found.get("gate") if step.kind == "gate" else None
         evidence: list[tuple[str, Any]] = [("result", {
             "status": result.status, "rc": result.rc, "stats": result.stats,
@@ -545,7 +546,7 @@ def _rollback_stage(opts: RunOptions, journal: Journal, run_id: int, inventory: 
     finally:
         if progress:
             progress.__exit__(None, None, None)
-    if result.ok and not result.stats:  # a --limit without the hosts: nothing was rolled back
+    if result.ok and not work_stats(result):  # a --limit without the hosts: nothing was rolled back
         journal.end_run(run_id, "failed")
         raise CutoverError(f"{name}: its plays match no host under --limit {opts.limit}; nothing "
                            "was rolled back there", "run it with a limit that includes those hosts")
