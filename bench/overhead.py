@@ -64,7 +64,9 @@ def plain(plan, n: int, tmp: Path) -> float:
 
 
 def back_to_before_the_window() -> None:
-    playbook("playbooks/restore/restore.yml", {}, [], None)
+    # the stop side only ran: the hosts still run the release before the window, which the
+    # restore's release check would refuse; said so, not skipped silently
+    playbook("playbooks/restore/restore.yml", {"cutover_restore_without_release": True}, [], None)
 
 
 def main() -> int:

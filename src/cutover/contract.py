@@ -7,7 +7,8 @@ Both directions live here, so a playbook and the Python that runs it cannot drif
   `invoke data.*`, `invoke verify.versions`) and turned into extra vars by its one
   `to_extravars()`. The plan's own `vars` and a step's `vars` are the plan author's and
   merge in under the engine's. `PLAN_VARS` names the `cutover_*` variables a playbook reads
-  that the plan (or an operator's `-e`) supplies instead.
+  that the plan (or an operator's `-e`) supplies instead. Every entry playbook checks what
+  it needs in its first play, `INPUT_PLAY`, tagged `always`.
 * **What a playbook hands back.** Every key a playbook publishes with
   `ansible.builtin.set_stats` has one model in `EVIDENCE`; `check_evidence` holds a
   playbook's stats to them before anything stores or reads them. A key the contract does
@@ -31,8 +32,10 @@ if TYPE_CHECKING:
 
 
 class PlaybookVars(BaseModel):
-    """The variables every playbook of a plan receives. A field left `None` is not passed;
-    a field no playbook reads does not belong here."""
+    """The variables every playbook of a plan receives. A field left `None` is not passed.
+
+    Which playbook needs which of them is said, and checked, by the playbook itself (its
+    first play, `INPUT_PLAY`); a field no playbook reads does not belong here."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -91,11 +94,19 @@ PLAN_VARS: dict[str, str] = {
                        "stopped for the window (default false)",
     "cutover_job_tolerance": "check-jobs.yml: the share by which a job's output may differ from its "
                              "baseline (default 0.2)",
+    "cutover_restore_without_release": "restore.yml: true starts the services without checking their "
+                                       "programs against a release manifest (a lab brought back before "
+                                       "a window); never inside one",
 }
 
-# The first play of an entry playbook that asserts its inputs (tags: [always]). Hosts that
-# only passed it did no work: the engine leaves them out of a step's hosts.
+# The first play of every entry playbook: it asserts the inputs (tags: [always]). Hosts
+# that only passed it did no work: the engine leaves them out of a step's hosts.
 INPUT_PLAY = "Check inputs"
+
+# Entry playbooks that check every host against the release manifest: a plan that runs one
+# names its release_manifest (restore.yml: unless cutover_restore_without_release is true).
+RELEASE_PLAYBOOKS = ("playbooks/deploy/deploy.yml", "playbooks/deploy/verify-versions.yml",
+                     "playbooks/deploy/rollback.yml", "playbooks/restore/restore.yml")
 
 
 def work_stats(result: PlaybookResult) -> dict[str, dict[str, int]]:

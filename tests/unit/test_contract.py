@@ -1,6 +1,8 @@
 """The contract between the engine and the playbooks (cutover.contract, issue #13).
 
-What a playbook receives: `PlaybookVars.to_extravars()` for every caller. What a playbook
+What a playbook receives: `PlaybookVars.to_extravars()` for every caller; every entry
+playbook asserts its inputs in its first play, and every caller passes what those asserts
+require (checked by running the input plays with each caller's variables). What a playbook
 hands back: every `set_stats` key has its model, and evidence of the wrong shape or of an
 unknown key fails the step, naming the key and the playbook, and is not stored.
 
@@ -21,23 +23,38 @@ name is read somewhere under playbooks/ or roles/.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from cutover.contract import ENGINE_VARS, EVIDENCE, PLAN_VARS, PlaybookVars, check_evidence
+from cutover.contract import (
+    ENGINE_VARS,
+    EVIDENCE,
+    INPUT_PLAY,
+    PLAN_VARS,
+    PlaybookVars,
+    check_evidence,
+)
 from cutover.engine import executor
 from cutover.engine.executor import Executor, RunOptions, StepFailed
 from cutover.engine.journal import Journal
+from cutover.paths import resolve
 from cutover.plan.lint import check, load_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "plans" / "shanxi-2023-11.yml"
 CONTENT = [ROOT / "playbooks", ROOT / "roles"]
+ENTRY_PLAYBOOKS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "playbooks").glob("*/*.yml")
+                         if p.parent.name != "lab")
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 
 
 def _yaml_files() -> list[Path]:
@@ -335,6 +352,15 @@ def test_the_engines_variables_win_over_the_plans_and_the_plan_may_not_set_them(
                for p in problems), problems
 
 
+def test_a_plan_whose_steps_check_the_release_must_name_its_manifest(tmp_path):
+    text = SHIPPED.read_text(encoding="utf-8").replace("  release_manifest: releases/shanxi-2023-11.yml\n", "")
+    (tmp_path / "plan.yml").write_text(text, encoding="utf-8")
+    _, problems = load_plan(tmp_path / "plan.yml")
+    errors = [str(p) for p in problems if "names no release_manifest" in str(p)]
+    assert len(errors) == 7, errors  # n8-deploy-verify, five restore stages, n12-verify-versions
+    assert any("step n8-deploy-verify runs playbooks/deploy/deploy.yml" in e for e in errors)
+
+
 def _names(text: str) -> set[str]:
     return set(re.findall(r"\bcutover_[a-z0-9_]+\b", text))
 
@@ -391,3 +417,238 @@ def test_every_cutover_variable_a_plan_sets_is_a_plan_variable_of_the_contract()
             for step in phase["steps"]:
                 keys |= set(step.get("vars", {}))
         assert sorted(k for k in keys if k.startswith("cutover_") and k not in PLAN_VARS) == [], _rel(path)
+
+
+# --------------------------------------------------------------------------- (2) input checks
+
+
+def _plays(playbook: str) -> list[dict]:
+    return _load(ROOT / playbook)
+
+
+def _input_asserts(playbook: str) -> list[dict]:
+    """The assert tasks of the playbook's first play, imported task files included."""
+    out = []
+    for task in _plays(playbook)[0].get("tasks", []):
+        target = task.get("ansible.builtin.import_tasks") or task.get("import_tasks")
+        if target:
+            out += list(_load(ROOT / Path(playbook).parent / target))
+        else:
+            out.append(task)
+    return out
+
+
+def _leading_comment(playbook: str) -> str:
+    out = []
+    for line in (ROOT / playbook).read_text(encoding="utf-8").splitlines()[1:]:
+        if not line.startswith("#"):
+            break
+        out.append(line)
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("playbook", ENTRY_PLAYBOOKS)
+def test_every_entry_playbook_begins_by_asserting_its_inputs_whatever_the_tags(playbook):
+    first = _plays(playbook)[0]
+    assert first.get("name") == INPUT_PLAY
+    assert first.get("tags") == ["always"]  # --tags never skips it
+    assert first.get("any_errors_fatal") is True  # one host's missing input stops every host
+    asserts = _input_asserts(playbook)
+    assert asserts
+    for task in asserts:
+        assert set(task) & {"ansible.builtin.assert"}, f"{task.get('name')}: the first play only asserts"
+        assert task["ansible.builtin.assert"].get("fail_msg"), task.get("name")
+        assert "when" not in task, f"{task.get('name')}: an input check is never skipped"
+    # its header says how to run it alone, with every contract variable its asserts name
+    header = _leading_comment(playbook)
+    assert f"ansible-playbook -i inventories/lab {playbook}" in header
+    assert "hosts:" in header  # which inventory groups it needs
+    named = set().union(*(_names(json.dumps(t["ansible.builtin.assert"])) for t in asserts))
+    assert named <= _names(header), f"the header does not say how to pass {sorted(named - _names(header))}"
+    for name in named:  # and every message says where the variable comes from
+        msgs = [t["ansible.builtin.assert"]["fail_msg"] for t in asserts
+                if name in json.dumps(t["ansible.builtin.assert"].get("that"))]
+        assert any(name in m for m in msgs), (name, msgs)
+
+
+# A `when:` that tests whether a variable is defined skips its task when the variable is
+# missing; for a safety check that is a check silently not made. The few left choose what a
+# given item is, each with its reason.
+DEFINED_TESTS_ALLOWED = {
+    ("roles/service_control/tasks/one.yml", "One | Wait until the service accepts TCP connections"):
+        "a service's health probe is http, tcp or command, by which key its item has",
+    ("roles/service_control/tasks/one.yml", "One | Wait until the command probe succeeds"):
+        "a service's health probe is http, tcp or command, by which key its item has",
+    ("roles/service_control/tasks/one.yml", "One | Fail when the command probe never succeeded"):
+        "the command probe's own verdict: only a service whose probe is a command has one",
+}
+
+
+def test_no_task_is_skipped_because_a_variable_is_not_defined():
+    found = set()
+    for path in _yaml_files():
+        for task in _tasks(_load(path)):
+            when = task.get("when")
+            text = " ".join(when) if isinstance(when, list) else str(when or "")
+            if re.search(r"\bis\s+(not\s+)?(un)?defined\b", text):
+                found.add((_rel(path), task.get("name")))
+    assert found == set(DEFINED_TESTS_ALLOWED)
+    assert ("playbooks/restore/restore.yml", "Core | Refuse to start this host if its programs are not the release's") \
+        not in found
+
+
+# --------------------------------------------------------------------------- callers vs asserts
+# The input plays run for real (ansible-playbook, an unknown tag so that only `always` runs),
+# against the lab inventory's hosts and variables with every host local: an assert never
+# connects, so no lab is needed and none is touched.
+
+PROBE_TAG = "cutover-contract-probe"
+
+
+@pytest.fixture(scope="module")
+def probe_inventory(tmp_path_factory) -> Path:
+    inv = tmp_path_factory.mktemp("probe") / "inventory"
+    inv.mkdir()
+    hosts = _load(ROOT / "inventories" / "lab" / "hosts.yml")
+
+    def local(node: Any) -> None:  # the first host of every group, as the lab has it, but local
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "hosts" and isinstance(value, dict):
+                    first = next(iter(value))
+                    node[key] = {first: {**(value[first] or {}), "ansible_connection": "local"}}
+                else:
+                    local(value)
+
+    local(hosts)
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts, allow_unicode=True), encoding="utf-8")
+    (inv / "group_vars").symlink_to(ROOT / "inventories" / "lab" / "group_vars")
+    return inv
+
+
+def _ansible(inv: Path, playbook: Path, extravars: dict[str, Any], tmp: Path) -> tuple[int, str]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    evars = tmp / "extravars.json"
+    evars.write_text(json.dumps(extravars), encoding="utf-8")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "False",
+           "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp")}
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inv), str(playbook), "--tags", PROBE_TAG,
+                           "-e", f"@{evars}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _run_together(inv: Path, cases: dict[str, tuple[str, dict[str, Any]]], tmp: Path) -> tuple[int, dict[str, str]]:
+    """Every case's input checks in one ansible-playbook run (one start-up, not dozens):
+    each playbook imported with the case's variables (as its plays' variables, which the
+    asserts see as they see extra vars), after a play named for the case. The output of
+    each case, by name; a failure ends the run."""
+    plays: list[dict[str, Any]] = []
+    for name, (playbook, extravars) in cases.items():
+        plays.append({"name": f"case: {name}", "hosts": "localhost", "gather_facts": False,
+                      "tags": ["always"], "tasks": []})
+        plays.append({"ansible.builtin.import_playbook": str(ROOT / playbook), "vars": extravars})
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "cases.yml").write_text(yaml.safe_dump(plays, allow_unicode=True), encoding="utf-8")
+    rc, out = _ansible(inv, tmp / "cases.yml", {}, tmp)
+    parts = re.split(r"^PLAY \[case: (.+?)\] \**$", out, flags=re.MULTILINE)
+    return rc, {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)} | {"(after)": parts[-1]}
+
+
+def _run_apart(inv: Path, cases: dict[str, tuple[str, dict[str, Any]]], tmp: Path) -> dict[str, tuple[int, str]]:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(_ansible, inv, ROOT / playbook, extravars, tmp / re.sub(r"\W", "_", name))
+                   for name, (playbook, extravars) in cases.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def _data_tasks() -> list[str]:
+    text = (ROOT / "src" / "cutover" / "cli" / "data.py").read_text(encoding="utf-8")
+    return sorted(set(re.findall(r'run_data_playbook\(c, "([a-z-]+)"', text)))
+
+
+def _callers(tmp: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every caller of a playbook, with the variables it passes."""
+    from cutover.cli import data as data_cli
+    from cutover.cli import verify as verify_cli
+
+    plan, _ = check(SHIPPED)
+    art = str(tmp / "art")
+    cases: dict[str, tuple[str, dict[str, Any]]] = {}
+    for step in plan.steps():  # the executor, for the plan's steps (real and rehearsal alike)
+        if step.playbook:
+            cases[f"cutover step {step.id}"] = (step.playbook, executor.step_vars(
+                plan, step, artifacts=art, journal_id="f00d", rehearsal=False).to_extravars())
+    for name in (executor.DATA_VERIFY_PLAYBOOK, executor.ROLLBACK_PLAYBOOK, executor.DATA_RESTORE_PLAYBOOK):
+        cases[f"cutover.rollback {name}"] = (name, executor.rollback_vars(
+            plan, artifacts=art, journal_id="f00d", rehearsal=False).to_extravars())
+    snapshot_options = {"pg_data_test_restore": False, "pg_data_snapshot_replace": False}
+    tasks = _data_tasks()
+    assert {"screen", "freeze", "unfreeze", "snapshot", "verify-snapshot", "export", "handoff", "reconcile"} <= set(tasks)
+    for name in tasks:  # invoke data.*, before any journal exists (no id yet)
+        cases[f"data.{name}"] = (f"playbooks/data/{name}.yml", data_cli.data_playbook_vars(
+            plan, artifacts=art, journal_id="",
+            extra=snapshot_options if "snapshot" in name else None).to_extravars())
+    cases["verify.versions"] = (verify_cli.PLAYBOOK, verify_cli.versions_vars(
+        resolve(plan.plan.release_manifest), require_running=False).to_extravars())
+    # bench/overhead.py brings the lab back before the window (no release deployed)
+    cases["bench restore"] = ("playbooks/restore/restore.yml", {"cutover_restore_without_release": True})
+    # the lab's integration tests run these alone, with these variables
+    cases["test full-stop rerun"] = ("playbooks/stop/full-stop.yml", {})
+    cases["test tampered deploy"] = ("playbooks/deploy/deploy.yml",
+                                     {"cutover_release_manifest": str(resolve(plan.plan.release_manifest))})
+    cases["test locked snapshot"] = ("playbooks/data/snapshot.yml", {"cutover_plan": plan.plan.name,
+                                                                     "pg_data_lock_wait": 4})
+    return cases
+
+
+def _ran_its_input_checks(out: str) -> bool:
+    return f"PLAY [{INPUT_PLAY}]" in out and "TASK [Inputs |" in out and "ok: [" in out and "fatal:" not in out
+
+
+def test_every_caller_passes_what_each_playbook_asserts(probe_inventory, tmp_path):
+    cases = _callers(tmp_path)
+    assert {playbook for playbook, _ in cases.values()} == set(ENTRY_PLAYBOOKS)  # every playbook has a caller
+    distinct: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, (playbook, extravars) in cases.items():  # the restore's five stages pass the same, but their step
+        same = {k: v for k, v in extravars.items() if k != "cutover_step"}
+        if not any(p == playbook and {k: v for k, v in e.items() if k != "cutover_step"} == same
+                   for p, e in distinct.values()):
+            distinct[name] = (playbook, extravars)
+    rc, outs = _run_together(probe_inventory, distinct, tmp_path)
+    refused = {name: out[-2000:] for name, out in outs.items() if name in distinct and not _ran_its_input_checks(out)}
+    assert refused == {}
+    assert set(distinct) <= set(outs)
+    assert rc == 0, outs["(after)"][-2000:]
+
+
+# The first contract variable each playbook refuses to run without (the others run alone).
+REFUSED_ALONE = {
+    "playbooks/data/export.yml": "cutover_data_dir",
+    "playbooks/data/handoff.yml": "cutover_plan",
+    "playbooks/data/reconcile.yml": "cutover_plan",
+    "playbooks/data/restore-snapshot.yml": "cutover_plan",
+    "playbooks/data/screen.yml": "cutover_data_exclude_lines",
+    "playbooks/data/snapshot.yml": "cutover_plan",
+    "playbooks/data/verify-snapshot.yml": "cutover_plan",
+    "playbooks/deploy/deploy.yml": "cutover_release_manifest",
+    "playbooks/deploy/rollback.yml": "cutover_release_manifest",
+    "playbooks/deploy/verify-versions.yml": "cutover_release_manifest",
+    "playbooks/restore/restore.yml": "cutover_release_manifest",
+    "playbooks/stop/gate-collection-plan.yml": "cutover_period",
+    "playbooks/stop/gate-payments-approvals.yml": "cutover_period",
+}
+
+
+def test_a_playbook_run_alone_without_what_it_needs_is_refused_naming_the_variable(probe_inventory, tmp_path):
+    alone = {p: (p, {}) for p in ENTRY_PLAYBOOKS if p not in REFUSED_ALONE}
+    rc, outs = _run_together(probe_inventory, alone, tmp_path / "alone")
+    assert rc == 0, outs["(after)"][-2000:]
+    assert all(_ran_its_input_checks(outs[p]) for p in alone)
+    for playbook, (rc, out) in _run_apart(probe_inventory, {p: (p, {}) for p in REFUSED_ALONE}, tmp_path).items():
+        name = REFUSED_ALONE[playbook]
+        assert rc != 0, f"{playbook} ran without {name}"
+        assert f"PLAY [{INPUT_PLAY}]" in out
+        assert re.search(rf"{name} is (missing|not set)", out), out[-2000:]
+        assert "PLAY RECAP" in out  # refused by the input check, not by a crash

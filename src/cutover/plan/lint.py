@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from cutover.contract import ENGINE_VARS
+from cutover.contract import ENGINE_VARS, RELEASE_PLAYBOOKS
 from cutover.data import sql
 from cutover.errors import CutoverError
 from cutover.lab.topology import load_inventory
@@ -121,7 +121,7 @@ def _lint(plan: Plan, doc: LoadedYaml, add, inventory: str | Path | None,
     _lint_playbooks(plan, add, locs)
     _lint_data_exclusion(plan, add)
     _lint_inventory(plan, add, locs, inventory)
-    _lint_release_manifest(plan, add)
+    _lint_release_manifest(plan, add, locs)
     _lint_engine_vars(plan, add, locs)
     _lint_durations(plan, add, durations)
 
@@ -431,13 +431,25 @@ def _inventory_line(inv_path: Path, text: str) -> tuple[str, int]:
     return _rel(inv_path), 1
 
 
-def _lint_release_manifest(plan: Plan, add) -> None:
+def _lint_release_manifest(plan: Plan, add, locs) -> None:
     """The release manifest is read by the deploy's playbooks on the hosts; a file that
-    cannot be loaded safely is refused here, before any host is touched."""
+    cannot be loaded safely is refused here, before any host is touched. A step whose
+    playbook checks the hosts against it (cutover.contract.RELEASE_PLAYBOOKS) needs it."""
+    needing = [s for s in plan.steps() if s.playbook in RELEASE_PLAYBOOKS
+               and not ({**plan.plan.vars, **s.vars}.get("cutover_restore_without_release") is True
+                        and s.playbook == "playbooks/restore/restore.yml")]
     if not plan.plan.release_manifest:
+        for step in needing:
+            add((*locs[step.id], "playbook"), f"step {step.id} runs {step.playbook}, which checks every host "
+                "against the release manifest, but the plan names no release_manifest",
+                "set plan.release_manifest (e.g. releases/shanxi-2023-11.yml)")
         return
     path = resolve(plan.plan.release_manifest)
     if not path.is_file():
+        if needing:
+            add(("plan", "release_manifest"), f"release_manifest {plan.plan.release_manifest} does not exist "
+                f"(steps {', '.join(s.id for s in needing)} check every host against it)",
+                "paths are relative to the project root, e.g. releases/shanxi-2023-11.yml")
         return
     try:
         load_yaml(path)
