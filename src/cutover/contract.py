@@ -94,10 +94,21 @@ PLAN_VARS: dict[str, str] = {
                        "stopped for the window (default false)",
     "cutover_job_tolerance": "check-jobs.yml: the share by which a job's output may differ from its "
                              "baseline (default 0.2)",
+}
+
+# Set by an operator's `-e` only (bench/overhead.py brings a lab back before a window), never by
+# a plan: `plan.check` refuses it in plan.vars and a step's vars (a plan that could say it would
+# start every host of a real window unchecked).
+OPERATOR_ONLY_VARS: dict[str, str] = {
     "cutover_restore_without_release": "restore.yml: true starts the services without checking their "
                                        "programs against a release manifest (a lab brought back before "
                                        "a window); never inside one",
 }
+
+# A role's inputs (`<role>_*`) are its playbook's to set: a plan's vars travel as extra vars, which
+# win over every include of the role (`version_verify_components: []` would verify nothing). These
+# few are the plan author's on purpose.
+PLAN_ROLE_OPTIONS: frozenset[str] = frozenset({"pg_data_test_restore"})
 
 # The first play of every entry playbook: it asserts the inputs (tags: [always]). Hosts
 # that only passed it did no work: the engine leaves them out of a step's hosts.

@@ -39,6 +39,7 @@ from cutover.contract import (
     ENGINE_VARS,
     EVIDENCE,
     INPUT_PLAY,
+    OPERATOR_ONLY_VARS,
     PLAN_VARS,
     PlaybookVars,
     check_evidence,
@@ -352,6 +353,34 @@ def test_the_engines_variables_win_over_the_plans_and_the_plan_may_not_set_them(
                for p in problems), problems
 
 
+@pytest.mark.parametrize(("key", "why"), [
+    ("cutover_restore_without_release", "which only an operator's -e may set"),
+    ("__verify_components", "a playbook's internal name"),
+    ("__lines", "a playbook's internal name"),
+    ("version_verify_components", "an input of the role version_verify"),
+    ("pg_data_snapshot_replace", "an input of the role pg_data"),
+])
+def test_a_plan_may_not_set_what_would_switch_a_playbooks_check_off(tmp_path, key, why):
+    """Plan vars travel as extra vars, which win over what a playbook sets: each of these would
+    silently turn a check off (verify nothing, hand over 城居保, replace the way back)."""
+    for where, text in (
+        ("plan.vars", SHIPPED.read_text(encoding="utf-8").replace(
+            "    cutover_data_exclude_lines: [cjyl]\n", f"    cutover_data_exclude_lines: [cjyl]\n    {key}: []\n")),
+        ("step n12-restore-online", SHIPPED.read_text(encoding="utf-8").replace(
+            "      - id: n12-restore-online\n", f"      - id: n12-restore-online\n        vars: {{{key}: true}}\n")),
+    ):
+        (tmp_path / "plan.yml").write_text(text, encoding="utf-8")
+        _, problems = load_plan(tmp_path / "plan.yml")
+        found = [str(p) for p in problems if f"sets {key}, {why}" in str(p)]
+        assert found, (where, [str(p) for p in problems])
+        assert where in found[0]
+
+
+def test_the_plans_own_role_option_is_still_accepted():
+    _, problems = load_plan(SHIPPED)  # n5-verify-snapshot sets pg_data_test_restore
+    assert not [p for p in problems if "pg_data_test_restore" in str(p)]
+
+
 def test_a_plan_whose_steps_check_the_release_must_name_its_manifest(tmp_path):
     text = SHIPPED.read_text(encoding="utf-8").replace("  release_manifest: releases/shanxi-2023-11.yml\n", "")
     (tmp_path / "plan.yml").write_text(text, encoding="utf-8")
@@ -399,12 +428,12 @@ def test_every_cutover_variable_a_playbook_reads_is_in_the_contract():
         for name in _names(path.read_text(encoding="utf-8")):
             read.setdefault(name, []).append(_rel(path))
     own = _defined_by_the_files()
-    known = set(ENGINE_VARS) | set(PLAN_VARS) | _inventory_names()
+    known = set(ENGINE_VARS) | set(PLAN_VARS) | set(OPERATOR_ONLY_VARS) | _inventory_names()
     outside = {name: files for name, files in sorted(read.items()) if name not in own and name not in known}
     assert outside == {}, "read by playbooks but neither the engine's, the plan's nor the inventory's"
     assert "cutover_plan" in read  # the scan finds them at all
     assert "cutover_period" in read
-    unread = sorted(n for n in [*ENGINE_VARS, *PLAN_VARS] if n not in read)
+    unread = sorted(n for n in [*ENGINE_VARS, *PLAN_VARS, *OPERATOR_ONLY_VARS] if n not in read)
     assert unread == [], "in the contract, but no playbook reads it"
     assert not set(ENGINE_VARS) & set(PLAN_VARS)
 

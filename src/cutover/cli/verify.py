@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from invoke import Context, Exit, task
+from rich.markup import escape
 from rich.table import Table
 
 from cutover.ansible import run_playbook
@@ -75,11 +76,12 @@ def versions(c: Context, manifest: str | None = None, inventory: str | None = No
         for col in ("host", "component", "expected", "found", "probe", ""):
             table.add_column(col)
         for r in sorted(rows, key=lambda r: (r["host"], r["component"], r["probe"])):
-            table.add_row(r["host"], r["component"], r["expected"], str(r["found"]), r["probe"],
+            # what a host replied is shown as text, never as markup (it could fake an "ok")
+            table.add_row(*(escape(str(r[k])) for k in ("host", "component", "expected", "found", "probe")),
                           "[green]ok[/]" if r["ok"] else "[red]MISMATCH[/]")
         console.print(table)
         for p in problems:
-            console.print(f"[red]{p.host}[/]: {p.task}: {p.message}")
+            console.print(f"[red]{escape(p.host)}[/]: {escape(p.task)}: {escape(p.message)}")
     if bad or problems:
         names = sorted({f"{r['host']}/{r['component']}" for r in bad} | {p.host for p in problems})
         raise Exit(f"version check failed: {', '.join(names)}", code=1)

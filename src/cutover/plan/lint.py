@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from cutover.contract import ENGINE_VARS, RELEASE_PLAYBOOKS
+from cutover.contract import ENGINE_VARS, OPERATOR_ONLY_VARS, PLAN_ROLE_OPTIONS, RELEASE_PLAYBOOKS
 from cutover.data import sql
 from cutover.errors import CutoverError
 from cutover.lab.topology import load_inventory
@@ -435,9 +435,7 @@ def _lint_release_manifest(plan: Plan, add, locs) -> None:
     """The release manifest is read by the deploy's playbooks on the hosts; a file that
     cannot be loaded safely is refused here, before any host is touched. A step whose
     playbook checks the hosts against it (cutover.contract.RELEASE_PLAYBOOKS) needs it."""
-    needing = [s for s in plan.steps() if s.playbook in RELEASE_PLAYBOOKS
-               and not ({**plan.plan.vars, **s.vars}.get("cutover_restore_without_release") is True
-                        and s.playbook == "playbooks/restore/restore.yml")]
+    needing = [s for s in plan.steps() if s.playbook in RELEASE_PLAYBOOKS]
     if not plan.plan.release_manifest:
         for step in needing:
             add((*locs[step.id], "playbook"), f"step {step.id} runs {step.playbook}, which checks every host "
@@ -460,17 +458,35 @@ def _lint_release_manifest(plan: Plan, add, locs) -> None:
 
 
 def _lint_engine_vars(plan: Plan, add, locs) -> None:
-    """The engine's own variables (cutover.contract.PlaybookVars) are not the plan's to set:
-    they would be overridden without a word."""
-    for key in plan.plan.vars:
+    """What a plan's vars may not set: they travel as extra vars, which win over everything a
+    playbook sets itself. The engine's own variables (cutover.contract.PlaybookVars), the
+    operator-only switches, the playbooks' internal `_*` names and the roles' inputs (except
+    cutover.contract.PLAN_ROLE_OPTIONS) would each override a check without a word."""
+    roles = sorted(p.name for p in resolve("roles").iterdir() if p.is_dir())
+
+    def problem(key: str) -> str | None:
         if key in ENGINE_VARS:
-            add(("plan", "vars", key), f"plan.vars sets {key}, which the engine passes to every playbook",
-                "remove it; see docs/plan-reference.md for what a playbook receives")
+            return "which the engine passes to every playbook"
+        if key in OPERATOR_ONLY_VARS:
+            return "which only an operator's -e may set (never a plan: it switches a check off)"
+        if key.startswith("_"):
+            return "a playbook's internal name (it would override what the playbook computes)"
+        role = next((r for r in roles if key.startswith(r + "_")), None)
+        if role and key not in PLAN_ROLE_OPTIONS:
+            return (f"an input of the role {role}, which its playbooks set (as an extra var it would "
+                    "override every use of the role)")
+        return None
+
+    hint = "remove it; see docs/plan-reference.md for what a plan's vars may set"
+    for key in plan.plan.vars:
+        why = problem(key)
+        if why:
+            add(("plan", "vars", key), f"plan.vars sets {key}, {why}", hint)
     for step in plan.steps():
         for key in step.vars:
-            if key in ENGINE_VARS:
-                add((*locs[step.id], "vars", key), f"step {step.id} sets {key}, which the engine passes "
-                    "to every playbook", "remove it; see docs/plan-reference.md for what a playbook receives")
+            why = problem(key)
+            if why:
+                add((*locs[step.id], "vars", key), f"step {step.id} sets {key}, {why}", hint)
 
 
 def play_hosts(path: Path) -> list[str]:
