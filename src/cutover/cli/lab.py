@@ -26,8 +26,8 @@ from cutover.ui import PlaybookProgress, console
         "seed": "seed of the synthetic data (same seed, same rows)",
         "fault": "plant a gate failure in the data: missing-plan, unpaid-batch, "
         "pending-approval, in-transit (repeatable)",
-        "reset": "provision again even when nothing changed: a lab a window ran on goes back to "
-        "before the window (unfrozen, its snapshots removed, re-seeded)",
+        "reset": "provision again even when nothing changed: databases unfrozen, snapshots removed, "
+        "data re-seeded, the old release running (the drop's inbox and the tax database are kept)",
     },
     iterable=["fault"],
 )
