@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _switch_block() -> list[dict]:
     tasks = yaml.safe_load((ROOT / "roles" / "release_deploy" / "tasks" / "main.yml").read_text())
-    block = next(t for t in tasks if str(t.get("name", "")).startswith("Switch | Move current"))
+    block = next(t for t in tasks if str(t.get("name", "")).startswith("Release deploy | Switch | Move current"))
     return block["block"]
 
 

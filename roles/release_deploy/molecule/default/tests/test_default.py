@@ -26,10 +26,16 @@ def test_tampered_artifact_was_refused_before_unpacking(host):
     assert "does not match" in host.file("/root/tampered-refused").content_string
     assert not host.file("/opt/demo/releases/9.9.9").exists
     assert not host.file("/opt/demo/releases/9.9.9.partial").exists
-    assert not host.file("/var/cache/release_deploy/demo-9.9.9.tar.gz").exists
+    assert "0" * 64 not in host.check_output("ls -A /var/cache/release_deploy")
 
 
 def test_no_partial_directories_or_stray_links_remain(host):
     listing = host.check_output("ls -A /opt/demo /opt/demo/releases")
     assert ".partial" not in listing
     assert ".current.new" not in listing
+
+
+def test_components_sharing_an_artifact_get_one_staged_copy_and_each_switches(host):
+    assert host.file("/opt/demo-twin/current").linked_to == "/opt/demo-twin/releases/1.1.0"
+    staged = host.check_output("ls -A /var/cache/release_deploy").split()
+    assert len([f for f in staged if f.endswith("demo-1.1.0.tar.gz")]) == 1, staged
