@@ -16,7 +16,8 @@ TEST_TOOLS = {"chromium": "chromium", "/usr/share/fonts/truetype/wqy/wqy-zenhei.
 
 
 def _roles_with_molecule() -> list[Path]:
-    return sorted(p.parents[2] for p in (ROOT / "roles").glob("*/molecule/default/molecule.yml"))
+    scenarios = (ROOT / "roles").glob("*/molecule/default/molecule.yml")
+    return sorted(scenario.parents[2] for scenario in scenarios)
 
 
 @task(help={"quick": "unit tests only (no lab, no Molecule, no linters)",
@@ -48,9 +49,9 @@ def run_tests(c: Context, quick: bool = False, molecule: bool = True, sweep: boo
         failed = []
         for role in _roles_with_molecule():
             print(f"==> molecule test: {role.name}", flush=True)
-            r = c.run(f"cd {role} && molecule test", warn=True,
-                      env={"CONTAINERS_CONF": str(CONTAINERS_CONF)})
-            if r is None or r.exited != 0:
+            result = c.run(f"cd {role} && molecule test", warn=True,
+                           env={"CONTAINERS_CONF": str(CONTAINERS_CONF)})
+            if result is None or result.exited != 0:
                 failed.append(role.name)
         roles = len(_roles_with_molecule())
         print(f"molecule: {roles - len(failed)} passed, {len(failed)} failed")
