@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import sys
@@ -17,12 +16,10 @@ from cutover.engine import rollback as rollback_mod
 from cutover.engine import status as status_mod
 from cutover.engine.executor import Executor
 from cutover.engine.forecast import forecast, rehearsal_journal, step_durations
-from cutover.engine.journal import Journal
-from cutover.engine.session import RunOptions
+from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import StepState
 from cutover.errors import CutoverError
 from cutover.paths import resolve
-from cutover.plan.lint import check as lint_check
 from cutover.plan.times import fmt
 from cutover.report import render
 from cutover.ui import PlaybookProgress, console
@@ -91,10 +88,10 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
            json: bool = False) -> None:  # the option is --json
     """Every step: state, planned vs actual times, who acted, evidence, by site."""
     cfg = c.config.cutover
-    the_plan, _ = lint_check(plan or cfg.plan)
-    journal_path = resolve(journal or cfg.journal)
-    with Journal.open(journal_path) if journal_path.exists() else contextlib.nullcontext() as the_journal:
-        collected = status_mod.collect(the_plan, the_journal, resolve(the_plan.plan.inventory))
+    session = Session(options(c, plan, None, journal))
+    the_plan = session.plan
+    with session.existing_journal() as the_journal:
+        collected = status_mod.collect(the_plan, the_journal, session.inventory)
     if json:
         print(_json.dumps(collected, indent=2, ensure_ascii=False, default=str))
         return
@@ -208,9 +205,7 @@ def rollback(c: Context, plan: str | None = None, inventory: str | None = None,
 def report(c: Context, plan: str | None = None, journal: str | None = None,
            output: str | None = None) -> None:
     """The record of the run: Markdown, self-contained HTML and JSON."""
-    cfg = c.config.cutover
-    the_plan, _ = lint_check(plan or cfg.plan)
-    journal_path = resolve(journal or cfg.journal)
-    out = resolve(output) if output else journal_path.parent
-    for kind, path in render.build(the_plan, journal_path, out).items():
+    session = Session(options(c, plan, None, journal))
+    out = resolve(output) if output else session.journal_path.parent
+    for kind, path in render.build(session.plan, session.journal_path, out).items():
         console.print(f"report ({kind}): {path}")

@@ -6,6 +6,8 @@ bound to the plan, held under the run lock by whatever changes hosts.
     session.ask_if_production("Roll back every component?", "answer yes, or pass --yes")
     with session.journal(lock="rollback") as journal:         # open, lock, bind the plan
         ...
+    with session.existing_journal() as journal:               # status, report: only looks
+        ...
 """
 
 from __future__ import annotations
@@ -107,9 +109,17 @@ class Session:
                 self.opts.say(note)
             yield journal
 
+    @contextlib.contextmanager
+    def existing_journal(self) -> Iterator[Journal | None]:
+        """The journal as it is, for what only looks (None when there is none yet): never
+        created, bound to the plan or locked."""
+        if not self.journal_path.exists():
+            yield None
+            return
+        with Journal.open(self.journal_path) as journal:
+            yield journal
+
     def journal_identity(self) -> str:
         """The journal's id, as the plan's steps pass it; '' when there is no journal yet."""
-        if not self.journal_path.exists():
-            return ""
-        with Journal.open(self.journal_path) as journal:
-            return journal.identity()
+        with self.existing_journal() as journal:
+            return journal.identity() if journal else ""
