@@ -340,7 +340,7 @@ def status(hosts: list[str] | None = None) -> dict[str, Any]:
         rows = list(pool.map(
             lambda h: host_status(h, existing.get(h.name, {}).get("state") == "running"), chosen))
     return {"lab": {k: state.get(k) for k in ("cities", "scale", "seed", "faults", "image")},
-            "hosts": rows, "healthy": bool(rows) and all(r["healthy"] for r in rows)}
+            "hosts": rows, "healthy": bool(rows) and all(row["healthy"] for row in rows)}
 
 
 def podman_available() -> bool:
