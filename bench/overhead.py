@@ -22,10 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from cutover.engine.executor import Executor, RunOptions, combine_limits, step_vars
-from cutover.lab.lab import active_limit
-from cutover.lab.topology import LAB_INVENTORY
-from cutover.paths import ROOT
+from cutover.engine.executor import Executor
+from cutover.engine.playbook_step import step_vars
+from cutover.engine.session import RunOptions
+from cutover.inventory import run_limit
+from cutover.paths import LAB_INVENTORY, ROOT
 from cutover.plan.lint import check
 
 PLAN = ROOT / "plans" / "shanxi-2023-11.yml"
@@ -45,7 +46,7 @@ def playbook(path: str, extravars: dict, tags: list[str], limit: str | None) -> 
            str(ROOT / path), "-e", json.dumps(extravars)]
     if tags:
         cmd += ["--tags", ",".join(tags)]
-    limit = combine_limits(limit, active_limit(LAB_INVENTORY))
+    limit = run_limit(LAB_INVENTORY, limit)
     if limit:
         cmd += ["--limit", limit]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, check=False, capture_output=True, text=True)

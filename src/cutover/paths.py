@@ -7,12 +7,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_STATE = ROOT / ".lab"
+LAB_STATE_FILE = LAB_STATE / "state.json"  # what `lab.up` started, and what it left out
 PLAYBOOKS = ROOT / "playbooks"
 INVENTORIES = ROOT / "inventories"
+LAB_INVENTORY = INVENTORIES / "lab"
 ANSIBLE_CFG = ROOT / "ansible.cfg"
 
 
 def resolve(path: str | Path) -> Path:
     """A path given on the command line or in invoke.yaml, relative to the checkout."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else ROOT / p
+    given = Path(path).expanduser()
+    return given if given.is_absolute() else ROOT / given

@@ -53,22 +53,22 @@ class PlaybookProgress:
         self._flush_task()
         if self._live is not None:
             self._live.__exit__(exc_type, exc, tb)
-        t = self.tally
+        tally = self.tally
         console.print(
-            f"  {self.step}: ok={t['ok']} changed={t['changed']} failed={t['failed']}"
-            f" unreachable={t['unreachable']} skipped={t['skipped']}"
+            f"  {self.step}: ok={tally['ok']} changed={tally['changed']} failed={tally['failed']}"
+            f" unreachable={tally['unreachable']} skipped={tally['skipped']}"
         )
 
-    def update(self, ev: Progress) -> None:
-        if ev.task != self.task:
+    def update(self, event: Progress) -> None:
+        if event.task != self.task:
             self._flush_task()
-            self.task = ev.task
-        self.tally[ev.status] += 1
-        self.task_tally[ev.status] += 1
-        self.hosts[ev.host] = ev.status
-        if ev.status in ("failed", "unreachable"):
-            self.failures.append(ev)
-            console.print(f"  [red]✗ {ev.host}[/]: {ev.task}: {ev.message}")
+            self.task = event.task
+        self.tally[event.status] += 1
+        self.task_tally[event.status] += 1
+        self.hosts[event.host] = event.status
+        if event.status in ("failed", "unreachable"):
+            self.failures.append(event)
+            console.print(f"  [red]✗ {event.host}[/]: {event.task}: {event.message}")
         if self._live is not None:
             self._live.update(self._render())
 
@@ -76,8 +76,9 @@ class PlaybookProgress:
         if not self.task or self._live is not None:
             self.task_tally.clear()
             return
-        t = self.task_tally
-        parts = [f"{k}={t[k]}" for k in ("ok", "changed", "failed", "unreachable", "skipped") if t[k]]
+        tally = self.task_tally
+        statuses = ("ok", "changed", "failed", "unreachable", "skipped")
+        parts = [f"{status}={tally[status]}" for status in statuses if tally[status]]
         console.print(f"  · {self.task} [dim]({' '.join(parts)})[/]")
         self.task_tally.clear()
 
@@ -85,10 +86,10 @@ class PlaybookProgress:
         table = Table.grid(padding=(0, 1))
         table.add_row("[bold]step[/]", self.step)
         table.add_row("[bold]task[/]", self.task or "…")
-        t = self.tally
+        tally = self.tally
         table.add_row(
             "[bold]hosts[/]",
-            f"[green]ok {t['ok']}[/] [yellow]changed {t['changed']}[/] "
-            f"[red]failed {t['failed'] + t['unreachable']}[/] skipped {t['skipped']}",
+            f"[green]ok {tally['ok']}[/] [yellow]changed {tally['changed']}[/] "
+            f"[red]failed {tally['failed'] + tally['unreachable']}[/] skipped {tally['skipped']}",
         )
         return table

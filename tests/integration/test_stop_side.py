@@ -34,15 +34,17 @@ import psycopg
 import pytest
 
 from cutover.ansible import run_playbook
-from cutover.engine import executor
-from cutover.engine.executor import Executor, RunOptions, StepFailed
+from cutover.engine import decisions, rollback
+from cutover.engine.executor import Executor
 from cutover.engine.journal import Journal
+from cutover.engine.run import StepFailed
+from cutover.engine.session import RunOptions
 from cutover.errors import CutoverError
+from cutover.inventory import active_limit
 from cutover.lab import artifacts
 from cutover.lab import lab as labmod
 from cutover.lab.podman import env as podman_env
-from cutover.lab.topology import LAB_INVENTORY
-from cutover.paths import ROOT
+from cutover.paths import LAB_INVENTORY, ROOT
 
 from .conftest import CITIES, SCALE, SEED, host
 
@@ -150,7 +152,7 @@ def test_during_the_freeze_collection_shows_the_notice_and_benefit_payment_works
 
 
 def test_override_lets_the_gate_pass_and_the_stop_completes(run):
-    executor.override(run, "n3-gate-payments-approvals", "张工", "审批101已线下完成")
+    decisions.override(run, "n3-gate-payments-approvals", "张工", "审批101已线下完成")
     assert Executor("stop", run).run() == 0
     j = Journal.open(run.journal)
     try:
@@ -205,7 +207,7 @@ def test_a_rerun_after_a_completed_stop_changes_nothing(run, tmp_path):
     assert Executor("stop", run).run() == 0  # every step is done: nothing runs
     # and the full stop's playbook, run again by hand, finds nothing to change
     result = run_playbook(ROOT / "playbooks/stop/full-stop.yml", LAB_INVENTORY, ident="rerun",
-                          artifacts_dir=tmp_path, limit=labmod.active_limit(LAB_INVENTORY))
+                          artifacts_dir=tmp_path, limit=active_limit(LAB_INVENTORY))
     assert result.ok, result.summary()
     assert sum(v.get("changed", 0) for v in result.stats.values()) == 0, result.stats
 
@@ -224,7 +226,7 @@ def test_a_tampered_artifact_is_refused_before_anything_is_unpacked(run, tmp_pat
     bad = tmp_path / "manifest.yml"
     bad.write_text(yaml.safe_dump(manifest, allow_unicode=True))
     result = run_playbook(ROOT / "playbooks/deploy/deploy.yml", LAB_INVENTORY, ident="tampered",
-                          artifacts_dir=tmp_path, limit=labmod.active_limit(LAB_INVENTORY),
+                          artifacts_dir=tmp_path, limit=active_limit(LAB_INVENTORY),
                           extravars={"cutover_release_manifest": str(bad)})
     assert not result.ok
     assert "differs from the manifest sha256" in result.summary()
@@ -392,7 +394,7 @@ def test_a_snapshot_still_at_work_from_a_killed_attempt_is_waited_for_then_refus
         while db1.run(f"sudo -u postgres flock -n {lock} true").rc == 0 and time.monotonic() < deadline:
             time.sleep(0.5)
         result = run_playbook(ROOT / "playbooks/data/snapshot.yml", LAB_INVENTORY, ident="locked",
-                              artifacts_dir=tmp_path, limit=labmod.active_limit(LAB_INVENTORY),
+                              artifacts_dir=tmp_path, limit=active_limit(LAB_INVENTORY),
                               extravars={"cutover_plan": NAME, "pg_data_lock_wait": 4})
     finally:
         holder.kill()
@@ -421,7 +423,7 @@ def test_a_dump_file_changed_after_the_snapshot_is_named_by_the_verification(d):
 
 def test_rollback_data_refuses_a_snapshot_that_does_not_verify_and_drops_nothing(d):
     with pytest.raises(CutoverError) as err:
-        executor.rollback(d.opts, data=True)
+        rollback.rollback(d.opts, data=True)
     assert "does not verify" in str(err.value)
     with psycopg.connect(d.dsn, dbname="si_gs") as conn:  # still there
         assert conn.execute("SELECT count(*) FROM person").fetchone()[0] > 0
@@ -611,7 +613,7 @@ def test_rollback_with_data_brings_the_old_release_and_the_snapshots_data_back(r
         deleted = conn.execute("DELETE FROM account WHERE person_id <= 10").rowcount  # a bad migration, say
     # the databases are live again since 08:00: a data rollback would discard what business wrote
     with pytest.raises(CutoverError) as err:
-        executor.rollback(run, data=True)
+        rollback.rollback(run, data=True)
     assert "the databases have changed since the snapshot" in err.value.message
     assert deleted > 0
     jgyl = next(ln for ln in err.value.message.splitlines() if "db1 si_jgyl (open for business again):" in ln)
@@ -621,7 +623,7 @@ def test_rollback_with_data_brings_the_old_release_and_the_snapshots_data_back(r
     with psycopg.connect(d.dsn, dbname="si_jgyl") as conn:  # nothing was touched
         assert conn.execute("SELECT count(*) FROM account WHERE person_id <= 10").fetchone()[0] == 0
     assert host("core-gs").check_output("readlink /opt/si-core-gs/current").endswith(artifacts.NEW)
-    out = executor.rollback(run, data=True, discard={"by": "王处长", "reason": "迁移删错了账户"})
+    out = rollback.rollback(run, data=True, discard={"by": "王处长", "reason": "迁移删错了账户"})
     assert out["discard_writes"]["by"] == "王处长"
     rows = out["versions"]
     assert rows

@@ -21,6 +21,6 @@ def test_down_removes_the_lab_and_nothing_else(lab):
         vols = podman("volume", "ls", "-q", "--filter", "label=cutover.lab=1").stdout.split()
         assert vols == []
         assert podman("container", "exists", other, check=False).returncode == 0
-        assert not labmod.STATE_FILE.exists()
+        assert not labmod.LAB_STATE_FILE.exists()
     finally:
         podman("rm", "-f", other, check=False)

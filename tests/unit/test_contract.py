@@ -44,9 +44,12 @@ from cutover.contract import (
     PlaybookVars,
     check_evidence,
 )
-from cutover.engine import executor
-from cutover.engine.executor import Executor, RunOptions, StepFailed
+from cutover.engine import rollback
+from cutover.engine.executor import Executor
 from cutover.engine.journal import Journal
+from cutover.engine.playbook_step import step_vars
+from cutover.engine.run import StepFailed
+from cutover.engine.session import RunOptions
 from cutover.paths import resolve
 from cutover.plan.lint import check, load_plan
 
@@ -328,7 +331,7 @@ def test_hosts_that_only_passed_the_input_checks_did_no_work_so_a_step_that_matc
 def test_the_variables_every_caller_passes_come_from_one_place():
     plan, _ = check(SHIPPED)
     step = plan.step("n5-verify-snapshot")
-    got = executor.step_vars(plan, step, artifacts="artifacts", journal_id="j1", rehearsal=True).to_extravars()
+    got = step_vars(plan, step, artifacts="artifacts", journal_id="j1", rehearsal=True).to_extravars()
     assert got == {"cutover_data_exclude_lines": ["cjyl"], "pg_data_test_restore": True,
                    "cutover_plan": "shanxi-2023-11", "cutover_journal_id": "j1",
                    "cutover_data_dir": str(ROOT / "artifacts" / "data" / "shanxi-2023-11"),
@@ -336,7 +339,7 @@ def test_the_variables_every_caller_passes_come_from_one_place():
                    "cutover_release_manifest": str(ROOT / "releases" / "shanxi-2023-11.yml")}
     # no playbook reads the run's number or the step's planned times: they are not passed
     assert not {"cutover_run", "cutover_planned_start", "cutover_planned_end"} & set(got)
-    back = executor.rollback_vars(plan, artifacts="artifacts", journal_id="j1", rehearsal=False).to_extravars()
+    back = rollback.rollback_vars(plan, artifacts="artifacts", journal_id="j1", rehearsal=False).to_extravars()
     assert back == {k: v for k, v in got.items() if k not in ("pg_data_test_restore", "cutover_step")} | {
         "cutover_rehearsal": False}
 
@@ -607,10 +610,10 @@ def _callers(tmp: Path) -> dict[str, tuple[str, dict[str, Any]]]:
     cases: dict[str, tuple[str, dict[str, Any]]] = {}
     for step in plan.steps():  # the executor, for the plan's steps (real and rehearsal alike)
         if step.playbook:
-            cases[f"cutover step {step.id}"] = (step.playbook, executor.step_vars(
+            cases[f"cutover step {step.id}"] = (step.playbook, step_vars(
                 plan, step, artifacts=art, journal_id="f00d", rehearsal=False).to_extravars())
-    for name in (executor.DATA_VERIFY_PLAYBOOK, executor.ROLLBACK_PLAYBOOK, executor.DATA_RESTORE_PLAYBOOK):
-        cases[f"cutover.rollback {name}"] = (name, executor.rollback_vars(
+    for name in (rollback.DATA_VERIFY_PLAYBOOK, rollback.ROLLBACK_PLAYBOOK, rollback.DATA_RESTORE_PLAYBOOK):
+        cases[f"cutover.rollback {name}"] = (name, rollback.rollback_vars(
             plan, artifacts=art, journal_id="f00d", rehearsal=False).to_extravars())
     snapshot_options = {"pg_data_test_restore": False, "pg_data_snapshot_replace": False}
     tasks = _data_tasks()

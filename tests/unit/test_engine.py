@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from cutover.engine import executor
+from cutover.engine import decisions
 from cutover.engine.clock import Clock, RehearsalClock
-from cutover.engine.executor import EXIT_WAITING, Executor, RunOptions, StepFailed
+from cutover.engine.executor import Executor
 from cutover.engine.journal import Journal
 from cutover.engine.lock import RunLock
+from cutover.engine.run import EXIT_WAITING, StepFailed
+from cutover.engine.session import RunOptions
 from cutover.errors import CutoverError
+from cutover.inventory import combine_limits
 
 ROOT = Path(__file__).resolve().parents[2]
 MINI = ROOT / "tests" / "data" / "plans" / "mini.yml"
@@ -59,12 +62,12 @@ def test_gate_failure_stops_the_run_override_lets_it_pass_and_is_recorded(env):
     assert "agency=140102, problem=approval pending, ids=101" in err.value.message
     assert ran(env) == ["s1", "s2"]  # nothing after the gate ran
     assert states(env)["s3"] == "failed"
-    executor.override(opts(env), "s3", "王处长", "已线下审核")
+    decisions.override(opts(env), "s3", "王处长", "已线下审核")
     with pytest.raises(StepFailed) as err:  # now the manual step waits
         Executor("stop", opts(env)).run()
     assert err.value.code == EXIT_WAITING
     assert "cutover.confirm s4" in err.value.hint
-    executor.confirm(opts(env), "s4", "李科长", "checked by phone")
+    decisions.confirm(opts(env), "s4", "李科长", "checked by phone")
     assert Executor("stop", opts(env)).run() == 0
     assert ran(env) == ["s1", "s2", "s5"]  # no step repeated
     j = Journal.open(env["journal"])
@@ -80,7 +83,7 @@ def test_gate_failure_stops_the_run_override_lets_it_pass_and_is_recorded(env):
 
 
 def test_a_completed_verb_changes_nothing_when_run_again(env):
-    executor.confirm(opts(env), "s4", "李科长", "")
+    decisions.confirm(opts(env), "s4", "李科长", "")
     assert Executor("stop", opts(env)).run() == 0
     before = env["marker"].read_text()
     assert Executor("stop", opts(env)).run() == 0
@@ -88,7 +91,7 @@ def test_a_completed_verb_changes_nothing_when_run_again(env):
 
 
 def test_check_mode_marks_nothing_done(env):
-    executor.confirm(opts(env), "s4", "x", "")
+    decisions.confirm(opts(env), "s4", "x", "")
     assert Executor("stop", opts(env, check=True)).run() == 0
     assert set(states(env).values()) == {"pending"}
     assert ran(env) == []  # the shell tasks are skipped in check mode
@@ -101,7 +104,7 @@ def test_restore_refuses_before_the_stop_it_follows_is_done(env):
 
 
 def test_changed_plan_is_refused_unless_accepted_and_then_recorded(env):
-    executor.confirm(opts(env), "s4", "x", "")
+    decisions.confirm(opts(env), "s4", "x", "")
     Executor("stop", opts(env)).run()
     env["plan"].write_text(env["plan"].read_text().replace("title: last", "title: the last"))
     with pytest.raises(CutoverError, match="changed since this journal's run started"):
@@ -178,7 +181,7 @@ def test_journal_survives_a_crash_between_begin_and_finish(env):
     assert j2.step("s1")["state"] == "running"
     assert j2.interrupted_runs()[0]["id"] == run
     j2.close()
-    executor.confirm(opts(env), "s4", "x", "")
+    decisions.confirm(opts(env), "s4", "x", "")
     assert Executor("stop", opts(env)).run() == 0
     assert ran(env) == ["s1", "s2", "s5"]
     j3 = Journal.open(env["journal"])
@@ -247,7 +250,7 @@ def test_real_clock_refuses_a_step_past_due_unless_overridden(env):
     clock = Clock(now=fake.now, sleep=fake.sleep)
     with pytest.raises(StepFailed, match="step s1 is past its due_by 2023-11-23 18:00"):
         Executor("stop", opts(env, rehearsal=False, clock=clock)).run()
-    executor.override(opts(env), "s1", "值班长", "窗口延长")
+    decisions.override(opts(env), "s1", "值班长", "窗口延长")
     with pytest.raises(StepFailed, match="step s2 is past its due_by"):
         Executor("stop", opts(env, rehearsal=False, clock=clock)).run()
     assert ran(env) == ["s1"]
@@ -261,23 +264,23 @@ def test_production_inventory_asks_for_confirmation(env, tmp_path):
         Executor("stop", opts(env, inventory=str(inv), confirm_prompt=lambda _: False)).run()
     assert not env["journal"].exists() or states(env).get("s1", "pending") == "pending"
     asked: list[str] = []
-    executor.confirm(opts(env), "s4", "x", "")
+    decisions.confirm(opts(env), "s4", "x", "")
     assert Executor("stop", opts(env, inventory=str(inv),
                                    confirm_prompt=lambda p: asked.append(p) or True)).run() == 0
     assert "PRODUCTION" in asked[0]
 
 
 def test_limits_are_intersected():
-    assert executor.combine_limits("core", "city_taiyuan") == "core:&city_taiyuan"
-    assert executor.combine_limits("core", None, "all:!counter-x") == "core:!counter-x"
-    assert executor.combine_limits(None, "db1,db2") == "db1,db2"
+    assert combine_limits("core", "city_taiyuan") == "core:&city_taiyuan"
+    assert combine_limits("core", None, "all:!counter-x") == "core:!counter-x"
+    assert combine_limits(None, "db1,db2") == "db1,db2"
 
 
 def test_forecast_uses_rehearsal_durations_and_flags_a_step_that_would_end_late(env):
     from cutover.engine.forecast import forecast, step_durations
     from cutover.plan.lint import check
 
-    executor.confirm(opts(env), "s4", "x", "")
+    decisions.confirm(opts(env), "s4", "x", "")
     assert Executor("stop", opts(env)).run() == 0
     took = step_durations(env["journal"])
     assert set(took) == {"s1", "s2", "s3", "s4", "s5"}

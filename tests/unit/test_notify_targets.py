@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from cutover.engine import notify
-from cutover.engine.executor import notify_urls
 from cutover.engine.journal import Journal
+from cutover.engine.notify import notify_urls
 from cutover.plan.lint import load_plan
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from markupsafe import escape
 
-from cutover.engine.journal import Journal, now_iso
+from cutover.engine.clock import now_iso
+from cutover.engine.journal import Journal
 from cutover.plan.lint import check
 from cutover.report import render
 

@@ -15,7 +15,7 @@ import pytest
 
 from cutover.cli import verify
 from cutover.errors import CutoverError
-from cutover.lab.topology import check_inventory_yaml, load_inventory
+from cutover.inventory import check_inventory_yaml, load_inventory
 from cutover.plan.lint import load_plan
 from cutover.plan.loader import load_yaml
 

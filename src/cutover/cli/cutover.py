@@ -11,14 +11,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from cutover.cli.common import refusals
-from cutover.engine import executor
+from cutover.engine import decisions
+from cutover.engine import rollback as rollback_mod
 from cutover.engine import status as status_mod
-from cutover.engine.executor import Executor, RunOptions
+from cutover.engine.executor import Executor
 from cutover.engine.forecast import forecast, rehearsal_journal, step_durations
-from cutover.engine.journal import Journal
+from cutover.engine.session import RunOptions, Session
+from cutover.engine.states import StepState
 from cutover.errors import CutoverError
 from cutover.paths import resolve
-from cutover.plan.lint import check as lint_check
 from cutover.plan.times import fmt
 from cutover.report import render
 from cutover.ui import PlaybookProgress, console
@@ -87,46 +88,43 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
            json: bool = False) -> None:  # the option is --json
     """Every step: state, planned vs actual times, who acted, evidence, by site."""
     cfg = c.config.cutover
-    the_plan, _ = lint_check(plan or cfg.plan)
-    jpath = resolve(journal or cfg.journal)
-    j = Journal.open(jpath) if jpath.exists() else None
-    try:
-        st = status_mod.collect(the_plan, j, resolve(the_plan.plan.inventory))
-    finally:
-        if j:
-            j.close()
+    session = Session(options(c, plan, None, journal))
+    the_plan = session.plan
+    with session.existing_journal() as the_journal:
+        collected = status_mod.collect(the_plan, the_journal, session.inventory)
     if json:
-        print(_json.dumps(st, indent=2, ensure_ascii=False, default=str))
+        print(_json.dumps(collected, indent=2, ensure_ascii=False, default=str))
         return
     tz = the_plan.tz
-    fc = forecast(the_plan, step_durations(rehearsal_journal(resolve(cfg.artifacts))))
-    table = Table(title=f"{the_plan.plan.name} — {st['journal'] or 'no journal yet'}")
+    expected = forecast(the_plan, step_durations(rehearsal_journal(resolve(cfg.artifacts))))
+    table = Table(title=f"{the_plan.plan.name} — {collected['journal'] or 'no journal yet'}")
     for col in ("step", "phase", "state", "planned", "actual", "took", "forecast", "owner",
                 "evidence / acted"):
         table.add_column(col, overflow="fold")
     colour = {"done": "green", "failed": "red", "running": "yellow", "waiting": "yellow",
               "interrupted": "yellow"}
-    for s in st["steps"]:
-        state = s["state"]
-        planned = f"{_short(s['planned_start'], tz)}→{_short(s['planned_end'], tz)}"
-        actual = f"{_short(s['actual_start'], tz)}→{_short(s['actual_end'], tz)}" if s["actual_start"] else ""
-        took = f"{s['duration_s']:.0f}s" if s["duration_s"] is not None else ""
-        sites = ", ".join(f"{k}: {v['hosts'] - v['failed']}/{v['hosts']}" for k, v in s["sites"].items())
-        ev = "; ".join(x for x in [s["evidence_summary"], ", ".join(s["acted_by"]), sites] if x)
-        f = fc[s["id"]]
-        guess = "" if state == "done" or f["expected_s"] is None else (
-            f"~{f['expected_s']:.0f}s, ends {fmt(f['end'], tz)[5:]}" + ("" if f["fits"] else " [red]late[/]"))
-        table.add_row(f"{s['id']}\n[dim]{escape(s['title'])}[/]", s["phase"],
+    for step in collected["steps"]:
+        state = step["state"]
+        planned = f"{_short(step['planned_start'], tz)}→{_short(step['planned_end'], tz)}"
+        actual = (f"{_short(step['actual_start'], tz)}→{_short(step['actual_end'], tz)}"
+                  if step["actual_start"] else "")
+        took = f"{step['duration_s']:.0f}s" if step["duration_s"] is not None else ""
+        sites = ", ".join(f"{site}: {hosts['hosts'] - hosts['failed']}/{hosts['hosts']}"
+                          for site, hosts in step["sites"].items())
+        evidence = "; ".join(part for part in [step["evidence_summary"], ", ".join(step["acted_by"]), sites]
+                             if part)
+        guess = _forecast_cell(expected[step["id"]], state, tz)
+        table.add_row(f"{step['id']}\n[dim]{escape(step['title'])}[/]", step["phase"],
                       f"[{colour.get(state, 'white')}]{state}[/]", planned, actual, took, guess,
-                      escape(s["owner"] or ""), escape(ev))  # names, reasons and host replies: text
+                      escape(step["owner"] or ""), escape(evidence))  # names, reasons and host replies: text
     console.print(table)
-    sent = st["notifications"]
-    missed = [n for n in sent if not n["ok"]]
+    sent = collected["notifications"]
+    missed = [message for message in sent if not message["ok"]]
     if sent:  # N16: a message that reached nobody is not delivered, and the operator sees it
         console.print(f"notifications: {len(sent) - len(missed)} of {len(sent)} delivered"
                       + ("" if not missed else "; [red]NOT delivered[/]: " + "; ".join(
-                          escape(f"{n['event']} {n['title']} ({n['targets']} target(s))")
-                          for n in missed[-5:])),
+                          escape(f"{message['event']} {message['title']} ({message['targets']} target(s))")
+                          for message in missed[-5:])),
                       markup=True, highlight=False)
 
 
@@ -137,13 +135,20 @@ def _short(value: str | None, tz) -> str:
     return fmt(dt.datetime.fromisoformat(value), tz)[5:] if value else ""
 
 
+def _forecast_cell(forecast_of_step: dict, state: str, tz) -> str:
+    if state == StepState.DONE or forecast_of_step["expected_s"] is None:
+        return ""
+    return (f"~{forecast_of_step['expected_s']:.0f}s, ends {fmt(forecast_of_step['end'], tz)[5:]}"
+            + ("" if forecast_of_step["fits"] else " [red]late[/]"))
+
+
 @task(help={"step": "step id", "by": "who confirms (recorded)", "note": "what was done (recorded)",
             "plan": COMMON_HELP["plan"], "journal": COMMON_HELP["journal"]})
 @refusals
 def confirm(c: Context, step: str, by: str, note: str = "", plan: str | None = None,
             journal: str | None = None) -> None:
     """Confirm a manual step, then run its verb again to continue."""
-    console.print(executor.confirm(options(c, plan, None, journal), step, by, note))
+    console.print(decisions.confirm(options(c, plan, None, journal), step, by, note))
 
 
 @task(help={"step": "step id", "by": "who decides (recorded)", "reason": "why (recorded)",
@@ -152,7 +157,7 @@ def confirm(c: Context, step: str, by: str, note: str = "", plan: str | None = N
 def override(c: Context, step: str, by: str, reason: str, plan: str | None = None,
              journal: str | None = None) -> None:
     """Let a failed gate (or an overdue step) pass; recorded and notified."""
-    console.print(executor.override(options(c, plan, None, journal), step, by, reason))
+    console.print(decisions.override(options(c, plan, None, journal), step, by, reason))
 
 
 @task(help={"plan": COMMON_HELP["plan"], "inventory": COMMON_HELP["inventory"],
@@ -176,21 +181,22 @@ def rollback(c: Context, plan: str | None = None, inventory: str | None = None,
     discard = {"by": by, "reason": reason} if discard_writes_since_snapshot else None
     if (by or reason) and not discard_writes_since_snapshot:
         raise CutoverError("--by and --reason go with --discard-writes-since-snapshot", "nothing was changed")
-    out = executor.rollback(opts, data=data, discard=discard)
+    out = rollback_mod.rollback(opts, data=data, discard=discard)
     if out.get("discard_writes"):
         console.print(f"writes since the snapshot discarded by {by}: {reason}")
         for line in out["discard_writes"]["databases"]:
             console.print(f"  {line}")
-    rows = out["versions"]
-    console.print(f"rolled back: {len(rows)} probe(s) on {len({r['host'] for r in rows})} host(s) "
-                  "report the previous release")
-    for host, dbs in (out.get("data_restored") or {}).items():
-        for db, r in dbs.items():
-            console.print(f"{host} {db}: restored from the snapshot of {r['snapshot_created_at']}, "
-                          f"{r['rows']:,} rows in {len(r['tables'])} tables match its manifest"
+    probes = out["versions"]
+    hosts = {probe["host"] for probe in probes}
+    console.print(f"rolled back: {len(probes)} probe(s) on {len(hosts)} host(s) report the previous release")
+    for host, databases in (out.get("data_restored") or {}).items():
+        for database, restored in databases.items():
+            console.print(f"{host} {database}: restored from the snapshot of "
+                          f"{restored['snapshot_created_at']}, {restored['rows']:,} rows in "
+                          f"{len(restored['tables'])} tables match its manifest"
                           + (" (frozen, as the snapshot was: cutover.restore's 08:00 stage, or "
                              "invoke data.unfreeze after it, makes it read-write)"
-                             if r.get("frozen") else ""))
+                             if restored.get("frozen") else ""))
 
 
 @task(help={"plan": COMMON_HELP["plan"], "journal": COMMON_HELP["journal"],
@@ -199,9 +205,7 @@ def rollback(c: Context, plan: str | None = None, inventory: str | None = None,
 def report(c: Context, plan: str | None = None, journal: str | None = None,
            output: str | None = None) -> None:
     """The record of the run: Markdown, self-contained HTML and JSON."""
-    cfg = c.config.cutover
-    the_plan, _ = lint_check(plan or cfg.plan)
-    jpath = resolve(journal or cfg.journal)
-    out = resolve(output) if output else jpath.parent
-    for kind, path in render.build(the_plan, jpath, out).items():
+    session = Session(options(c, plan, None, journal))
+    out = resolve(output) if output else session.journal_path.parent
+    for kind, path in render.build(session.plan, session.journal_path, out).items():
         console.print(f"report ({kind}): {path}")

@@ -18,13 +18,10 @@ from cutover.ansible import run_playbook
 from cutover.cli.common import refusals
 from cutover.contract import PlaybookVars, check_evidence
 from cutover.data.reconcile import table_text
-from cutover.engine.executor import combine_limits
-from cutover.engine.journal import Journal
-from cutover.engine.lock import RunLock
+from cutover.engine.session import RunOptions, Session
 from cutover.errors import CutoverError
-from cutover.lab.lab import active_limit
+from cutover.inventory import run_limit
 from cutover.paths import resolve
-from cutover.plan.lint import check as lint_check
 from cutover.plan.model import Plan
 from cutover.ui import PlaybookProgress, console
 
@@ -44,19 +41,18 @@ def run_data_playbook(c: Context, name: str, plan: str | None, inventory: str | 
     default journal's, or `journal`); a failure is a refusal (after `show(evidence)`, when
     given, so that what was found is seen either way)."""
     cfg = c.config.cutover
-    p, _ = lint_check(plan or cfg.plan, inventory)
-    inv = resolve(inventory or p.plan.inventory)
+    session = Session(RunOptions(plan=plan or cfg.plan, inventory=inventory, journal=journal or cfg.journal,
+                                 artifacts=cfg.artifacts))
     playbook = f"playbooks/data/{name}.yml"
     # the journal's lock: never beside a cutover.* run (or another data.*) that is at work
     # on the same databases, export directory and drop
-    with RunLock(resolve(journal or cfg.journal)) as lock, PlaybookProgress(f"data.{name}") as progress:
-        lock.acquire(f"data.{name}")
-        extravars = data_playbook_vars(p, artifacts=cfg.artifacts, journal_id=journal_identity(c, journal),
-                                       extra=extra).to_extravars()
-        result = run_playbook(resolve(playbook), inv,
+    with PlaybookProgress(f"data.{name}") as progress, session.locked(f"data.{name}"):
+        extravars = data_playbook_vars(session.plan, artifacts=cfg.artifacts,
+                                       journal_id=session.journal_identity(), extra=extra).to_extravars()
+        result = run_playbook(resolve(playbook), session.inventory,
                               ident=f"data-{name}-{int(time.time())}",
                               artifacts_dir=resolve(cfg.artifacts) / "data-runs",
-                              limit=combine_limits(active_limit(inv)), extravars=extravars,
+                              limit=run_limit(session.inventory), extravars=extravars,
                               on_progress=progress.update)
     evidence, wrong = check_evidence(result.evidence, playbook)
     if wrong:
@@ -71,44 +67,33 @@ def run_data_playbook(c: Context, name: str, plan: str | None, inventory: str | 
     return evidence
 
 
-def journal_identity(c: Context, journal: str | None = None) -> str:
-    """The journal's id, as the plan's steps pass it; '' when there is no journal yet."""
-    path = resolve(journal or c.config.cutover.journal)
-    if not path.exists():
-        return ""
-    j = Journal.open(path)
-    try:
-        return j.identity()
-    finally:
-        j.close()
-
-
 @task(help=HELP)
 @refusals
 def screen(c: Context, plan: str | None = None, inventory: str | None = None) -> None:
     """Check the export's filters and quality rules on the live databases; count what they hold back (N5)."""
-    ev = run_data_playbook(c, "screen", plan, inventory)
-    for m in ev.get("screening") or []:
-        console.print(f"{m['line']} {m['title']}: {len(m['tables'])} tables, {m['rows']:,} rows; "
-                      f"{m['held_back']:,} will be held back for fixing after the cutover")
-        for t in m["tables"]:
-            if t["held_back"]:
-                rules = ", ".join(f"{k} {v:,}" for k, v in t["by_rule"].items())
-                console.print(f"  {t['table']}: {t['held_back']:,} of {t['rows']:,} ({rules})")
-    if ev.get("screening_excluded"):
-        console.print(f"not handed over (the plan excludes them): {', '.join(ev['screening_excluded'])}")
+    evidence = run_data_playbook(c, "screen", plan, inventory)
+    for line in evidence.get("screening") or []:
+        console.print(f"{line['line']} {line['title']}: {len(line['tables'])} tables, {line['rows']:,} rows; "
+                      f"{line['held_back']:,} will be held back for fixing after the cutover")
+        for table in line["tables"]:
+            if table["held_back"]:
+                rules = ", ".join(f"{rule} {rows:,}" for rule, rows in table["by_rule"].items())
+                console.print(f"  {table['table']}: {table['held_back']:,} of {table['rows']:,} ({rules})")
+    if evidence.get("screening_excluded"):
+        console.print("not handed over (the plan excludes them): "
+                      f"{', '.join(evidence['screening_excluded'])}")
 
 
 @task(help=HELP)
 @refusals
 def freeze(c: Context, plan: str | None = None, inventory: str | None = None) -> None:
     """Make every line database read-only, end open sessions, prove a write fails (N5)."""
-    ev = run_data_playbook(c, "freeze", plan, inventory)
-    for host, dbs in (ev.get("freeze") or {}).items():
-        for db, r in dbs.items():
-            console.print(f"{host} {db}: read-only, {r['sessions_ended']} session(s) ended; "
-                          f"a test write was refused: {r['probe']}; business role "
-                          f"{r.get('business_probe', '?')}")
+    evidence = run_data_playbook(c, "freeze", plan, inventory)
+    for host, databases in (evidence.get("freeze") or {}).items():
+        for database, frozen in databases.items():
+            console.print(f"{host} {database}: read-only, {frozen['sessions_ended']} session(s) ended; "
+                          f"a test write was refused: {frozen['probe']}; business role "
+                          f"{frozen.get('business_probe', '?')}")
 
 
 @task(help=HELP)
@@ -116,10 +101,10 @@ def freeze(c: Context, plan: str | None = None, inventory: str | None = None) ->
 def unfreeze(c: Context, plan: str | None = None, inventory: str | None = None) -> None:
     """Make every line database read-write again and prove the business role writes (after a
     rollback --data past 08:00, which brings them back frozen as the snapshot was)."""
-    ev = run_data_playbook(c, "unfreeze", plan, inventory)
-    for host, dbs in (ev.get("unfreeze") or {}).items():
-        for db in dbs:
-            console.print(f"{host} {db}: read-write; a test write by its business role worked")
+    evidence = run_data_playbook(c, "unfreeze", plan, inventory)
+    for host, databases in (evidence.get("unfreeze") or {}).items():
+        for database in databases:
+            console.print(f"{host} {database}: read-write; a test write by its business role worked")
 
 
 @task(help={**HELP, "verify": "only verify the existing snapshot (re-hash, pg_restore --list)",
@@ -138,44 +123,45 @@ def snapshot(c: Context, plan: str | None = None, inventory: str | None = None, 
     if dir:
         extra["pg_data_snapshot_dir"] = dir
     if verify or test_restore:
-        ev = run_data_playbook(c, "verify-snapshot", plan, inventory, extra, journal=journal)
-        for host, dbs in (ev.get("snapshot_verified") or {}).items():
-            for db, r in dbs.items():
-                tr = r.get("test_restore")
-                console.print(f"{host} {db}: verified" + (f", test restore {tr['rows']:,} rows match"
-                                                          if tr else ""))
+        evidence = run_data_playbook(c, "verify-snapshot", plan, inventory, extra, journal=journal)
+        for host, databases in (evidence.get("snapshot_verified") or {}).items():
+            for database, verified in databases.items():
+                restored = verified.get("test_restore")
+                console.print(f"{host} {database}: verified"
+                              + (f", test restore {restored['rows']:,} rows match" if restored else ""))
         return
-    ev = run_data_playbook(c, "snapshot", plan, inventory, extra, journal=journal)
-    for host, res in (ev.get("snapshot") or {}).items():
-        for db, r in (res.get("databases") or {}).items():
-            if "skipped" in r:
-                console.print(f"{host} {db}: {r['skipped']}")
+    evidence = run_data_playbook(c, "snapshot", plan, inventory, extra, journal=journal)
+    for host, taken in (evidence.get("snapshot") or {}).items():
+        for database, dump in (taken.get("databases") or {}).items():
+            if "skipped" in dump:
+                console.print(f"{host} {database}: {dump['skipped']}")
             else:
-                console.print(f"{host} {db}: {r['files']} files, {r['bytes'] / 1048576:.1f} MiB "
-                              f"in {r['seconds']:.1f} s → {res['dir']}/{db}")
+                console.print(f"{host} {database}: {dump['files']} files, {dump['bytes'] / 1048576:.1f} MiB "
+                              f"in {dump['seconds']:.1f} s → {taken['dir']}/{database}")
 
 
 @task(help=HELP)
 @refusals
 def export(c: Context, plan: str | None = None, inventory: str | None = None) -> None:
     """Export every line the plan hands over, with manifests and quality holds (N5)."""
-    ev = run_data_playbook(c, "export", plan, inventory)
-    for m in ev.get("export") or []:
-        held = sum(sum(v.values()) for v in m["rejected"].values())
-        console.print(f"{m['line']} {m['title']}: {len(m['tables'])} tables, {m['rows']:,} rows, "
-                      f"{m['bytes'] / 1048576:.1f} MiB; {held} row(s) held back for fixing after the cutover")
-    if ev.get("export_excluded"):
-        console.print(f"not exported (the plan excludes them): {', '.join(ev['export_excluded'])}")
+    evidence = run_data_playbook(c, "export", plan, inventory)
+    for manifest in evidence.get("export") or []:
+        held = sum(sum(by_rule.values()) for by_rule in manifest["rejected"].values())
+        console.print(f"{manifest['line']} {manifest['title']}: {len(manifest['tables'])} tables, "
+                      f"{manifest['rows']:,} rows, {manifest['bytes'] / 1048576:.1f} MiB; "
+                      f"{held} row(s) held back for fixing after the cutover")
+    if evidence.get("export_excluded"):
+        console.print(f"not exported (the plan excludes them): {', '.join(evidence['export_excluded'])}")
 
 
 @task(help=HELP)
 @refusals
 def handoff(c: Context, plan: str | None = None, inventory: str | None = None) -> None:
     """Upload the export to the drop (resumable, verified there) and notify the receiver (N6)."""
-    ev = run_data_playbook(c, "handoff", plan, inventory).get("handoff") or {}
-    console.print(f"{len(ev.get('files', []))} file(s), {ev.get('bytes', 0):,} bytes at "
-                  f"{ev.get('drop')}/{ev.get('path')}; "
-                  f"resumed: {', '.join(ev.get('resumed') or []) or 'none'}")
+    handed = run_data_playbook(c, "handoff", plan, inventory).get("handoff") or {}
+    console.print(f"{len(handed.get('files', []))} file(s), {handed.get('bytes', 0):,} bytes at "
+                  f"{handed.get('drop')}/{handed.get('path')}; "
+                  f"resumed: {', '.join(handed.get('resumed') or []) or 'none'}")
 
 
 @task(help={**HELP, "json": "machine-readable output"})
@@ -184,13 +170,14 @@ def reconcile(c: Context, plan: str | None = None, inventory: str | None = None,
               json_: bool = False) -> None:
     """Compare the receiver's receipt with the manifests table by table; exit 1 on any difference (N7)."""
 
-    def show(ev: dict[str, Any]) -> None:
-        res = ev.get("reconciliation") or {}
+    def show(evidence: dict[str, Any]) -> None:
+        reconciliation = evidence.get("reconciliation") or {}
         if json_:
-            print(json.dumps(res, ensure_ascii=False, indent=2))
-        elif res:
-            console.print(table_text(res), markup=False, highlight=False)
+            print(json.dumps(reconciliation, ensure_ascii=False, indent=2))
+        elif reconciliation:
+            console.print(table_text(reconciliation), markup=False, highlight=False)
 
-    res = run_data_playbook(c, "reconcile", plan, inventory, show=show).get("reconciliation") or {}
+    reconciliation = run_data_playbook(c, "reconcile", plan, inventory, show=show).get("reconciliation") or {}
     if not json_:
-        console.print(f"every table matches; the backup copy matches ({len(res['backup'])} file(s))")
+        console.print("every table matches; the backup copy matches "
+                      f"({len(reconciliation['backup'])} file(s))")

@@ -10,7 +10,8 @@ from invoke import Context, Exit, task
 from rich.table import Table
 
 from cutover.cli.common import refusals
-from cutover.engine.executor import Executor, RunOptions
+from cutover.engine.executor import Executor
+from cutover.engine.session import RunOptions
 from cutover.lab import lab as labmod
 from cutover.paths import resolve
 from cutover.plan.lint import check as lint_check
@@ -65,28 +66,30 @@ def status(c: Context, json: bool = False, host: list[str] | None = None) -> Non
     _show(labmod.status(hosts=list(host or [])), as_json=json)
 
 
-def _show(st: dict, *, as_json: bool) -> None:
+def _show(lab_status: dict, *, as_json: bool) -> None:
+    hosts = lab_status["hosts"]
     if as_json:
-        print(json.dumps(st, indent=2, ensure_ascii=False))
+        print(json.dumps(lab_status, indent=2, ensure_ascii=False))
     else:
         table = Table(title="cutover lab", show_lines=False)
         for col in ("host", "groups", "service", "state", "health", "version", "endpoint"):
             table.add_column(col)
-        for h in st["hosts"]:
+        for host in hosts:
             first = True
-            for s in h["services"]:
-                health = "[green]ok[/]" if s["healthy"] else "[red]FAIL[/]"
-                if s["kind"] in ("timer", "cron") and not s["enabled"]:
+            for service in host["services"]:
+                health = "[green]ok[/]" if service["healthy"] else "[red]FAIL[/]"
+                if service["kind"] in ("timer", "cron") and not service["enabled"]:
                     health += " (off on purpose)"
-                table.add_row(h["host"] if first else "", ",".join(h["groups"]) if first else "",
-                              s["name"], s.get("state", "") if h["running"] else "no container",
-                              health, s.get("version") or "", s.get("url") or
-                              (f"127.0.0.1:{s['port']}" if s.get("port") else ""))
+                state = service.get("state", "") if host["running"] else "no container"
+                table.add_row(host["host"] if first else "", ",".join(host["groups"]) if first else "",
+                              service["name"], state,
+                              health, service.get("version") or "", service.get("url") or
+                              (f"127.0.0.1:{service['port']}" if service.get("port") else ""))
                 first = False
         console.print(table)
-    if not st["hosts"] or not st["healthy"]:
-        bad = [h["host"] for h in st["hosts"] if not h["healthy"]]
-        raise Exit(f"lab unhealthy: {', '.join(bad) or 'no hosts'}" if bad or not st["hosts"]
+    if not hosts or not lab_status["healthy"]:
+        bad = [host["host"] for host in hosts if not host["healthy"]]
+        raise Exit(f"lab unhealthy: {', '.join(bad) or 'no hosts'}" if bad or not hosts
                    else "lab unhealthy", code=1)
 
 

@@ -21,11 +21,8 @@ def _durations(c: Context, journal: str | None) -> dict[str, float]:
     path = resolve(journal or c.config.cutover.journal)
     if not path.exists():
         return {}
-    j = Journal.open(path)
-    try:
-        return j.phase_durations()
-    finally:
-        j.close()
+    with Journal.open(path) as the_journal:
+        return the_journal.phase_durations()
 
 
 @task(help={"plan": "plan file (default from invoke.yaml)",
@@ -37,9 +34,9 @@ def check(c: Context, plan: str | None = None, inventory: str | None = None,
     """Load and lint a plan: every problem as file:line: message, exit 1 on any error."""
     path = plan or c.config.cutover.plan
     the_plan, problems = load_plan(path, inventory, _durations(c, journal))
-    for p in problems:
-        print(p)
-    errors = [p for p in problems if p.severity == "error"]
+    for problem in problems:
+        print(problem)
+    errors = [problem for problem in problems if problem.severity == "error"]
     if the_plan is None or errors:
         raise Exit(f"{len(errors)} error(s) in {path}", code=1)
     print(f"{path}: ok — {len(the_plan.phases)} phases, {len(the_plan.steps())} steps"
@@ -52,47 +49,50 @@ def check(c: Context, plan: str | None = None, inventory: str | None = None,
 def show(c: Context, plan: str | None = None, json: bool = False, journal: str | None = None) -> None:
     """The timeline: phases, steps, times, owners; with a rehearsal, each step's forecast."""
     the_plan, problems = load_plan(plan or c.config.cutover.plan)
-    if the_plan is None or any(p.severity == "error" for p in problems):
+    if the_plan is None or any(problem.severity == "error" for problem in problems):
         raise PlanInvalid(problems)
-    jpath = rehearsal_journal(resolve(c.config.cutover.artifacts), resolve(journal) if journal else None)
-    fc = forecast(the_plan, step_durations(jpath))
+    journal_path = rehearsal_journal(resolve(c.config.cutover.artifacts),
+                                     resolve(journal) if journal else None)
+    expected = forecast(the_plan, step_durations(journal_path))
     if json:
         data = the_plan.model_dump(mode="json", exclude={"path"})
-        data["forecast"] = {k: {"expected_s": v["expected_s"], "fits": v["fits"],
-                                "end": v["end"].isoformat() if v["end"] else None} for k, v in fc.items()}
+        data["forecast"] = {step_id: {"expected_s": guess["expected_s"], "fits": guess["fits"],
+                                      "end": guess["end"].isoformat() if guess["end"] else None}
+                            for step_id, guess in expected.items()}
         print(_json.dumps(data, indent=2, ensure_ascii=False))
         return
-    _timeline(the_plan, fc if any(v["expected_s"] is not None for v in fc.values()) else None)
-    if any(v["expected_s"] is not None for v in fc.values()):
-        late = [k for k, v in fc.items() if not v["fits"]]
-        console.print(f"forecast from {jpath}: " + (f"[red]{len(late)} step(s) would end after "
+    measured = any(guess["expected_s"] is not None for guess in expected.values())
+    _timeline(the_plan, expected if measured else None)
+    if measured:
+        late = [step_id for step_id, guess in expected.items() if not guess["fits"]]
+        console.print(f"forecast from {journal_path}: " + (f"[red]{len(late)} step(s) would end after "
                       f"their due_by: {', '.join(late)}[/]" if late else "every step ends inside its window"))
 
 
 _json = json
 
 
-def _timeline(plan: Plan, fc: dict | None = None) -> None:
+def _timeline(plan: Plan, expected: dict | None = None) -> None:
     tz = plan.tz
     console.print(f"[bold]{plan.plan.title or plan.plan.name}[/]  ({plan.plan.timezone})")
     table = Table(show_lines=False)
     cols = ["when", "until", "step", "kind", "after", "owner 责任部门", "cooperating 配合部门"]
-    for col in cols + (["expected", "forecast end"] if fc else []):
+    for col in cols + (["expected", "forecast end"] if expected else []):
         table.add_column(col, overflow="fold")
     for phase in plan.phases:
         table.add_row(f"[bold]{fmt(phase.start, tz)}[/]", f"[bold]{fmt(phase.end, tz)}[/]",
                       f"[bold]{phase.id} · {phase.verb} · {phase.title}[/]", "", "",
-                      phase.owner or "", "、".join(phase.cooperating), *(["", ""] if fc else []))
-        for s in phase.steps:
+                      phase.owner or "", "、".join(phase.cooperating), *(["", ""] if expected else []))
+        for step in phase.steps:
             extra = []
-            if fc:
-                f = fc[s.id]
-                took = f"{f['expected_s']:.0f} s" if f["expected_s"] is not None else "—"
-                end = fmt(f["end"], tz) if f["end"] else "—"
-                extra = [took, end if f["fits"] else f"[red]{end} (after due_by)[/]"]
-            table.add_row(fmt(s.start, tz), fmt(s.end, tz), f"  {s.id} {s.title}"
-                          + (f" [dim]({s.requirement})[/]" if s.requirement else ""), s.kind,
-                          ", ".join(s.after), s.owner or "", "、".join(s.cooperating), *extra)
+            if expected:
+                guess = expected[step.id]
+                took = f"{guess['expected_s']:.0f} s" if guess["expected_s"] is not None else "—"
+                end = fmt(guess["end"], tz) if guess["end"] else "—"
+                extra = [took, end if guess["fits"] else f"[red]{end} (after due_by)[/]"]
+            table.add_row(fmt(step.start, tz), fmt(step.end, tz), f"  {step.id} {step.title}"
+                          + (f" [dim]({step.requirement})[/]" if step.requirement else ""), step.kind,
+                          ", ".join(step.after), step.owner or "", "、".join(step.cooperating), *extra)
     console.print(table)
 
 

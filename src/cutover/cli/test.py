@@ -24,7 +24,8 @@ MOLECULE_AT_ONCE = 2
 
 
 def _roles_with_molecule() -> list[Path]:
-    return sorted(p.parents[2] for p in (ROOT / "roles").glob("*/molecule/default/molecule.yml"))
+    scenarios = (ROOT / "roles").glob("*/molecule/default/molecule.yml")
+    return sorted(scenario.parents[2] for scenario in scenarios)
 
 
 def _molecule(role: Path) -> tuple[str, int, str, float]:

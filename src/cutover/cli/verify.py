@@ -13,9 +13,8 @@ from rich.table import Table
 from cutover.ansible import run_playbook
 from cutover.cli.common import refusals
 from cutover.contract import PlaybookVars, check_evidence
-from cutover.engine.executor import combine_limits
 from cutover.errors import CutoverError
-from cutover.lab.lab import active_limit
+from cutover.inventory import run_limit
 from cutover.paths import resolve
 from cutover.plan.loader import load_yaml
 from cutover.ui import console
@@ -34,17 +33,16 @@ def check_versions(manifest: str, inventory: str, *, limit: str | None, require_
     data = load_yaml(path).data  # a clear file:line error for a broken manifest
     if not isinstance(data, dict) or "components" not in data or "artifacts" not in data:
         raise CutoverError(f"{path}: not a release manifest (needs `artifacts:` and `components:`)")
-    inv = resolve(inventory)
-    full_limit = combine_limits(limit, active_limit(inv))
-    result = run_playbook(resolve(PLAYBOOK), inv, ident=f"verify-{int(time.time())}",
-                          artifacts_dir=resolve(artifacts) / "verify", limit=full_limit,
+    inventory_path = resolve(inventory)
+    result = run_playbook(resolve(PLAYBOOK), inventory_path, ident=f"verify-{int(time.time())}",
+                          artifacts_dir=resolve(artifacts) / "verify", limit=run_limit(inventory_path, limit),
                           extravars=versions_vars(path, require_running).to_extravars())
     evidence, wrong = check_evidence(result.evidence, PLAYBOOK)
     if wrong:
         raise CutoverError("the version check's evidence is not what the contract says:\n  "
                            + "\n  ".join(wrong), f"log: {result.artifact_dir / 'stdout'}")
     rows = list(evidence.get("versions") or [])
-    problems = [f for f in result.failures if "expected" not in f.message]
+    problems = [failure for failure in result.failures if "expected" not in failure.message]
     return rows, problems
 
 
@@ -66,24 +64,27 @@ def versions(c: Context, manifest: str | None = None, inventory: str | None = No
             raise CutoverError("no --manifest given and the plan names no release_manifest")
     rows, problems = check_versions(manifest, inventory or cfg.inventory, limit=limit,
                                     require_running=require_running, artifacts=cfg.artifacts)
-    bad = [r for r in rows if not r["ok"]]
+    bad = [row for row in rows if not row["ok"]]
     if json:
         print(_json.dumps({"manifest": manifest, "rows": rows,
-                           "unreachable_or_failed": [p.__dict__ for p in problems],
+                           "unreachable_or_failed": [problem.__dict__ for problem in problems],
                            "ok": not bad and not problems}, indent=2, ensure_ascii=False))
     else:
         table = Table(title=f"versions against {manifest}")
         for col in ("host", "component", "expected", "found", "probe", ""):
             table.add_column(col)
-        for r in sorted(rows, key=lambda r: (r["host"], r["component"], r["probe"])):
+        for row in sorted(rows, key=lambda row: (row["host"], row["component"], row["probe"])):
             # what a host replied is shown as text, never as markup (it could fake an "ok")
-            table.add_row(*(escape(str(r[k])) for k in ("host", "component", "expected", "found", "probe")),
-                          "[green]ok[/]" if r["ok"] else "[red]MISMATCH[/]")
+            columns = ("host", "component", "expected", "found", "probe")
+            table.add_row(*(escape(str(row[column])) for column in columns),
+                          "[green]ok[/]" if row["ok"] else "[red]MISMATCH[/]")
         console.print(table)
-        for p in problems:
-            console.print(f"[red]{escape(p.host)}[/]: {escape(p.task)}: {escape(p.message)}")
+        for problem in problems:
+            console.print(f"[red]{escape(problem.host)}[/]: {escape(problem.task)}: "
+                          f"{escape(problem.message)}")
     if bad or problems:
-        names = sorted({f"{r['host']}/{r['component']}" for r in bad} | {p.host for p in problems})
+        names = sorted({f"{row['host']}/{row['component']}" for row in bad}
+                       | {problem.host for problem in problems})
         raise Exit(f"version check failed: {', '.join(names)}", code=1)
     if not json:
-        console.print(f"{len(rows)} probe(s) on {len({r['host'] for r in rows})} host(s): all match")
+        console.print(f"{len(rows)} probe(s) on {len({row['host'] for row in rows})} host(s): all match")

@@ -13,6 +13,11 @@ import time
 from collections.abc import Callable
 
 
+def now_iso() -> str:
+    """The wall clock's now as the journal and the lock record it: UTC, to the second."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
 class Clock:
     rehearsal = False
 

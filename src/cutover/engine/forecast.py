@@ -16,22 +16,16 @@ def step_durations(journal_path: Path) -> dict[str, float]:
     """Seconds each step took in the journal's runs (done steps only)."""
     if not Path(journal_path).exists():
         return {}
-    j = Journal.open(journal_path, create=False)
-    try:
-        rows = j.db.execute("SELECT id, actual_start, actual_end FROM steps WHERE state='done'"
-                            " AND actual_start IS NOT NULL AND actual_end IS NOT NULL").fetchall()
-    finally:
-        j.close()
-    return {r["id"]: (dt.datetime.fromisoformat(r["actual_end"]) -
-                      dt.datetime.fromisoformat(r["actual_start"])).total_seconds() for r in rows}
+    with Journal.open(journal_path, create=False) as journal:
+        return journal.step_durations()
 
 
 def forecast(plan: Plan, durations: dict[str, float]) -> dict[str, dict[str, Any]]:
     """Per step: expected seconds, forecast start and end, and whether it ends by due_by."""
     out: dict[str, dict[str, Any]] = {}
     for step in plan.steps():  # the plan lists dependencies before the steps that need them
-        deps_end = [out[d]["end"] for d in step.after if d in out and out[d]["end"]]
-        candidates = [t for t in [step.start, *deps_end] if t is not None]
+        deps_end = [out[dep]["end"] for dep in step.after if dep in out and out[dep]["end"]]
+        candidates = [moment for moment in [step.start, *deps_end] if moment is not None]
         start = max(candidates) if candidates else None
         expected = durations.get(step.id)
         end = start + dt.timedelta(seconds=expected) if start and expected is not None else start

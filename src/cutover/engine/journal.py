@@ -15,9 +15,12 @@ import json
 import socket
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cutover.engine.clock import now_iso
+from cutover.engine.states import AttemptStatus, RunStatus, StepState
 from cutover.errors import CutoverError
 
 SCHEMA_VERSION = 1
@@ -54,10 +57,6 @@ CREATE TABLE IF NOT EXISTS notifications (
 """
 
 
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
 def operator() -> str:
     try:
         user = getpass.getuser()
@@ -68,8 +67,8 @@ def operator() -> str:
 
 def _summary(said: list[str], keep: int = 3) -> str:
     """What quick_check reported, its first lines (it can list thousands)."""
-    lines = [ln.strip() for row in said for ln in row.splitlines()
-             if ln.strip() and not ln.startswith("*** in database")]
+    lines = [line.strip() for row in said for line in row.splitlines()
+             if line.strip() and not line.startswith("*** in database")]
     more = f" (and {len(lines) - keep} more)" if len(lines) > keep else ""
     return "; ".join(lines[:keep]) + more
 
@@ -88,7 +87,7 @@ def _close_quietly(conn: sqlite3.Connection | None) -> None:
 
 
 class Journal:
-    """One journal file per plan. Open with `Journal.open(path, plan)`."""
+    """One journal file per plan: `with Journal.open(path) as journal:` (or close() it)."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
@@ -110,7 +109,7 @@ class Journal:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             # before anything is written: a damaged journal is refused and left as it is
-            said = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+            said = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
             if said != ["ok"]:
                 raise CutoverError(f"journal {path} is damaged: SQLite's PRAGMA quick_check reports: "
                                    f"{_summary(said)}", _damaged_hint(path))
@@ -177,18 +176,27 @@ class Journal:
         return None
 
     def _sync_steps(self, plan) -> None:
-        for s in plan.steps():
+        for step in plan.steps():
             self.db.execute(
                 "INSERT INTO steps (id, phase, verb, kind, title, planned_start, planned_end)"
                 " VALUES (?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET phase=excluded.phase,"
                 " verb=excluded.verb, kind=excluded.kind, title=excluded.title,"
                 " planned_start=excluded.planned_start, planned_end=excluded.planned_end",
-                (s.id, s.phase, s.verb, s.kind, s.title, _iso(s.start), _iso(s.end)))
+                (step.id, step.phase, step.verb, step.kind, step.title, _iso(step.start), _iso(step.end)))
 
-    # ----------------------------------------------------------- transactions
-
-    def tx(self):
-        return _Tx(self.db)
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction (BEGIN IMMEDIATE); inside another, part of that one."""
+        if self.db.in_transaction:
+            yield self.db
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     # ----------------------------------------------------------- runs and steps
 
@@ -197,19 +205,19 @@ class Journal:
         cur = self.db.execute(
             "INSERT INTO runs (verb, started_at, status, operator, rehearsal, check_mode,"
             " plan_hash, options) VALUES (?,?,?,?,?,?,?,?)",
-            (verb, now_iso(), "running", who, int(rehearsal), int(check), plan_hash,
+            (verb, now_iso(), RunStatus.RUNNING, who, int(rehearsal), int(check), plan_hash,
              json.dumps(options, ensure_ascii=False)))
         return int(cur.lastrowid)
 
-    def end_run(self, run_id: int, status: str) -> None:
+    def end_run(self, run_id: int, status: RunStatus) -> None:
         self.db.execute("UPDATE runs SET ended_at=?, status=? WHERE id=?", (now_iso(), status, run_id))
 
     def interrupted_runs(self) -> list[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM runs WHERE status='running'").fetchall()
+        return self.db.execute("SELECT * FROM runs WHERE status=?", (RunStatus.RUNNING,)).fetchall()
 
     def mark_run_crashed(self, run_id: int) -> None:
-        self.db.execute("UPDATE runs SET status='crashed', ended_at=COALESCE(ended_at, ?) WHERE id=?",
-                        (now_iso(), run_id))
+        self.db.execute("UPDATE runs SET status=?, ended_at=COALESCE(ended_at, ?) WHERE id=?",
+                        (RunStatus.CRASHED, now_iso(), run_id))
 
     def step(self, step_id: str) -> sqlite3.Row | None:
         return self.db.execute("SELECT * FROM steps WHERE id=?", (step_id,)).fetchone()
@@ -221,15 +229,15 @@ class Journal:
         with self.tx():
             cur = self.db.execute(
                 "INSERT INTO attempts (step_id, run_id, started_at, status, check_mode)"
-                " VALUES (?,?,?,?,?)", (step_id, run_id, now_iso(), "running", int(check)))
+                " VALUES (?,?,?,?,?)", (step_id, run_id, now_iso(), AttemptStatus.RUNNING, int(check)))
             if not check:
                 self.db.execute(
-                    "UPDATE steps SET state='running', attempts=attempts+1, last_run=?,"
+                    "UPDATE steps SET state=?, attempts=attempts+1, last_run=?,"
                     " actual_start=COALESCE(actual_start, ?), actual_end=NULL WHERE id=?",
-                    (run_id, actual_start, step_id))
+                    (StepState.RUNNING, run_id, actual_start, step_id))
             return int(cur.lastrowid)
 
-    def finish_attempt(self, attempt_id: int, step_id: str, *, status: str, state: str | None,
+    def finish_attempt(self, attempt_id: int, step_id: str, *, status: AttemptStatus, state: StepState | None,
                        ident: str | None = None, artifact_dir: str | None = None,
                        stats: dict | None = None, error: str | None = None,
                        evidence: list[tuple[str, Any]] = (), actual_end: str | None = None,
@@ -241,30 +249,33 @@ class Journal:
                 " WHERE id=?", (now_iso(), status, ident, artifact_dir,
                                 json.dumps(stats or {}), error, attempt_id))
             for kind, data in evidence:
-                self.db.execute(
-                    "INSERT INTO evidence (step_id, attempt_id, kind, data, created_at)"
-                    " VALUES (?,?,?,?,?)", (step_id, attempt_id, kind,
-                                            json.dumps(data, ensure_ascii=False, default=str), now_iso()))
+                self.add_evidence(step_id, kind, data, attempt_id=attempt_id)
             if state is not None:
                 self.db.execute("UPDATE steps SET state=?, actual_end=?, summary=? WHERE id=?",
                                 (state, actual_end, summary, step_id))
 
     def open_attempts(self, step_id: str) -> list[sqlite3.Row]:
         """Attempts of a step still marked running (their run crashed or was killed)."""
-        return self.db.execute("SELECT id, run_id, started_at FROM attempts"
-                               " WHERE step_id=? AND status='running' ORDER BY id", (step_id,)).fetchall()
+        return self.db.execute("SELECT id, run_id, started_at FROM attempts WHERE step_id=? AND status=?"
+                               " ORDER BY id", (step_id, AttemptStatus.RUNNING)).fetchall()
 
     def abandon_running(self, step_id: str) -> None:
         """A step left `running` by a crash: close its open attempt as interrupted."""
         with self.tx():
-            self.db.execute("UPDATE attempts SET status='interrupted', ended_at=? WHERE step_id=?"
-                            " AND status='running'", (now_iso(), step_id))
-            self.db.execute("UPDATE steps SET state='interrupted' WHERE id=? AND state='running'",
-                            (step_id,))
+            self.db.execute("UPDATE attempts SET status=?, ended_at=? WHERE step_id=? AND status=?",
+                            (AttemptStatus.INTERRUPTED, now_iso(), step_id, AttemptStatus.RUNNING))
+            self.db.execute("UPDATE steps SET state=? WHERE id=? AND state=?",
+                            (StepState.INTERRUPTED, step_id, StepState.RUNNING))
 
-    def set_state(self, step_id: str, state: str, summary: str | None = None) -> None:
+    def set_state(self, step_id: str, state: StepState, summary: str | None = None) -> None:
         self.db.execute("UPDATE steps SET state=?, summary=COALESCE(?, summary) WHERE id=?",
                         (state, summary, step_id))
+
+    def add_evidence(self, step_id: str, kind: str, data: Any, *, attempt_id: int | None = None) -> None:
+        """Store what a step's attempt (or the way back, step_id 'rollback') found, as JSON."""
+        self.db.execute("INSERT INTO evidence (step_id, attempt_id, kind, data, created_at)"
+                        " VALUES (?,?,?,?,?)", (step_id, attempt_id, kind,
+                                                json.dumps(data, ensure_ascii=False, default=str), now_iso()))
 
     # ----------------------------------------------------------- people
 
@@ -296,47 +307,41 @@ class Journal:
     def evidence(self, step_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT kind, data, created_at FROM evidence WHERE step_id=? ORDER BY id",
                                (step_id,)).fetchall()
-        return [{"kind": r["kind"], "data": json.loads(r["data"]), "at": r["created_at"]} for r in rows]
+        return [{"kind": row["kind"], "data": json.loads(row["data"]), "at": row["created_at"]}
+                for row in rows]
 
     def all(self, table: str) -> list[dict[str, Any]]:
         assert table in {"runs", "steps", "attempts", "evidence", "overrides", "confirmations",
                          "plan_changes", "notifications"}
-        return [dict(r) for r in self.db.execute(f"SELECT * FROM {table} ORDER BY rowid")]  # noqa: S608 - fixed names
+        return [dict(row) for row in self.db.execute(f"SELECT * FROM {table} ORDER BY rowid")]  # noqa: S608 - fixed names
 
     def phase_durations(self) -> dict[str, float]:
         """Seconds each phase took in the journal's runs (first start to last end)."""
-        out: dict[str, float] = {}
-        rows = self.db.execute("SELECT phase, MIN(actual_start) s, MAX(actual_end) e FROM steps"
-                               " WHERE state='done' GROUP BY phase").fetchall()
-        for r in rows:
-            if r["s"] and r["e"]:
-                out[r["phase"]] = (dt.datetime.fromisoformat(r["e"]) -
-                                   dt.datetime.fromisoformat(r["s"])).total_seconds()
-        return out
+        rows = self.db.execute("SELECT phase, MIN(actual_start) started, MAX(actual_end) ended FROM steps"
+                               " WHERE state=? GROUP BY phase", (StepState.DONE,)).fetchall()
+        return {row["phase"]: _seconds(row["started"], row["ended"]) for row in rows
+                if row["started"] and row["ended"]}
+
+    def step_durations(self) -> dict[str, float]:
+        """Seconds each done step took."""
+        rows = self.db.execute("SELECT id, actual_start, actual_end FROM steps WHERE state=?"
+                               " AND actual_start IS NOT NULL AND actual_end IS NOT NULL",
+                               (StepState.DONE,)).fetchall()
+        return {row["id"]: _seconds(row["actual_start"], row["actual_end"]) for row in rows}
 
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> Journal:
+        return self
 
-class _Tx:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.depth_owner = False
-
-    def __enter__(self) -> sqlite3.Connection:
-        if not self.db.in_transaction:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.depth_owner = True
-        return self.db
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if not self.depth_owner:
-            return
-        if exc_type is None:
-            self.db.execute("COMMIT")
-        else:
-            self.db.execute("ROLLBACK")
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _iso(t: dt.datetime | None) -> str | None:
-    return t.isoformat() if t else None
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _seconds(started: str, ended: str) -> float:
+    return (dt.datetime.fromisoformat(ended) - dt.datetime.fromisoformat(started)).total_seconds()

@@ -8,7 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from cutover.engine.journal import now_iso, operator
+from cutover.engine.clock import now_iso
+from cutover.engine.journal import operator
 from cutover.errors import CutoverError
 
 

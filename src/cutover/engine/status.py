@@ -8,8 +8,9 @@ import json
 from typing import Any
 
 from cutover.engine.journal import Journal
+from cutover.engine.states import StepState
 from cutover.errors import CutoverError
-from cutover.lab.topology import load_inventory
+from cutover.inventory import hostvars
 from cutover.plan.model import Plan
 
 
@@ -17,19 +18,20 @@ def _dt(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
 
 
-def _evidence_summary(ev: list[dict[str, Any]]) -> str:
-    for e in reversed(ev):
-        if e["kind"] == "gate":
-            g = e["data"]
-            return str(g.get("summary") or ("passed" if g.get("passed") else "failed"))
-        if e["kind"] == "override":
-            return f"override: {e['data']['by']}: {e['data']['reason']}"
-        if e["kind"] == "confirmation":
-            return f"confirmed by {e['data']['by']}"
-    for e in reversed(ev):
-        if e["kind"] == "result":
-            stats = e["data"].get("stats", {})
-            return f"{len(stats)} host(s), {sum(v.get('changed', 0) for v in stats.values())} change(s)"
+def _evidence_summary(evidence: list[dict[str, Any]]) -> str:
+    for record in reversed(evidence):
+        if record["kind"] == "gate":
+            gate = record["data"]
+            return str(gate.get("summary") or ("passed" if gate.get("passed") else "failed"))
+        if record["kind"] == "override":
+            return f"override: {record['data']['by']}: {record['data']['reason']}"
+        if record["kind"] == "confirmation":
+            return f"confirmed by {record['data']['by']}"
+    for record in reversed(evidence):
+        if record["kind"] == "result":
+            stats = record["data"].get("stats", {})
+            changed = sum(host_stats.get("changed", 0) for host_stats in stats.values())
+            return f"{len(stats)} host(s), {changed} change(s)"
     return ""
 
 
@@ -37,41 +39,43 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
     sites: dict[str, str] = {}
     if inventory is not None:
         try:
-            hv = load_inventory(inventory).get("_meta", {}).get("hostvars", {})
-            sites = {h: v.get("cutover_site", "") for h, v in hv.items() if v.get("cutover_site")}
+            sites = {host: variables["cutover_site"] for host, variables in hostvars(inventory).items()
+                     if variables.get("cutover_site")}
         except CutoverError:  # status must show even with a broken inventory
             sites = {}
-    rows = {r["id"]: dict(r) for r in journal.steps()} if journal else {}
+    rows = {row["id"]: dict(row) for row in journal.steps()} if journal else {}
     overrides = journal.all("overrides") if journal else []
     confirmations = journal.all("confirmations") if journal else []
     attempts = journal.all("attempts") if journal else []
     out_steps = []
     for step in plan.steps():
-        r = rows.get(step.id, {})
-        ev = journal.evidence(step.id) if journal else []
-        start, end = _dt(r.get("actual_start")), _dt(r.get("actual_end"))
-        last = next((a for a in reversed(attempts) if a["step_id"] == step.id and not a["check_mode"]), None)
+        row = rows.get(step.id, {})
+        evidence = journal.evidence(step.id) if journal else []
+        start, end = _dt(row.get("actual_start")), _dt(row.get("actual_end"))
+        last = next((attempt for attempt in reversed(attempts)
+                     if attempt["step_id"] == step.id and not attempt["check_mode"]), None)
         by_site: dict[str, dict[str, int]] = {}
         if last and last.get("stats"):
-            for host, st in json.loads(last["stats"]).items():
-                site = sites.get(host, "—")
-                agg = by_site.setdefault(site, {"hosts": 0, "failed": 0})
-                agg["hosts"] += 1
-                agg["failed"] += int(bool(st.get("failures") or st.get("dark")))
+            for host, host_stats in json.loads(last["stats"]).items():
+                site = by_site.setdefault(sites.get(host, "—"), {"hosts": 0, "failed": 0})
+                site["hosts"] += 1
+                site["failed"] += int(bool(host_stats.get("failures") or host_stats.get("dark")))
         out_steps.append({
             "id": step.id, "title": step.title, "phase": step.phase, "verb": step.verb,
             "kind": step.kind, "requirement": step.requirement,
             "owner": step.owner, "cooperating": step.cooperating,
-            "state": r.get("state", "pending"),
+            "state": row.get("state", StepState.PENDING),
             "planned_start": step.start.isoformat() if step.start else None,
             "planned_end": step.end.isoformat() if step.end else None,
-            "actual_start": r.get("actual_start"), "actual_end": r.get("actual_end"),
+            "actual_start": row.get("actual_start"), "actual_end": row.get("actual_end"),
             "duration_s": (end - start).total_seconds() if start and end else None,
-            "attempts": r.get("attempts", 0),
-            "acted_by": [f"override: {o['by']}" for o in overrides if o["step_id"] == step.id]
-            + [f"confirmed: {c['by']}" for c in confirmations if c["step_id"] == step.id],
-            "evidence_summary": r.get("summary") or _evidence_summary(ev),
-            "evidence": ev,
+            "attempts": row.get("attempts", 0),
+            "acted_by": [f"override: {override['by']}" for override in overrides
+                         if override["step_id"] == step.id]
+            + [f"confirmed: {confirmation['by']}" for confirmation in confirmations
+               if confirmation["step_id"] == step.id],
+            "evidence_summary": row.get("summary") or _evidence_summary(evidence),
+            "evidence": evidence,
             "sites": by_site,
         })
     return {
@@ -82,6 +86,6 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
         "overrides": overrides, "confirmations": confirmations,
         "notifications": journal.all("notifications") if journal else [],
         # N18: who let a data rollback discard writes made since the snapshot, and which
-        "discarded_writes": [e["data"] | {"at": e["at"]} for e in journal.evidence("rollback")
-                             if e["kind"] == "discard_writes"] if journal else [],
+        "discarded_writes": [record["data"] | {"at": record["at"]} for record in journal.evidence("rollback")
+                             if record["kind"] == "discard_writes"] if journal else [],
     }

@@ -7,6 +7,7 @@ provisioning is skipped when nothing it depends on changed since it last succeed
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -20,31 +21,16 @@ from typing import Any
 
 from cutover.ansible import run_playbook
 from cutover.errors import CutoverError
+from cutover.inventory import active_limit, lab_state
 from cutover.lab import artifacts, image
 from cutover.lab.podman import ensure_host_tools, podman
-from cutover.lab.topology import LAB_INVENTORY, LabHost, lab_hosts, select
-from cutover.paths import LAB_STATE, ROOT
+from cutover.lab.topology import LabHost, lab_hosts, select
+from cutover.paths import LAB_INVENTORY, LAB_STATE, LAB_STATE_FILE, ROOT
 
 LABEL = "cutover.lab"
-STATE_FILE = LAB_STATE / "state.json"
 SSH_DIR = LAB_STATE / "ssh"
 PROVISION = ROOT / "playbooks" / "lab" / "provision.yml"
 FAULTS = ("missing-plan", "unpaid-batch", "pending-approval", "in-transit")
-
-
-def read_state() -> dict[str, Any]:
-    try:
-        return json.loads(STATE_FILE.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def active_limit(inventory: Path) -> str | None:
-    """For runs against the lab: leave out the hosts this lab did not start."""
-    if Path(inventory).resolve() != LAB_INVENTORY.resolve():
-        return None
-    skipped = read_state().get("skipped_hosts") or []
-    return ":".join(["all", *(f"!{h}" for h in skipped)]) if skipped else None
 
 
 # ---------------------------------------------------------------- keys
@@ -65,17 +51,17 @@ def ensure_keys(hosts: list[LabHost]) -> None:
     _keygen(SSH_DIR / "id_ed25519", "cutover-lab-controller")
     (SSH_DIR / "authorized_keys").write_text((SSH_DIR / "id_ed25519.pub").read_text())
     known, config = [], ["# written by invoke lab.up: `ssh -F .lab/ssh/config HOST` reaches a lab host"]
-    for h in hosts:
-        hdir = SSH_DIR / "hosts" / h.name
-        _keygen(hdir / "ssh_host_ed25519_key", h.name)
+    for host in hosts:
+        hdir = SSH_DIR / "hosts" / host.name
+        _keygen(hdir / "ssh_host_ed25519_key", host.name)
         (hdir / "sshd.conf").write_text(
             "# written by invoke lab.up: this host's own sshd port on loopback\n"
-            f"Port {h.ssh_port}\nListenAddress 127.0.0.1\n"
+            f"Port {host.ssh_port}\nListenAddress 127.0.0.1\n"
             "HostKey /etc/ssh/ssh_host_ed25519_key\nPasswordAuthentication no\n"
         )
         pub = (hdir / "ssh_host_ed25519_key.pub").read_text().split()
-        known.append(f"[127.0.0.1]:{h.ssh_port} {pub[0]} {pub[1]}")
-        config += [f"Host {h.name}", "  HostName 127.0.0.1", f"  Port {h.ssh_port}", "  User root",
+        known.append(f"[127.0.0.1]:{host.ssh_port} {pub[0]} {pub[1]}")
+        config += [f"Host {host.name}", "  HostName 127.0.0.1", f"  Port {host.ssh_port}", "  User root",
                    f"  IdentityFile {SSH_DIR / 'id_ed25519'}", "  IdentitiesOnly yes",
                    f"  UserKnownHostsFile {SSH_DIR / 'known_hosts'}", "  StrictHostKeyChecking yes"]
     (SSH_DIR / "known_hosts").write_text("\n".join(known) + "\n")
@@ -85,46 +71,46 @@ def ensure_keys(hosts: list[LabHost]) -> None:
 # ---------------------------------------------------------------- containers
 
 
-def _run_args(h: LabHost, tag: str) -> list[str]:
-    hdir = SSH_DIR / "hosts" / h.name
+def _run_args(host: LabHost, tag: str) -> list[str]:
+    hdir = SSH_DIR / "hosts" / host.name
     mounts = [
         (hdir / "sshd.conf", "/etc/ssh/sshd_config.d/10-lab.conf"),
         (hdir / "ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key"),
         (hdir / "ssh_host_ed25519_key.pub", "/etc/ssh/ssh_host_ed25519_key.pub"),
         (SSH_DIR / "authorized_keys", "/root/.ssh/authorized_keys"),
     ]
-    args = ["--name", h.container, "--hostname", h.name, "--network", "host",
-            "--systemd", "always", "--label", f"{LABEL}=1", "--label", f"{LABEL}.host={h.name}"]
+    args = ["--name", host.container, "--hostname", host.name, "--network", "host",
+            "--systemd", "always", "--label", f"{LABEL}=1", "--label", f"{LABEL}.host={host.name}"]
     for src, dst in mounts:
         args += ["-v", f"{src}:{dst}:ro"]
     return [*args, tag, "/sbin/init"]
 
 
-def _config_hash(h: LabHost, tag: str) -> str:
+def _config_hash(host: LabHost, tag: str) -> str:
     """Changes when the container must be made anew: image, mounts, or the sample app's
     sources (a release directory is never rewritten in place, so new code needs a new host)."""
-    app = hashlib.sha256(b"".join((artifacts.APP_SRC / f).read_bytes() for f in artifacts.FILES))
-    return hashlib.sha256(json.dumps([*_run_args(h, tag), app.hexdigest()]).encode()).hexdigest()[:16]
+    app = hashlib.sha256(b"".join((artifacts.APP_SRC / name).read_bytes() for name in artifacts.FILES))
+    return hashlib.sha256(json.dumps([*_run_args(host, tag), app.hexdigest()]).encode()).hexdigest()[:16]
 
 
 def containers() -> dict[str, dict[str, Any]]:
     """The lab's containers that exist, by host name, with state and config hash."""
     proc = podman("ps", "-a", "--filter", f"label={LABEL}=1", "--format", "json")
     out = {}
-    for c in json.loads(proc.stdout or "[]"):
-        labels = c.get("Labels") or {}
+    for container in json.loads(proc.stdout or "[]"):
+        labels = container.get("Labels") or {}
         host = labels.get(f"{LABEL}.host")
         if host:
-            out[host] = {"state": c.get("State", ""), "config": labels.get(f"{LABEL}.config", ""),
-                         "name": (c.get("Names") or [""])[0]}
+            out[host] = {"state": container.get("State", ""), "config": labels.get(f"{LABEL}.config", ""),
+                         "name": (container.get("Names") or [""])[0]}
     return out
 
 
 def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            sock.bind(("127.0.0.1", port))
         except OSError:
             return False
     return True
@@ -141,9 +127,9 @@ def _wait_ssh(hosts: list[LabHost], timeout: float = 180) -> None:
     pending = {h.name: h.ssh_port for h in hosts}
     while pending and time.monotonic() < deadline:
         for name, port in list(pending.items()):
-            with socket.socket() as s:
-                s.settimeout(0.5)
-                if s.connect_ex(("127.0.0.1", port)) == 0:
+            with socket.socket() as sock:
+                sock.settimeout(0.5)
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
                     del pending[name]
         if pending:
             time.sleep(0.3)
@@ -153,16 +139,16 @@ def _wait_ssh(hosts: list[LabHost], timeout: float = 180) -> None:
 
 
 def _provision_hash(hosts: list[LabHost], tag: str, extravars: dict[str, Any]) -> str:
-    h = hashlib.sha256()
-    h.update(tag.encode())
-    h.update(json.dumps([x.name for x in hosts]).encode())
-    h.update(json.dumps(extravars, sort_keys=True).encode())
+    digest = hashlib.sha256()
+    digest.update(tag.encode())
+    digest.update(json.dumps([host.name for host in hosts]).encode())
+    digest.update(json.dumps(extravars, sort_keys=True).encode())
     for base in ("inventories/lab", "playbooks/lab", "roles/release_deploy", "lab/app", "lab/datagen"):
-        for p in sorted((ROOT / base).rglob("*")):
-            if p.is_file() and "__pycache__" not in p.parts:
-                h.update(str(p.relative_to(ROOT)).encode())
-                h.update(p.read_bytes())
-    return h.hexdigest()
+        for path in sorted((ROOT / base).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(ROOT)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
@@ -191,11 +177,11 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
     phash = _provision_hash(hosts, tag, extravars)
     state = {"cities": cities, "scale": scale, "seed": seed, "faults": list(faults), "image": tag,
              "hosts": [h.name for h in hosts], "skipped_hosts": skipped}
-    provisioned = reset or bool(created) or read_state().get("provisioned") != phash
+    provisioned = reset or bool(created) or lab_state().get("provisioned") != phash
     if provisioned:
-        STATE_FILE.write_text(json.dumps({**state, "provisioned": None}, indent=2))
+        LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": None}, indent=2))
         _provision(len(hosts), extravars, say, progress_factory)
-    STATE_FILE.write_text(json.dumps({**state, "provisioned": phash}, indent=2))
+    LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": phash}, indent=2))
     return {"created": created, "provisioned": provisioned,
             "seconds": round(time.monotonic() - started, 1)}
 
@@ -213,9 +199,9 @@ def _reconcile_containers(hosts: list[LabHost], tag: str, say) -> list[str]:
         raise CutoverError("lab ports already in use; nothing was started:\n  " + "\n  ".join(lines),
                            "stop what uses them, or change the ports in inventories/lab/hosts.yml")
     keep = {h.name for h in hosts} - {h.name for h in recreate}
-    for name, c in existing.items():
+    for name, container in existing.items():
         if name not in keep:
-            podman("rm", "-f", "-t", "5", c["name"] or f"cutover-lab-{name}", check=False)
+            podman("rm", "-f", "-t", "5", container["name"] or f"cutover-lab-{name}", check=False)
     if recreate:
         say(f"==> starting {len(recreate)} container(s): {', '.join(h.name for h in recreate)}")
 
@@ -231,16 +217,11 @@ def _reconcile_containers(hosts: list[LabHost], tag: str, say) -> list[str]:
 def _provision(count: int, extravars: dict[str, Any], say, progress_factory) -> None:
     say(f"==> provisioning {count} host(s) (playbooks/lab/provision.yml)")
     progress = progress_factory("lab provisioning") if progress_factory else None
-    if progress:
-        progress.__enter__()
-    try:
+    with progress or contextlib.nullcontext():
         result = run_playbook(PROVISION, LAB_INVENTORY, ident=f"provision-{int(time.time())}",
                               artifacts_dir=LAB_STATE / "runs", extravars=extravars,
                               limit=active_limit(LAB_INVENTORY),
                               on_progress=progress.update if progress else None)
-    finally:
-        if progress:
-            progress.__exit__(None, None, None)
     if not result.ok:
         raise CutoverError("lab provisioning failed:\n" + result.summary(),
                            f"full log: {result.artifact_dir / 'stdout'}")
@@ -255,15 +236,15 @@ def _ours_on(port: int, existing: dict[str, dict[str, Any]], recreate: list[LabH
 def down(say=print) -> list[str]:
     """Remove the lab's containers (by label) and its generated state; keep the image cache."""
     removed = []
-    for name, c in containers().items():
-        podman("rm", "-f", "-t", "5", c["name"] or f"cutover-lab-{name}")
+    for name, container in containers().items():
+        podman("rm", "-f", "-t", "5", container["name"] or f"cutover-lab-{name}")
         removed.append(name)
     # The lab creates no volumes; anything labelled as ours is removed all the same.
     vols = podman("volume", "ls", "-q", "--filter", f"label={LABEL}=1", check=False).stdout.split()
-    for v in vols:
-        podman("volume", "rm", "-f", v, check=False)
-    if STATE_FILE.exists():
-        STATE_FILE.unlink()
+    for volume in vols:
+        podman("volume", "rm", "-f", volume, check=False)
+    if LAB_STATE_FILE.exists():
+        LAB_STATE_FILE.unlink()
     if removed:
         say(f"removed {len(removed)} container(s): {', '.join(sorted(removed))}")
     else:
@@ -305,35 +286,37 @@ def _unit_states(container: str, units: list[str]) -> dict[str, tuple[str, str]]
     return out
 
 
-def host_status(h: LabHost, running: bool) -> dict[str, Any]:
+def host_status(host: LabHost, running: bool) -> dict[str, Any]:
     services = []
-    units = [s.name if "." in s.name else f"{s.name}.service" for s in h.services
-             if s.kind != "cron"]
-    states = _unit_states(h.container, units) if running else {}
-    for s in h.services:
-        entry: dict[str, Any] = asdict(s) | {"url": s.url}
-        if s.kind == "cron":
-            entry["state"] = "enabled" if running and _cron_enabled(h.container, s.name) else "disabled"
-            entry["healthy"] = running and (entry["state"] == "enabled") == s.enabled
+    units = [service.name if "." in service.name else f"{service.name}.service" for service in host.services
+             if service.kind != "cron"]
+    states = _unit_states(host.container, units) if running else {}
+    for service in host.services:
+        entry: dict[str, Any] = asdict(service) | {"url": service.url}
+        if service.kind == "cron":
+            cron_on = running and _cron_enabled(host.container, service.name)
+            entry["state"] = "enabled" if cron_on else "disabled"
+            entry["healthy"] = running and (entry["state"] == "enabled") == service.enabled
         else:
-            unit = s.name if "." in s.name else f"{s.name}.service"
+            unit = service.name if "." in service.name else f"{service.name}.service"
             active, enabled = states.get(unit, ("unknown", "unknown"))
             entry["state"], entry["unit_file"] = active, enabled
-            if s.kind == "timer":
-                entry["healthy"] = (active == "active") == s.enabled
-            elif s.kind == "http" and running:
-                ok, body = _http(s.url or "")
+            if service.kind == "timer":
+                entry["healthy"] = (active == "active") == service.enabled
+            elif service.kind == "http" and running:
+                ok, body = _http(service.url or "")
                 entry["healthy"] = ok and active == "active"
                 if isinstance(body, dict):
                     entry["version"] = body.get("version")
                 else:
                     entry["detail"] = body
             else:
-                entry["healthy"] = running and active == "active" and s.port is not None and _tcp(s.port)
+                entry["healthy"] = (running and active == "active" and service.port is not None
+                                    and _tcp(service.port))
         services.append(entry)
-    return {"host": h.name, "groups": h.groups, "container": h.container, "running": running,
-            "ssh_port": h.ssh_port, "site": h.vars.get("cutover_site"), "services": services,
-            "healthy": running and all(s["healthy"] for s in services)}
+    return {"host": host.name, "groups": host.groups, "container": host.container, "running": running,
+            "ssh_port": host.ssh_port, "site": host.vars.get("cutover_site"), "services": services,
+            "healthy": running and all(entry["healthy"] for entry in services)}
 
 
 def _cron_enabled(container: str, name: str) -> bool:
@@ -344,7 +327,7 @@ def _cron_enabled(container: str, name: str) -> bool:
 
 def status(hosts: list[str] | None = None) -> dict[str, Any]:
     """Every host of the lab (or the named ones), every service: state, health, version."""
-    state = read_state()
+    state = lab_state()
     skipped = set(state.get("skipped_hosts") or [])
     every = lab_hosts(LAB_INVENTORY)
     unknown = sorted(set(hosts or []) - {h.name for h in every})
@@ -357,7 +340,7 @@ def status(hosts: list[str] | None = None) -> dict[str, Any]:
         rows = list(pool.map(
             lambda h: host_status(h, existing.get(h.name, {}).get("state") == "running"), chosen))
     return {"lab": {k: state.get(k) for k in ("cities", "scale", "seed", "faults", "image")},
-            "hosts": rows, "healthy": bool(rows) and all(r["healthy"] for r in rows)}
+            "hosts": rows, "healthy": bool(rows) and all(row["healthy"] for row in rows)}
 
 
 def podman_available() -> bool:

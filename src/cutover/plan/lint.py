@@ -18,7 +18,7 @@ import yaml
 from cutover.contract import ENGINE_VARS, OPERATOR_ONLY_VARS, PLAN_ROLE_OPTIONS, RELEASE_PLAYBOOKS
 from cutover.data import sql
 from cutover.errors import CutoverError
-from cutover.lab.topology import load_inventory
+from cutover.inventory import load_inventory
 from cutover.paths import resolve
 from cutover.plan.loader import LoadedYaml, load_yaml
 from cutover.plan.model import VERBS, Plan, ValidationError, digest_of, resolve_times

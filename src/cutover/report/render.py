@@ -138,21 +138,19 @@ def _gantt(st: dict[str, Any], plan: Plan) -> Markup:
 
 
 def build(plan: Plan, journal_path: Path, out_dir: Path) -> dict[str, Path]:
-    j = Journal.open(journal_path, create=False)
-    try:
-        st = status_mod.collect(plan, j, resolve(plan.plan.inventory))
-    finally:
-        j.close()
-    ctx = {"plan": plan, "st": st, "versions": _versions(st), "gantt": _gantt(st, plan),
-           "screening": _latest(st, "screening") or [], "snapshots": _snapshots(st),
-           "exports": _latest(st, "export") or [],
-           "excluded": _latest(st, "export_excluded") or [],
-           "handoff": _latest(st, "handoff") or {}, "reconciliation": _latest(st, "reconciliation") or {},
+    with Journal.open(journal_path, create=False) as journal:
+        collected = status_mod.collect(plan, journal, resolve(plan.plan.inventory))
+    ctx = {"plan": plan, "st": collected, "versions": _versions(collected), "gantt": _gantt(collected, plan),
+           "screening": _latest(collected, "screening") or [], "snapshots": _snapshots(collected),
+           "exports": _latest(collected, "export") or [],
+           "excluded": _latest(collected, "export_excluded") or [],
+           "handoff": _latest(collected, "handoff") or {},
+           "reconciliation": _latest(collected, "reconciliation") or {},
            "local": lambda v: _local(v, plan), "generated": fmt(dt.datetime.now(plan.tz)),
            "phases": plan.phases}
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {kind: out_dir / f"report.{kind}" for kind in ("json", "md", "html")}
-    text = json.dumps(st, indent=2, ensure_ascii=False, default=str)
+    text = json.dumps(collected, indent=2, ensure_ascii=False, default=str)
     paths["json"].write_text(text + "\n", encoding="utf-8")
     paths["md"].write_text(_MARKDOWN.get_template("report.md.j2").render(**ctx), encoding="utf-8")
     paths["html"].write_text(_HTML.get_template("report.html.j2").render(**ctx), encoding="utf-8")

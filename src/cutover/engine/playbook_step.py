@@ -1,0 +1,119 @@
+"""The `playbook` and `gate` step kinds: run the step's playbook, hold its evidence to the
+contract, store it and move the step, in one transaction. A gate passes only when its
+playbook publishes `gate` evidence that says so, or when an override lets a failed gate by."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cutover.ansible import HostFailure, PlaybookResult, run_playbook
+from cutover.contract import PlaybookVars, check_evidence, work_stats
+from cutover.engine.run import Run, StepFailed, attempt_ident
+from cutover.engine.states import AttemptStatus, StepState
+from cutover.inventory import run_limit
+from cutover.paths import resolve
+from cutover.plan.model import Plan, Step
+
+
+def step_vars(plan: Plan, step: Step, *, artifacts: str, journal_id: str, rehearsal: bool) -> PlaybookVars:
+    """What a step's playbook receives (cutover.contract): the export lives under
+    <artifacts>/data/<plan>, per plan, not per run, so a later run's hand-off finds it."""
+    return PlaybookVars.for_plan(plan, artifacts=artifacts, journal_id=journal_id, rehearsal=rehearsal,
+                                 step=step)
+
+
+def run_playbook_step(run: Run, step: Step) -> None:
+    if step.kind == "gate" and _passed_by_override(run, step):
+        return
+    journal, opts = run.journal, run.opts
+    attempt = journal.begin_attempt(step.id, run.run_id, check=opts.check, actual_start=run.now_iso())
+    ident = attempt_ident(run.run_id, step.id, attempt)
+    extravars = step_vars(run.plan, step, artifacts=opts.artifacts, journal_id=journal.identity(),
+                          rehearsal=opts.rehearsal).to_extravars()
+    limit = run_limit(run.session.inventory, step.limit, opts.limit)
+    with opts.progress(step.id) as on_progress:
+        result = run_playbook(resolve(step.playbook), run.session.inventory, ident=ident,
+                              artifacts_dir=run.artifacts, limit=limit, tags=step.tags,
+                              extravars=extravars, check=opts.check, on_progress=on_progress)
+    # the evidence is held to the contract before it is stored: a key no model knows, or
+    # a value of the wrong shape, fails the step (and is not stored), naming both
+    found, wrong = check_evidence(result.evidence, step.playbook or "")
+    result.failures += [HostFailure("-", step.playbook or "", problem) for problem in wrong]
+    result.stats = work_stats(result)  # hosts that only passed the input checks did nothing
+    gate = found.get("gate") if step.kind == "gate" else None
+    evidence: list[tuple[str, Any]] = [("result", {
+        "status": result.status, "rc": result.rc, "stats": result.stats,
+        "failures": [failure.__dict__ for failure in result.failures]})]
+    extra = {key: value for key, value in found.items() if key != "gate"}
+    if gate is not None:
+        evidence.append(("gate", gate))
+    if extra:
+        evidence.append(("facts", extra))
+    passed = result.ok and not wrong and (gate is None or gate["passed"] is True)
+    if result.ok and not result.stats:  # no play matched a host: nothing was done, never "done" (N18)
+        passed = False
+        result.failures.append(HostFailure(
+            "-", step.playbook or "", f"the step's plays match no host under --limit {limit}: nothing "
+            "was done; run it with a limit that includes its hosts, or without --limit"
+            if limit else "the step's plays match no host of the inventory: nothing was done"))
+    if step.kind == "gate" and "gate" not in result.evidence and result.ok and not opts.check:
+        passed = False
+        result.failures.append(
+            HostFailure("-", step.playbook or "", "gate playbook returned no `gate` evidence"))
+    summary = _summary(result, gate)
+    state = None if opts.check else (StepState.DONE if passed else StepState.FAILED)
+    journal.finish_attempt(attempt, step.id, status=AttemptStatus.OK if passed else AttemptStatus.FAILED,
+                           state=state, ident=ident, artifact_dir=str(result.artifact_dir),
+                           stats=result.stats, error=None if passed else result.summary(),
+                           evidence=evidence, actual_end=run.now_iso(), summary=summary)
+    if passed:
+        run.say(f"  ✓ {summary}")
+        return
+    detail = [result.summary()]
+    if gate:
+        detail.append(_findings(gate))
+    hint = (f"fix the cause and run cutover.{run.verb} again (it resumes here)"
+            + (f"; or let the gate pass: invoke cutover.override {step.id} --by NAME --reason TEXT"
+               if step.kind == "gate" else "")
+            + f"\n  log: {result.artifact_dir / 'stdout'}")
+    raise StepFailed(f"step {step.id} failed\n" + "\n".join(line for line in detail if line), hint)
+
+
+def _passed_by_override(run: Run, step: Step) -> bool:
+    """A gate that failed (or was interrupted) and has an override waiting passes by it."""
+    journal = run.journal
+    override = journal.open_override(step.id)
+    if override is None or journal.step(step.id)["state"] not in (StepState.FAILED, StepState.INTERRUPTED):
+        return False
+    attempt = journal.begin_attempt(step.id, run.run_id, check=run.opts.check, actual_start=run.now_iso())
+    journal.use_override(override["id"])
+    journal.finish_attempt(attempt, step.id, status=AttemptStatus.OVERRIDDEN,
+                           state=None if run.opts.check else StepState.DONE, actual_end=run.now_iso(),
+                           evidence=[("override", {"by": override["by"], "reason": override["reason"],
+                                                   "at": override["at"]})],
+                           summary=f"passed by override of {override['by']}: {override['reason']}")
+    run.say(f"  gate passed by override of {override['by']}: {override['reason']}")
+    return True
+
+
+def _summary(result: PlaybookResult, gate: dict | None) -> str:
+    if gate is not None:
+        return str(gate.get("summary") or ("gate passed" if gate.get("passed") else "gate failed"))
+    hosts = len(result.stats)
+    stats = result.stats.values()
+    changed = sum(host_stats.get("changed", 0) for host_stats in stats)
+    failed = sum(host_stats.get("failures", 0) + host_stats.get("dark", 0) for host_stats in stats)
+    return f"{hosts} host(s), {changed} change(s), {failed} failure(s)"
+
+
+def _findings(gate: dict) -> str:
+    findings = gate.get("findings") or []
+    lines = [f"  gate found {len(findings)} problem(s):"] if findings else []
+    for finding in findings[:30]:
+        if isinstance(finding, dict):
+            lines.append("    - " + ", ".join(f"{key}={value}" for key, value in finding.items()))
+        else:
+            lines.append(f"    - {finding}")
+    if len(findings) > 30:
+        lines.append(f"    … and {len(findings) - 30} more (see cutover.status --json)")
+    return "\n".join(lines)

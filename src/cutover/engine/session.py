@@ -1,0 +1,125 @@
+"""What every verb stands on, set up one way: the options it was given, the plan (linted) and
+its inventory, the question asked before a production inventory is touched, and the journal
+bound to the plan, held under the run lock by whatever changes hosts.
+
+    session = Session(opts)                                   # lint; the inventory
+    session.ask_if_production("Roll back every component?", "answer yes, or pass --yes")
+    with session.journal(lock="rollback") as journal:         # open, lock, bind the plan
+        ...
+    with session.existing_journal() as journal:               # status, report: only looks
+        ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cutover.ansible.runner import Progress
+from cutover.engine.clock import Clock
+from cutover.engine.journal import Journal, operator
+from cutover.engine.lock import RunLock
+from cutover.errors import CutoverError
+from cutover.inventory import is_production
+from cutover.paths import resolve
+from cutover.plan.lint import check as lint_check
+from cutover.plan.model import Step
+
+
+@dataclass
+class RunOptions:
+    plan: str
+    journal: str
+    artifacts: str
+    inventory: str | None = None
+    rehearsal: bool = False
+    check: bool = False
+    limit: str | None = None
+    yes: bool = False
+    accept_plan_change: bool = False
+    auto_confirm: bool = False  # rehearsals only: manual steps confirmed as "rehearsal"
+    notify_urls: list[str] | None = None  # None: the plan's own list
+    clock: Clock | None = None  # tests inject a fake time source
+    say: Callable[[str], None] = print
+    progress_factory: Callable[[str], Any] | None = None
+    confirm_prompt: Callable[[str], bool] | None = None
+    orphan_wait: float = 1800.0  # seconds to wait for a killed run's work still running (N18)
+
+    @contextlib.contextmanager
+    def progress(self, name: str) -> Iterator[Callable[[Progress], None] | None]:
+        """The operator's view of one playbook run, open while it runs: yields the run's
+        `on_progress` (None when nobody watches)."""
+        if self.progress_factory is None:
+            yield None
+            return
+        display = self.progress_factory(name)
+        with display:
+            yield display.update
+
+
+class Session:
+    """One verb's footing. Constructing it lints the plan (with `warn`, the lint's warnings
+    are said, measured against the phase durations the journal recorded)."""
+
+    def __init__(self, opts: RunOptions, *, warn: bool = False) -> None:
+        self.opts = opts
+        self.journal_path = resolve(opts.journal)
+        durations: dict[str, float] = {}
+        if warn and self.journal_path.exists():
+            with Journal.open(self.journal_path) as journal:
+                durations = journal.phase_durations()
+        self.plan, warnings = lint_check(opts.plan, opts.inventory, durations)
+        if warn:
+            for warning in warnings:
+                opts.say(str(warning))
+        self.inventory: Path = resolve(opts.inventory or self.plan.plan.inventory)
+
+    def step(self, step_id: str) -> Step:
+        step = self.plan.step(step_id)
+        if step is None:
+            raise CutoverError(f"plan {self.plan.plan.name} has no step {step_id!r}")
+        return step
+
+    def ask_if_production(self, question: str, hint: str) -> None:
+        """On a production inventory, nothing runs unless the operator answers yes."""
+        if not is_production(self.inventory):
+            return
+        ask = self.opts.confirm_prompt
+        if ask is None or not ask(f"{self.inventory} is a PRODUCTION inventory. {question}"):
+            raise CutoverError("not confirmed; nothing was run", hint)
+
+    @contextlib.contextmanager
+    def locked(self, verb: str) -> Iterator[None]:
+        """Under the journal's run lock, as `verb`: never beside another run on this journal."""
+        with RunLock(self.journal_path) as lock:
+            lock.acquire(verb)
+            yield
+
+    @contextlib.contextmanager
+    def journal(self, *, lock: str | None = None, accept_change: bool = False) -> Iterator[Journal]:
+        """The journal, bound to the plan (a changed plan is refused unless `accept_change`,
+        which is recorded), and with `lock`, under the run lock as that verb."""
+        with Journal.open(self.journal_path) as journal, \
+                self.locked(lock) if lock else contextlib.nullcontext():
+            note = journal.bind_plan(self.plan, accept_change=accept_change, by=operator())
+            if note:
+                self.opts.say(note)
+            yield journal
+
+    @contextlib.contextmanager
+    def existing_journal(self) -> Iterator[Journal | None]:
+        """The journal as it is, for what only looks (None when there is none yet): never
+        created, bound to the plan or locked."""
+        if not self.journal_path.exists():
+            yield None
+            return
+        with Journal.open(self.journal_path) as journal:
+            yield journal
+
+    def journal_identity(self) -> str:
+        """The journal's id, as the plan's steps pass it; '' when there is no journal yet."""
+        with self.existing_journal() as journal:
+            return journal.identity() if journal else ""
