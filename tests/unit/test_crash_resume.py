@@ -116,3 +116,27 @@ def test_a_resumed_step_waits_for_the_killed_attempts_work_and_never_races_it(en
     assert "the earlier attempt run0001-s2-a2 is still at work" in out, out
     work = [m for m in marks(env) if m.startswith("s2 work")]
     assert work == ["s2 work-start", "s2 work-end", "s2 work-start", "s2 work-end"]
+
+
+def test_resuming_one_journal_leaves_another_journals_running_attempt_alone(env, tmp_path_factory):
+    """Two journals on one controller number their runs and attempts alike (run0001-s2-a2).
+    A resumed step waits for, or stops, what its own killed attempt left running: never the
+    attempt of the same name that another journal is running at that moment."""
+    other_tmp = tmp_path_factory.mktemp("other")
+    other = {"tmp": other_tmp, "marker": other_tmp / "marker", "journal": other_tmp / "j.sqlite",
+             "plan": other_tmp / "mini.yml",
+             "environ": {**env["environ"], "CUTOVER_TEST_MARKER": str(other_tmp / "marker"),
+                         "INVOKE_CUTOVER_ARTIFACTS": str(other_tmp / "art")}}
+    other["plan"].write_text(MINI.read_text().replace("slow_seconds: 6", "slow_seconds: 300")
+                             .replace("inventory: tests/data/", f"inventory: {ROOT}/tests/data/"))
+    proc = start(env)
+    wait_for(lambda: "s2 start" in marks(env))
+    kill(proc)  # leaves run0001-s2-a2 open in the first journal
+    busy = start(other)
+    try:
+        wait_for(lambda: "s2 start" in marks(other))  # the other journal's run0001-s2-a2 works
+        finish(env)
+        assert busy.poll() is None, busy.communicate()[0]
+        assert "s2 end" not in marks(other)
+    finally:
+        kill(busy)

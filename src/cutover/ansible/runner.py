@@ -106,8 +106,11 @@ def run_playbook(
     check: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
     forks: int | None = None,
+    mark: str | None = None,
 ) -> PlaybookResult:
-    """Run one playbook to completion and say what happened."""
+    """Run one playbook to completion and say what happened. `mark` (default: the ident)
+    is what `processes_of` finds this run's processes by; the engine makes it unique per
+    journal, since two journals' attempts can have the same ident."""
     playbook = Path(playbook)
     if not playbook.is_absolute():
         playbook = ROOT / playbook
@@ -163,9 +166,9 @@ def run_playbook(
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
     }
     # Every process this attempt starts on this machine (ansible-playbook, its workers, the
-    # helpers they run) carries the attempt's ident, so a resumed step can tell whether the
+    # helpers they run) carries the attempt's mark, so a resumed step can tell whether the
     # work of an attempt whose executor was killed is still running (`processes_of`).
-    envvars[ATTEMPT_ENV] = ident
+    envvars[ATTEMPT_ENV] = mark or ident
     # ansible-playbook comes from the same environment as this Python (the project's venv).
     envvars["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     runner = ansible_runner.run(
@@ -206,9 +209,9 @@ def run_playbook(
     return result
 
 
-def processes_of(ident: str) -> list[int]:
-    """Processes on this machine still at work for the attempt `ident` (from its environment)."""
-    marker = f"{ATTEMPT_ENV}={ident}".encode() + b"\0"
+def processes_of(mark: str) -> list[int]:
+    """Processes on this machine still at work for the run marked `mark` (from their environment)."""
+    marker = f"{ATTEMPT_ENV}={mark}".encode() + b"\0"
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():

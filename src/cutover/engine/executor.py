@@ -21,7 +21,7 @@ from cutover.engine.journal import Journal, operator
 from cutover.engine.manual_step import run_manual_step, run_wait_step
 from cutover.engine.order import ordered
 from cutover.engine.playbook_step import run_playbook_step
-from cutover.engine.run import EXIT_WAITING, Run, StepFailed, attempt_ident
+from cutover.engine.run import EXIT_WAITING, Run, StepFailed, attempt_ident, attempt_mark
 from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import RunStatus, StepState
 from cutover.errors import CutoverError
@@ -191,13 +191,14 @@ def _wait_for_earlier_attempts(run: Run, step: Step) -> None:
     patience = run.opts.orphan_wait
     for attempt in run.journal.open_attempts(step.id):
         ident = attempt_ident(attempt["run_id"], step.id, attempt["id"])
-        pids = processes_of(ident)
+        mark = attempt_mark(run.journal.identity(), ident)
+        pids = processes_of(mark)
         drivers = [pid for pid in pids if is_driver(pid)]
         if drivers:
             run.say(f"  the earlier attempt {ident} left ansible-playbook running (pid "
                     f"{', '.join(map(str, drivers))}); stopping it")
             stop_processes(drivers)
-            pids = processes_of(ident)
+            pids = processes_of(mark)
         if not pids:
             continue
         run.say(f"  the earlier attempt {ident} is still at work ({len(pids)} process(es): "
@@ -205,7 +206,7 @@ def _wait_for_earlier_attempts(run: Run, step: Step) -> None:
         started = time.monotonic()
         while pids and time.monotonic() - started < patience:
             time.sleep(min(2.0, patience))
-            pids = processes_of(ident)
+            pids = processes_of(mark)
         if pids:
             raise StepFailed(f"step {step.id}: the earlier attempt {ident} is still at work after "
                              f"{patience:.0f} s (process(es) {', '.join(map(str, pids))}); "

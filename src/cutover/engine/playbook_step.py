@@ -8,7 +8,7 @@ from typing import Any
 
 from cutover.ansible import HostFailure, PlaybookResult, run_playbook
 from cutover.contract import PlaybookVars, check_evidence, work_stats
-from cutover.engine.run import Run, StepFailed, attempt_ident
+from cutover.engine.run import Run, StepFailed, attempt_ident, attempt_mark
 from cutover.engine.states import AttemptStatus, StepState
 from cutover.inventory import run_limit
 from cutover.paths import resolve
@@ -34,7 +34,8 @@ def run_playbook_step(run: Run, step: Step) -> None:
     with opts.progress(step.id) as on_progress:
         result = run_playbook(resolve(step.playbook), run.session.inventory, ident=ident,
                               artifacts_dir=run.artifacts, limit=limit, tags=step.tags,
-                              extravars=extravars, check=opts.check, on_progress=on_progress)
+                              extravars=extravars, check=opts.check, on_progress=on_progress,
+                              mark=attempt_mark(journal.identity(), ident))
     # the evidence is held to the contract before it is stored: a key no model knows, or
     # a value of the wrong shape, fails the step (and is not stored), naming both
     found, wrong = check_evidence(result.evidence, step.playbook or "")

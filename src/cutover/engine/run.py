@@ -22,8 +22,15 @@ class StepFailed(CutoverError):
 
 
 def attempt_ident(run_id: int, step_id: str, attempt_id: int) -> str:
-    """The ident of a step's attempt: its artifacts' directory, and the mark its processes carry."""
+    """The ident of a step's attempt: its artifacts' directory."""
     return f"run{run_id:04d}-{step_id}-a{attempt_id}"
+
+
+def attempt_mark(journal_id: str, ident: str) -> str:
+    """The mark an attempt's processes carry: the ident within its journal. Two journals on
+    one controller number their runs and attempts alike, so the ident alone would let a
+    resumed step of one journal stop or wait for the other's work."""
+    return f"{journal_id}/{ident}"
 
 
 @dataclass(frozen=True)
