@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from cutover.cli import verify
+from cutover.errors import CutoverError
 from cutover.plan.lint import check, load_plan
 from cutover.plan.problems import PlanInvalid
-from cutover.plan.release_check import manifest_problems
+from cutover.plan.release_check import load_manifest, manifest_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MANIFEST = ROOT / "releases" / "shanxi-2023-11.yml"
@@ -184,3 +186,14 @@ def test_plan_check_reports_the_manifests_problems_at_their_lines_and_refuses_th
     assert f"{path}:{line_of(text, 'sha265')}: unknown key 'sha265' in an artifact" in message
     assert "error(s): the plan was not run" in message
 
+
+def test_verify_versions_refuses_a_broken_manifest_before_any_host_is_asked(tmp_path, monkeypatch):
+    path, text = edited(tmp_path, GATEWAY, GATEWAY.replace("artifact: si-app", "artifact: si-ap"))
+    monkeypatch.setattr(verify, "run_playbook", lambda *a, **k: pytest.fail("a playbook was run"))
+    with pytest.raises(CutoverError) as refused:
+        verify.check_versions(str(path), str(ROOT / "tests" / "data" / "inventory.yml"), limit=None,
+                              require_running=False, artifacts=str(tmp_path / "art"))
+    assert str(refused.value) == (f"{path}:{line_of(text, 'si-ap,')}: component si-gateway runs artifact 'si-ap', "
+                                  "which `artifacts:` does not list\n    hint: did you mean 'si-app'?\n"
+                                  "1 error(s) in the release manifest")
+    assert load_manifest(SHIPPED_MANIFEST).release == "shanxi-2023-11"
