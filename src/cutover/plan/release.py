@@ -3,7 +3,7 @@ deploy (N8), the release it replaces (the way back) and how to ask a host which 
 runs.
 
 The deploy's playbooks read the manifest with include_vars, and
-filter_plugins/cutover_release.py turns it into the roles' inputs; this model is what they
+filter_plugins/probes.py turns it into the roles' inputs; this model is what they
 may rely on. cutover.plan.release_check loads it with the line of every value and reports
 what breaks it as `file:line: message`.
 """
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cutover.plan.problems import close_match
 
 # A component is a systemd unit, /opt/<name>/ and part of a command probe: a plain name.
-# filter_plugins/cutover_release.py holds the same rule (it runs where this package may not).
+# filter_plugins/probes.py holds the same rule (it runs where this package may not).
 COMPONENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"
 # A version names /opt/<name>/releases/<version> and is what a probe must find: no `/`.
 VERSION = r"^[A-Za-z0-9][A-Za-z0-9._+~:-]*$"
@@ -27,7 +27,7 @@ SHA256 = r"^[0-9a-f]{64}$"  # as `sha256sum` and Ansible's stat print it, which 
 GROUP = r"^[A-Za-z_][A-Za-z0-9_]*$"  # a valid Ansible group name
 RELEASE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 PROBE_KINDS = ("file", "http", "command", "package")  # what roles/version_verify runs
-PLACEHOLDERS = ("name", "port")  # filled in per host by cutover_version_probes
+PLACEHOLDERS = ("name", "port")  # filled in per host by version_probes
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 Loc = tuple[Any, ...]
@@ -149,16 +149,16 @@ def _component_findings(manifest: ReleaseManifest, groups: set[str] | None) -> I
 
 def _probe_findings(manifest: ReleaseManifest) -> Iterator[Finding]:
     for kind, probe in manifest.defined_probes().items():
-        for key, text in probe.model_dump().items():
-            loc: Loc = ("probes", kind, key)
+        fields = probe.model_dump()
+        for key, text in fields.items():
             for word in PLACEHOLDER.findall(text):
                 if word not in PLACEHOLDERS:
-                    yield (loc, f"the {kind} probe's {key} uses {{{word}}}, which is not filled in",
-                           close_match(word, PLACEHOLDERS, "only {name} and {port} are filled in per host"),
-                           "error")
-        if kind == "file" and not probe.model_dump()["file"].startswith("/"):
+                    hint = close_match(word, PLACEHOLDERS, "only {name} and {port} are filled in per host")
+                    yield (("probes", kind, key), f"the {kind} probe's {key} uses {{{word}}}, which is not "
+                           "filled in", hint, "error")
+        if kind == "file" and not fields["file"].startswith("/"):
             yield (("probes", "file", "file"), "the file probe's file is not an absolute path",
                    "it is read on the host: e.g. /opt/{name}/current/VERSION", "error")
-        if kind == "http" and not re.match(r"https?://", probe.model_dump()["http"]):
+        if kind == "http" and not re.match(r"https?://", fields["http"]):
             yield (("probes", "http", "http"), "the http probe's http is not an http:// or https:// URL",
                    "e.g. http://127.0.0.1:{port}/version", "error")
