@@ -17,6 +17,7 @@ from cutover.errors import CutoverError
 from cutover.inventory import run_limit
 from cutover.paths import resolve
 from cutover.plan.loader import load_yaml
+from cutover.plan.release_check import load_manifest
 from cutover.ui import console
 
 PLAYBOOK = "playbooks/deploy/verify-versions.yml"
@@ -30,9 +31,7 @@ def versions_vars(manifest: Path, require_running: bool) -> PlaybookVars:
 def check_versions(manifest: str, inventory: str, *, limit: str | None, require_running: bool,
                    artifacts: str) -> tuple[list[dict], list]:
     path = resolve(manifest)
-    data = load_yaml(path).data  # a clear file:line error for a broken manifest
-    if not isinstance(data, dict) or "components" not in data or "artifacts" not in data:
-        raise CutoverError(f"{path}: not a release manifest (needs `artifacts:` and `components:`)")
+    load_manifest(path)  # every problem as file:line, as plan.check says it, before any host is asked
     inventory_path = resolve(inventory)
     result = run_playbook(resolve(PLAYBOOK), inventory_path, ident=f"verify-{int(time.time())}",
                           artifacts_dir=resolve(artifacts) / "verify", limit=run_limit(inventory_path, limit),

@@ -99,16 +99,18 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path, loader: 
                           "write the value as plain YAML (no tags such as !vault)") from None
 
 
-def load_yaml(path: Path) -> LoadedYaml:
+def load_yaml(path: Path, *, missing_hint: str = "pass --plan PATH",
+              empty_hint: str = "a plan needs `plan:` and `phases:`") -> LoadedYaml:
+    """The document with the line of every value; the hints say what the file should be."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CutoverError(f"{path}: file not found", "pass --plan PATH") from None
+        raise CutoverError(f"{path}: file not found", missing_hint) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CutoverError(f"{path}: cannot be read: {exc}") from None
     node = compose(text, path, _Loader)  # syntax and alias problems raise with file:line
     if node is None:
-        raise CutoverError(f"{path}:1: the file is empty", "a plan needs `plan:` and `phases:`")
+        raise CutoverError(f"{path}:1: the file is empty", empty_hint)
     lines: dict[Loc, int] = {}
     data = _walk(node, (), lines, path, _Loader(""))
     return LoadedYaml(path, data, lines)

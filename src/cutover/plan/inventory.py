@@ -1,0 +1,104 @@
+"""The inventory the plan runs on: Ansible can parse it, its SQL fragments are single
+expressions (N5), a production inventory hands over safely and notifies someone (N6, N16),
+and every step's limit and play hosts match a host or group."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+from typing import Any
+
+from cutover.data import sql
+from cutover.errors import CutoverError
+from cutover.inventory import load_inventory
+from cutover.paths import resolve
+from cutover.plan.model import Plan
+from cutover.plan.playbooks import play_hosts
+from cutover.plan.problems import Add, close_match, rel
+from cutover.yamlsafe import YamlRefused
+
+
+def lint_inventory(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]],
+                  inventory: str | Path | None) -> set[str] | None:
+    """Check the inventory; its groups, or None when it cannot be read (reported here)."""
+    inv_path = resolve(inventory or plan.plan.inventory)
+    try:
+        data = load_inventory(inv_path)
+    except YamlRefused as exc:
+        add(("plan", "inventory"), exc.problem, exc.hint, at=(rel(Path(exc.file)), exc.line))
+        return None
+    except CutoverError as exc:
+        add(("plan", "inventory"), str(exc).splitlines()[0], "fix the inventory or pass --inventory")
+        return None
+    hostvars = data.get("_meta", {}).get("hostvars", {})
+    hosts = set(hostvars)
+    groups = {g for g in data if g != "_meta"}
+    _lint_export_fragments(hostvars, add, inv_path)
+    production = any(hv.get("cutover_environment") == "production" for hv in hostvars.values())
+    plain_ftp = sorted(h for h, hv in hostvars.items()
+                       if str(hv.get("si_drop_protocol", "")).lower() == "ftp")
+    if production and plain_ftp:  # N6: personal data and the drop's password in clear text
+        add(("plan", "inventory"), f"the production inventory {rel(inv_path)} hands the data over by plain "
+            f"ftp (si_drop_protocol of {', '.join(plain_ftp[:3])}): clear text, unverified",
+            "use sftp (si_drop_known_hosts) or ftps (si_drop_ca_file)",
+            at=_inventory_line(inv_path, "si_drop_protocol"))
+    targets = any(hv.get("cutover_notify_urls") for hv in hostvars.values())
+    if production and not plan.plan.notify and not targets:
+        add(("plan", "notify"), f"the production inventory {rel(inv_path)} and the plan notify nobody (N16)",
+            "set cutover_notify_urls in the inventory (secrets from the vault) or plan.notify", "warning")
+    for step in plan.steps():
+        patterns = [("limit", step.limit)] if step.limit else []
+        if step.playbook and resolve(step.playbook).is_file():
+            patterns += [("playbook", h) for h in play_hosts(resolve(step.playbook))]
+        for field, pattern in patterns:
+            _check_pattern(step, field, pattern, hosts, groups, add, locs, inv_path)
+    return groups
+
+
+def _lint_export_fragments(hostvars: dict[str, Any], add: Add, inv_path: Path) -> None:
+    """Every row filter and quality rule in si_export is one SQL expression: no comment
+    marker, no `;` (the rules come from the receiving organisation: untrusted, N5)."""
+    seen: set[tuple[str, str]] = set()
+    for hv in hostvars.values():
+        spec = hv.get("si_export")
+        if not isinstance(spec, dict):
+            continue
+        pieces = [(f"si_export.tables[{t.get('name')}].where", t.get("where"))
+                  for t in spec.get("tables") or [] if isinstance(t, dict) and t.get("where") is not None]
+        pieces += [(f"si_export.quality_rules[{r.get('name')}]", r.get("check"))
+                   for r in spec.get("quality_rules") or [] if isinstance(r, dict)]
+        for where, text in pieces:
+            problem = sql.fragment_problem(text)
+            if problem and (where, str(text)) not in seen:
+                seen.add((where, str(text)))
+                add(("plan", "inventory"), f"{where} {problem}",
+                    "fix the rule in the inventory; the screening and the export refuse it too",
+                    at=_inventory_line(inv_path, str(text)))
+
+
+def _inventory_line(inv_path: Path, text: str) -> tuple[str, int]:
+    """The file and line of the inventory where text is written (its first line), best effort."""
+    needle = text.strip().splitlines()[0].strip() if text.strip() else text
+    files = sorted(inv_path.rglob("*.y*ml")) if inv_path.is_dir() else [inv_path]
+    for f in files:
+        try:
+            for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+                if needle and needle in line:
+                    return rel(f), n
+        except (OSError, UnicodeDecodeError):
+            continue
+    return rel(inv_path), 1
+
+
+def _check_pattern(step, field, pattern, hosts, groups, add, locs, inv_path) -> None:
+    for raw in re.split(r"[:,]", pattern):
+        term = raw.strip().lstrip("!&")
+        if not term or "{{" in term or term in groups or term in hosts or term in ("all", "localhost"):
+            continue
+        if any(ch in term for ch in "*?[") and fnmatch.filter(hosts | groups, term):
+            continue
+        what = "limit" if field == "limit" else f"playbook {step.playbook} targets"
+        add((*locs[step.id], field), f"step {step.id}: {what} {term!r}, which matches no host "
+            f"or group in inventory {rel(inv_path)}", close_match(term, groups | hosts))
+

@@ -1,0 +1,118 @@
+"""What the plan's steps run: each playbook exists and offers the step's tags, and the
+`hosts:` patterns of its plays (checked against the inventory by cutover.plan.inventory)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cutover.paths import resolve
+from cutover.plan.model import Plan
+from cutover.plan.problems import Add, rel
+from cutover.yamlsafe import YamlRefused, safe_load
+
+
+@cache
+def playbook_tags(path: Path) -> frozenset[str]:
+    """Tags a playbook offers: on plays, tasks, blocks, roles and what they import."""
+    tags: set[str] = set()
+    seen: set[Path] = set()
+
+    def from_tasks(items: Any, base: Path) -> None:
+        if not isinstance(items, list):
+            return
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            tags.update(_as_list(item.get("tags")))
+            for key in ("block", "rescue", "always"):
+                from_tasks(item.get(key), base)
+            for key in ("ansible.builtin.import_tasks", "import_tasks", "ansible.builtin.include_tasks",
+                        "include_tasks"):
+                target = item.get(key)
+                if isinstance(target, dict):
+                    target = target.get("file")
+                if isinstance(target, str) and "{{" not in target:
+                    from_file(base / target, base)
+            for key in ("ansible.builtin.import_role", "import_role", "ansible.builtin.include_role",
+                        "include_role"):
+                if isinstance(item.get(key), dict):
+                    from_role(str(item[key].get("name", "")))
+
+    def from_role(name: str) -> None:
+        role_dir = resolve("roles") / name.rsplit(".", maxsplit=1)[-1]
+        for f in sorted((role_dir / "tasks").glob("*.yml")):
+            from_file(f, f.parent)
+
+    def from_file(f: Path, base: Path) -> None:
+        if f in seen or not f.is_file():
+            return
+        seen.add(f)
+        try:
+            data = safe_load(f.read_text(encoding="utf-8"), f)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return
+        from_tasks(data, f.parent)
+
+    try:
+        plays = safe_load(path.read_text(encoding="utf-8"), path) or []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return frozenset()
+    for play in plays if isinstance(plays, list) else []:
+        if not isinstance(play, dict):
+            continue
+        tags.update(_as_list(play.get("tags")))
+        target = play.get("ansible.builtin.import_playbook") or play.get("import_playbook")
+        if isinstance(target, str):
+            tags.update(playbook_tags((path.parent / target).resolve()))
+        for key in ("pre_tasks", "tasks", "post_tasks", "handlers"):
+            from_tasks(play.get(key), path.parent)
+        for role in _as_list(play.get("roles")):
+            name = role.get("role", role.get("name")) if isinstance(role, dict) else role
+            if isinstance(role, dict):
+                tags.update(_as_list(role.get("tags")))
+            if isinstance(name, str):
+                from_role(name)
+    return frozenset(tags)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",")]
+    return list(value) if isinstance(value, list) else [value]
+
+
+def lint_playbooks(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]]) -> None:
+    for step in plan.steps():
+        if not step.playbook:
+            continue
+        loc = locs[step.id]
+        path = resolve(step.playbook)
+        if not path.is_file():
+            add((*loc, "playbook"), f"step {step.id}: playbook {step.playbook} does not exist",
+                "paths are relative to the project root (e.g. playbooks/stop/freeze.yml)")
+            continue
+        try:
+            offered = playbook_tags(path) | {"always", "all"}
+        except YamlRefused as exc:
+            add((*loc, "playbook"), exc.problem, exc.hint, at=(rel(Path(exc.file)), exc.line))
+            continue
+        for tag in step.tags:
+            if tag not in offered:
+                add((*loc, "tags"), f"step {step.id}: playbook {step.playbook} has no tag {tag!r}",
+                    f"tags it has: {', '.join(sorted(offered - {'always', 'all'})) or 'none'}")
+
+
+def play_hosts(path: Path) -> list[str]:
+    """The `hosts:` patterns of a playbook's plays (templated ones are skipped)."""
+    try:
+        plays = safe_load(path.read_text(encoding="utf-8"), path) or []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, YamlRefused):  # refusals: lint_playbooks
+        return []
+    return [str(p["hosts"]) for p in plays if isinstance(p, dict) and isinstance(p.get("hosts"), str)
+            and "{{" not in p["hosts"]]
