@@ -13,6 +13,7 @@ from types import TracebackType
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from cutover.ansible.runner import Progress
@@ -68,7 +69,10 @@ class PlaybookProgress:
         self.hosts[ev.host] = ev.status
         if ev.status in ("failed", "unreachable"):
             self.failures.append(ev)
-            console.print(f"  [red]✗ {ev.host}[/]: {ev.task}: {ev.message}")
+            # a message is text, never markup: `si_export.tables[person]` must print as written
+            console.print(f"  [red]✗ {escape(ev.host)}[/]: {escape(ev.task)}: {escape(ev.message)}")
+            if ev.hint:
+                console.print(f"    hint: {escape(ev.hint)}")
         if self._live is not None:
             self._live.update(self._render())
 
