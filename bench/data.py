@@ -1,9 +1,9 @@
 """Data benchmarks (N5, N18) on the lab's database host, one session, 5M rows:
 
-1. the verified snapshot (pg_data.py snapshot + verify: pg_dump -Fd -j2 -Z1, sha256 of
+1. the verified snapshot (the pg_data module's snapshot + verify: pg_dump -Fd -j2 -Z1, sha256 of
    every file, pg_restore --list, row counts; then a full re-hash and list) against a plain
    `pg_dump -Fc` (default compression) of the same database, both on db1. Goal ≥ 2× faster.
-2. the export with hashing (cutover.data.export._copy_to: COPY through psycopg, sha256
+2. the export with hashing (cutover.data.copyout.copy_to: COPY through psycopg, sha256
    while written) against `psql \\copy` of the same SELECTs to files, both from this machine
    over the same loopback connection. Goal: throughput ratio ≥ 0.8. Also the whole export
    step (export_line: the same, plus the content checksums on a second connection).
@@ -31,13 +31,23 @@ import psycopg
 import yaml
 
 from cutover.data import sql
-from cutover.data.export import _copy_to, export_line
+from cutover.data.copyout import copy_to
+from cutover.data.export import export_line
 from cutover.lab.podman import env as podman_env
 from cutover.paths import ROOT
 
 DB = "bench_5m"
 CONTAINER = "cutover-lab-db1"
-HELPER = ROOT / "roles" / "pg_data" / "files" / "pg_data.py"
+# the pg_data module's work, run on db1 without Ansible around it (the figure is the work's)
+MODULE_UTILS = ROOT / "roles" / "pg_data" / "module_utils"
+BENCH_DIR = "/var/lib/postgresql/pg_data_bench"  # on db1: ansible/module_utils/pg_data_*.py
+SNAPSHOT_AND_VERIFY = (
+    "from ansible.module_utils.pg_data_cluster import Options\n"
+    "from ansible.module_utils.pg_data_snapshot import snapshot, verify\n"
+    "opts = Options(databases=[{db!r}], port={port}, snapshot_dir='/var/lib/postgresql/bench-snap',"
+    " snapshot_id='b', reserve_mb=0)\n"
+    "snapshot(opts)\n"
+    "verify(opts)\n")
 
 
 def lab_vars() -> dict:
@@ -80,10 +90,18 @@ def make_database(rows: int, port: int, owner: str) -> None:
 def verified_snapshot(port: int) -> float:
     on_db1("rm -rf /var/lib/postgresql/bench-snap")
     started = time.perf_counter()
-    on_db1(f"python3 /tmp/pg_data.py snapshot {DB} --port {port} --dir /var/lib/postgresql/bench-snap"
-           f" --id b --reserve-mb 0 >/dev/null && python3 /tmp/pg_data.py verify {DB} --port {port}"
-           " --dir /var/lib/postgresql/bench-snap --id b >/dev/null")
+    on_db1(f"PYTHONPATH={BENCH_DIR} python3 - <<'PY'\n{SNAPSHOT_AND_VERIFY.format(db=DB, port=port)}PY")
     return time.perf_counter() - started
+
+
+def install_module_utils() -> None:
+    """The pg_data module's work, importable on db1 as `ansible.module_utils.pg_data_*`."""
+    target = f"{BENCH_DIR}/ansible/module_utils"
+    on_db1(f"rm -rf {BENCH_DIR} && mkdir -p {target} && touch {BENCH_DIR}/ansible/__init__.py"
+           f" {target}/__init__.py")
+    for path in sorted(MODULE_UTILS.glob("pg_data_*.py")):
+        subprocess.run(["podman", "cp", str(path), f"{CONTAINER}:{target}/{path.name}"], env=podman_env(),
+                       check=True)  # root's, mode 0644: readable by postgres, who runs it
 
 
 def plain_dump(port: int) -> float:
@@ -119,7 +137,7 @@ def hashed_copy(conninfo: str, cols: dict[str, list[str]], out: Path) -> float:
         conn.execute("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         started = time.perf_counter()
         for t, c in cols.items():
-            _copy_to(conn, sql.select_sql(t, c), out / f"{t}.csv")
+            copy_to(conn, sql.select_sql(t, c), out / f"{t}.csv")
         took = time.perf_counter() - started
         conn.execute("COMMIT")
     return took
@@ -158,7 +176,7 @@ def main() -> int:
     port = v["si_db_port"]
     conninfo = (f"host=127.0.0.1 port={port} user={v['si_db_user']} password={v['vault_si_db_password']}")
     make_database(a.rows, port, v["si_db_user"])
-    subprocess.run(["podman", "cp", str(HELPER), f"{CONTAINER}:/tmp/pg_data.py"], env=podman_env(), check=True)
+    install_module_utils()
     size = on_db1(f"psql -X -At -p {port} -d postgres -c \"SELECT pg_size_pretty(pg_database_size('{DB}'))\"")
     print(f"{DB}: {size.stdout.strip()}", flush=True)
     cols = columns(conninfo)

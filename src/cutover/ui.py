@@ -13,6 +13,7 @@ from types import TracebackType
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from cutover.ansible.runner import Progress
@@ -68,7 +69,10 @@ class PlaybookProgress:
         self.hosts[event.host] = event.status
         if event.status in ("failed", "unreachable"):
             self.failures.append(event)
-            console.print(f"  [red]✗ {event.host}[/]: {event.task}: {event.message}")
+            # a message is text, never markup: `si_export.tables[person]` must print as written
+            console.print(f"  [red]✗ {escape(event.host)}[/]: {escape(event.task)}: {escape(event.message)}")
+            if event.hint:
+                console.print(f"    hint: {escape(event.hint)}")
         if self._live is not None:
             self._live.update(self._render())
 

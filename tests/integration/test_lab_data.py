@@ -39,7 +39,7 @@ def _connection(lab_vars) -> dict:
 def test_a_rule_smuggling_a_second_statement_is_refused_and_runs_nothing(lab, lab_vars):
     import psycopg
 
-    from cutover.data.export import screen_line
+    from cutover.data.screen import screen_line
     from cutover.errors import CutoverError
 
     # as one command each, this rule closes the read-only transaction and creates a table
@@ -78,13 +78,14 @@ def test_every_statement_built_for_the_export_runs_one_command_only(lab, lab_var
     so even text that slipped past the fragment check cannot run a second command."""
     import psycopg
 
-    from cutover.data.export import _copy_to, one_statement
+    from cutover.data.copyout import copy_to
+    from cutover.data.session import one_statement
     from cutover.errors import CutoverError
 
     two = "SELECT 1) TO STDOUT; CREATE TABLE cutover_smuggled3 (a int); COPY (SELECT 1"
     with psycopg.connect(**_connection(lab_vars), dbname="si_gs", autocommit=True) as conn:
         with pytest.raises(CutoverError, match="multiple commands"):
-            _copy_to(conn, two, tmp_path / "x.csv")
+            copy_to(conn, two, tmp_path / "x.csv")
         with pytest.raises(psycopg.Error, match="multiple commands"):
             one_statement(conn.cursor(), "SELECT 1; CREATE TABLE cutover_smuggled3 (a int)")
         assert conn.execute("SELECT to_regclass('cutover_smuggled3')").fetchone()[0] is None
@@ -118,7 +119,7 @@ def test_a_full_disk_during_the_export_is_a_clear_refusal_and_leaves_nothing_hal
 def test_a_receivers_rule_that_reads_beyond_its_own_row_is_refused_before_anything_runs(lab, lab_vars, check):
     """A rule from the receiving organisation judges the row it is given; one that reads other
     tables or the catalogs could learn what the export leaves out (N5)."""
-    from cutover.data.export import screen_line
+    from cutover.data.screen import screen_line
     from cutover.errors import CutoverError
 
     rule = {"name": "nosy", "table": "person", "check": check}

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from cutover.data import __main__ as data_main
-from cutover.data.export import _connect
+from cutover.data.session import connect
 from cutover.errors import CutoverError
 
 
@@ -25,7 +25,7 @@ def test_a_hostile_password_stays_a_password_and_cannot_redirect_the_connection(
     conn = data_main._connection({"host": "127.0.0.1", "port": port, "user": "si_owner", "sslmode": "disable"})
     assert conn["password"] == "it's a secret host=203.0.113.9 port=1"
     with pytest.raises(CutoverError) as err:
-        _connect(conn, "gs", "si_gs")
+        connect(conn, "gs", "si_gs")
     message = err.value.message
     assert "127.0.0.1" in message
     assert str(port) in message
@@ -35,5 +35,5 @@ def test_a_hostile_password_stays_a_password_and_cannot_redirect_the_connection(
 def test_a_connection_without_a_stated_sslmode_is_refused_before_connecting():
     conn = data_main._connection({"host": "127.0.0.1", "port": _closed_port(), "user": "u"})
     with pytest.raises(CutoverError, match="no sslmode") as err:
-        _connect(conn, "gs", "si_gs")
+        connect(conn, "gs", "si_gs")
     assert "si_db_sslmode" in err.value.hint

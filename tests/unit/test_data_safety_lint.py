@@ -95,13 +95,22 @@ def test_a_production_inventory_that_hands_over_by_plain_ftp_is_refused(tmp_path
 def test_every_data_helper_run_on_this_machine_runs_once_whatever_the_number_of_hosts():
     """The export ran once per database host, concurrently, into one directory (the example
     inventory has two): every task delegated to this machine in a play over a group runs once."""
+    def tasks(items):  # a block's tasks (and its rescue and always) are tasks too
+        for task in items:
+            yield task
+            for part in ("block", "rescue", "always"):
+                yield from tasks(task.get(part, []))
+
+    delegated = 0
     for playbook in sorted((ROOT / "playbooks" / "data").glob("*.yml")):
         for play in yaml.safe_load(playbook.read_text()):
             if play.get("hosts") in ("localhost", None):
                 continue
-            for task in play.get("tasks", []):
+            for task in tasks(play.get("tasks", [])):
                 if task.get("delegate_to") == "localhost":
+                    delegated += 1
                     assert task.get("run_once") is True, f"{playbook.name}: {task['name']}"
+    assert delegated >= 4  # screen, export, handoff, reconcile: the test looks where they are
 
 
 def test_a_data_playbook_run_alone_without_the_exclusion_stops_before_any_host_is_touched(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cutover.data.drop import Drop
-from cutover.data.export import write_json
+from cutover.data.files import write_json
 from cutover.data.handoff import batch_index, handoff
 from cutover.data.reconcile import receipt_path, reconcile
 from cutover.errors import CutoverError

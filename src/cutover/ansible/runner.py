@@ -41,6 +41,7 @@ class Progress:
     status: str  # ok, changed, failed, unreachable, skipped
     play: str = ""
     message: str = ""
+    hint: str = ""
 
 
 @dataclass
@@ -48,6 +49,7 @@ class HostFailure:
     host: str
     task: str
     message: str
+    hint: str = ""  # what to do about it, when the task said (a module's `hint` field)
 
 
 @dataclass
@@ -69,24 +71,37 @@ class PlaybookResult:
         if self.ok and not self.failures:
             return f"{self.ident}: ok"
         lines = [f"{self.ident}: {self.status} (rc={self.rc})"]
-        lines += [f"  {f.host}: {f.task}: {f.message}" for f in self.failures]
+        for f in self.failures:
+            lines.append(f"  {f.host}: {f.task}: {f.message}")
+            if f.hint:
+                lines.append(f"    hint: {f.hint}")
         return "\n".join(lines)
 
 
-def _message(res: dict[str, Any]) -> str:
+def _message(res: dict[str, Any]) -> tuple[str, str]:
+    """(what failed, what to do about it) from a failed task's result, as Ansible's protocol
+    has it: a module's `msg` and, from cutover's own (pg_data's module, data_step), `hint`.
+    A command that failed adds the last lines it wrote on stderr, whatever they say."""
     items = [r for r in res.get("results") or [] if isinstance(r, dict) and r.get("failed")]
     if items:  # a loop: say which items failed and why, not just "One or more items failed"
-        parts = [f"{_label(r)}: {_message(r)}" for r in items[:5]]
+        found = [(_label(r), *_message(r)) for r in items]
+        parts = [f"{label}: {message}" for label, message, _ in found[:5]]
         more = f" (and {len(items) - 5} more)" if len(items) > 5 else ""
-        return "; ".join(parts) + more
-    stderr = str(res.get("stderr") or "")
-    if "\nerror: " in "\n" + stderr:  # cutover's own helpers: their refusal, hint included
-        return stderr[("\n" + stderr).rindex("\nerror: "):].strip()[:2000]
-    for key in ("msg", "stderr", "module_stderr", "reason"):
+        hints = list(dict.fromkeys(hint for _, _, hint in found if hint))
+        return "; ".join(parts) + more, "; ".join(hints)
+    hint = str(res.get("hint") or "").strip()[:1000]
+    msg = str(res.get("msg") or "").strip()
+    if msg and res.get("rc") not in (None, 0) and res.get("stderr"):
+        # a command (the module's msg is only "non-zero return code"): the program's own words
+        tail = "\n    ".join(str(res["stderr"]).strip().splitlines()[-6:])
+        return f"{msg[:200]}:\n    {tail[:1500]}", hint
+    if msg:
+        return msg[:2000], hint
+    for key in ("stderr", "module_stderr", "reason"):
         val = res.get(key)
         if val:
-            return str(val).strip().splitlines()[-1][:500] if key != "msg" else str(val)[:800]
-    return "failed"
+            return str(val).strip().splitlines()[-1][:500], hint
+    return "failed", hint
 
 
 def _label(item_result: dict[str, Any]) -> str:
@@ -146,12 +161,12 @@ def run_playbook(
         seen = hosts_by_play.setdefault(data.get("play", ""), [])
         if host not in seen:
             seen.append(host)
-        msg = ""
+        msg = hint = ""
         if status in ("failed", "unreachable"):
-            msg = _message(res) if not data.get("no_log") else "(output hidden: no_log)"
-            failures.append(HostFailure(host, task, msg))
+            msg, hint = _message(res) if not data.get("no_log") else ("(output hidden: no_log)", "")
+            failures.append(HostFailure(host, task, msg, hint))
         if on_progress is not None:
-            on_progress(Progress(host, task, status, data.get("play", ""), msg))
+            on_progress(Progress(host, task, status, data.get("play", ""), msg, hint))
         return True
 
     cmdline = ["--check", "--diff"] if check else []

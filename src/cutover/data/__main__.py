@@ -3,9 +3,13 @@
 The playbooks resolve the inventory (vault included) and pass plain JSON; secrets (the
 database and drop passwords, the receiver's webhook URLs) come as one JSON document on standard
 input, never on a command line or in the environment, which a local `ps` shows and which
-ansible-runner keeps (the tasks are `no_log`).
-Progress goes to stderr, the result as one JSON document to stdout. A refusal prints
-`error:` and `hint:` lines and exits 1.
+ansible-runner keeps; the action plugin passes them there and keeps them out of the task's
+result.
+Progress goes to stderr. Standard output holds one JSON object, Ansible's way of saying how
+it went, which the `data_step` action plugin (playbooks/data/action_plugins) turns into the
+task's result: `{"failed": false, "result": {...}}`, or for a refusal `{"failed": true,
+"msg": "what is wrong", "hint": "what to do"}` (with `result` too when the refusal comes with
+evidence: a reconciliation that found differences) and exit 1.
 """
 
 from __future__ import annotations
@@ -20,14 +24,24 @@ from typing import Any
 import psycopg
 
 from cutover.data import drop as dropmod
-from cutover.data.export import export_line, screen_line, write_json
+from cutover.data.export import export_line
+from cutover.data.files import write_json
 from cutover.data.handoff import handoff
 from cutover.data.reconcile import receipt_path, reconcile, table_text, wait_for_receipt
+from cutover.data.screen import screen_line
 from cutover.engine import notify
 from cutover.engine.journal import operator
 from cutover.errors import CutoverError
 
 SECRETS: dict[str, Any] = {}
+
+
+class RefusedWithEvidence(CutoverError):
+    """A refusal whose evidence is recorded all the same (a receipt that does not reconcile)."""
+
+    def __init__(self, message: str, hint: str, result: dict[str, Any]) -> None:
+        super().__init__(message, hint)
+        self.result = result
 
 
 def read_secrets(stream: Any) -> dict[str, Any]:
@@ -121,34 +135,38 @@ def _reconcile(spec: dict[str, Any]) -> dict[str, Any]:
                f"{r['received_rows']})" for r in result["tables"] if r["status"] != "match"]
         bad += [f"backup {r['line']}/{r['file']}: {r['status']}" for r in result["backup"]
                 if r["status"] != "match"]
-        print(json.dumps(result, ensure_ascii=False, default=str))  # the evidence, even so
-        raise CutoverError("the receipt does not reconcile:\n  " + "\n  ".join(bad),
-                           "agree the difference with the receiver, then run data.reconcile again")
+        raise RefusedWithEvidence("the receipt does not reconcile:\n  " + "\n  ".join(bad),
+                                  "agree the difference with the receiver, then run data.reconcile again",
+                                  result)  # the evidence, even so
     return result
+
+
+ACTIONS = {"screen": _screen, "export": _export, "handoff": _handoff, "reconcile": _reconcile}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cutover.data")
-    ap.add_argument("action", choices=("screen", "export", "handoff", "reconcile"))
+    ap.add_argument("action", choices=tuple(ACTIONS))
     ap.add_argument("--spec", required=True, help="JSON")
     args = ap.parse_args(argv)
     try:
         SECRETS.update(read_secrets(sys.stdin))
-        spec = json.loads(args.spec)
-        actions = {"screen": _screen, "export": _export, "handoff": _handoff, "reconcile": _reconcile}
-        result = actions[args.action](spec)
+        result = ACTIONS[args.action](json.loads(args.spec))
     except psycopg.Error as exc:  # e.g. a quality rule or row filter that is not valid SQL
-        print(f"error: {args.action}: the database refused: {str(exc).strip()}", file=sys.stderr)
-        print("hint: check si_export (tables[].where, quality_rules[].check) in the inventory",
-              file=sys.stderr)
-        return 1
+        return answer({"failed": True, "msg": f"{args.action}: the database refused: {str(exc).strip()}",
+                       "hint": "check si_export (tables[].where, quality_rules[].check) in the inventory"})
     except CutoverError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, ensure_ascii=False, default=str))
-    return 0
+        refusal = {"failed": True, "msg": exc.message, "hint": exc.hint}
+        if isinstance(exc, RefusedWithEvidence):
+            refusal["result"] = exc.result
+        return answer(refusal)
+    return answer({"failed": False, "result": result})
+
+
+def answer(document: dict[str, Any]) -> int:
+    """The one JSON object on standard output; the exit status says the same."""
+    print(json.dumps(document, ensure_ascii=False, default=str), flush=True)
+    return 1 if document["failed"] else 0
 
 
 if __name__ == "__main__":

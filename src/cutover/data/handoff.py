@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.data.drop import Drop, join
-from cutover.data.export import verify_export
+from cutover.data.files import verify_export
 from cutover.errors import CutoverError
 
 

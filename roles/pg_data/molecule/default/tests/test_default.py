@@ -50,6 +50,7 @@ def test_the_snapshot_manifest_matches_its_files(host):
     assert manifest["database"] == "si_demo"
     assert manifest["tables"] == {"public.person": 5000, "public.contribution": 12000}
     assert manifest["frozen"] is True
+    assert manifest["key"] == "molecule-run"  # the check-mode snapshot under another key wrote nothing
     modes = dict(reversed(line.split(" ", 1)) for line in
                  host.check_output(f"cd {SNAP} && stat -c '%a:%U %n' *").splitlines())
     sums = dict(reversed(line.split()) for line in
