@@ -644,7 +644,9 @@ def _callers(tmp: Path) -> dict[str, tuple[str, dict[str, Any]]]:
     cases["verify.versions"] = (verify_cli.PLAYBOOK, verify_cli.versions_vars(
         resolve(plan.plan.release_manifest), require_running=False).to_extravars())
     # bench/overhead.py brings the lab back before the window (no release deployed)
-    cases["bench restore"] = ("playbooks/restore/restore.yml", {"cutover_restore_without_release": True})
+    cases["bench restore"] = ("playbooks/restore/restore.yml", {
+        "cutover_restore_without_release": True,
+        "cutover_data_exclude_lines": plan.plan.vars["cutover_data_exclude_lines"]})
     # the lab's integration tests run these alone, with these variables
     cases["test full-stop rerun"] = ("playbooks/stop/full-stop.yml", {})
     cases["test tampered deploy"] = ("playbooks/deploy/deploy.yml",
