@@ -38,15 +38,17 @@ def deploy_components(components: Iterable[Mapping[str, Any]], release: Mapping[
                                      "which the manifest's artifacts do not list")
         artifact = artifacts[key]
         path = str(artifact["path"])
-        out.append({"name": name, "version": str(artifact["version"]),
-                    "artifact": path if posixpath.isabs(path) else posixpath.normpath(posixpath.join(root, path)),
+        if not posixpath.isabs(path):
+            path = posixpath.normpath(posixpath.join(root, path))
+        out.append({"name": name, "version": str(artifact["version"]), "artifact": path,
                     "sha256": str(artifact["sha256"]).lower(),
                     "units": _units(name, host_components) if restart else []})
     return out
 
 
 def switch_back_components(components: Iterable[Mapping[str, Any]],
-                           host_components: Iterable[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+                           host_components: Iterable[Mapping[str, Any]] | None = None,
+                           ) -> list[dict[str, Any]]:
     """Each of this host's manifest components, with the unit restarted (when it runs) once
     its `current` is back on the previous release."""
     return [{"name": c.get("name"), "units": _units(c.get("name"), host_components)} for c in components]

@@ -40,7 +40,7 @@ def test_nothing_restarts_unless_asked():
 
 def test_a_component_whose_artifact_is_not_listed_is_refused():
     broken = {**MANIFEST, "artifacts": {}}
-    with pytest.raises(AnsibleFilterError, match="runs artifact .* which the manifest's artifacts do not list"):
+    with pytest.raises(AnsibleFilterError, match=r"runs artifact .* which the manifest's artifacts do not list"):
         release.deploy_components(mine("si-core-qyyl"), broken, "/proj", SERVICES)
 
 
