@@ -64,10 +64,12 @@ def plain(plan, n: int, tmp: Path) -> float:
     return time.perf_counter() - started
 
 
-def back_to_before_the_window() -> None:
+def back_to_before_the_window(plan) -> None:
     # the stop side only ran: the hosts still run the release before the window, which the
     # restore's release check would refuse; said so, not skipped silently
-    playbook("playbooks/restore/restore.yml", {"cutover_restore_without_release": True}, [], None)
+    playbook("playbooks/restore/restore.yml", {
+        "cutover_restore_without_release": True,
+        "cutover_data_exclude_lines": plan.plan.vars["cutover_data_exclude_lines"]}, [], None)
 
 
 def main() -> int:
@@ -79,9 +81,9 @@ def main() -> int:
         tmp_path = Path(tmp)
         a, b = [], []
         for n in range(1, args.rounds + 1):
-            back_to_before_the_window()
+            back_to_before_the_window(plan)
             a.append(through_cutover(tmp_path, n))
-            back_to_before_the_window()
+            back_to_before_the_window(plan)
             b.append(plain(plan, n, tmp_path))
             print(f"round {n}: cutover.stop {a[-1]:.1f} s, ansible-playbook {b[-1]:.1f} s", flush=True)
     ratio = statistics.mean(a) / statistics.mean(b)

@@ -238,7 +238,7 @@ def test_evidence_under_a_key_the_contract_does_not_know_is_refused():
 # --------------------------------------------------------------------------- (c) through the engine
 
 
-def _one_step_plan(tmp_path: Path, kind: str) -> Path:
+def _one_step_plan(tmp_path: Path, kind: str, declares: str = "") -> Path:
     plan = tmp_path / "plan.yml"
     plan.write_text(f"""---
 plan: {{name: one, timezone: Asia/Shanghai, inventory: tests/data/inventory.yml}}
@@ -248,14 +248,15 @@ phases:
     verb: stop
     owner: 系统科
     steps:
-      - {{id: s1, title: publish, kind: {kind}, playbook: tests/data/playbooks/published.yml}}
+      - {{id: s1, title: publish, kind: {kind}, playbook: tests/data/playbooks/published.yml{declares}}}
 """)
     return plan
 
 
-def _run_step(tmp_path: Path, monkeypatch, kind: str, evidence: dict) -> tuple[StepFailed | None, list[dict], str]:
+def _run_step(tmp_path: Path, monkeypatch, kind: str, evidence: dict,
+              declares: str = "") -> tuple[StepFailed | None, list[dict], str]:
     monkeypatch.setenv("CUTOVER_TEST_EVIDENCE", json.dumps(evidence))
-    opts = RunOptions(plan=str(_one_step_plan(tmp_path, kind)), journal=str(tmp_path / "j.sqlite"),
+    opts = RunOptions(plan=str(_one_step_plan(tmp_path, kind, declares)), journal=str(tmp_path / "j.sqlite"),
                       artifacts=str(tmp_path / "art"), rehearsal=True, notify_urls=[], say=lambda *_: None)
     failed = None
     try:
@@ -278,6 +279,24 @@ def test_a_gate_that_publishes_its_verdict_as_a_string_fails_its_step_naming_the
     assert "returned no `gate` evidence" not in failed.message  # it did, of the wrong shape
     assert state == "failed"
     assert [e["kind"] for e in evidence] == ["result"]  # nothing of the wrong shape is stored
+
+
+@pytest.mark.parametrize("published", [{}, {"freeze": {}}, {"export_excluded": []}])
+def test_a_step_whose_playbook_does_not_hand_back_the_evidence_it_declares_is_not_done(
+        tmp_path, monkeypatch, published):
+    failed, _, state = _run_step(tmp_path, monkeypatch, "playbook", published, declares=", evidence: [freeze]")
+    assert failed is not None
+    assert "the playbook returned no `freeze` evidence (the plan's step declares it)" in failed.message
+    assert state == "failed"
+
+
+def test_a_step_that_hands_back_what_it_declares_is_done(tmp_path, monkeypatch):
+    frozen = {"db1": {"si_qyyl": {"frozen": True, "guarded": True, "sessions_ended": 0, "probe": "x",
+                                   "business_probe": "y"}}}
+    failed, _, state = _run_step(tmp_path, monkeypatch, "playbook", {"freeze": frozen},
+                                 declares=", evidence: [freeze]")
+    assert failed is None
+    assert state == "done"
 
 
 def test_a_playbook_step_publishing_an_unknown_key_fails_and_a_conforming_one_is_stored_unchanged(tmp_path, monkeypatch):
@@ -625,7 +644,9 @@ def _callers(tmp: Path) -> dict[str, tuple[str, dict[str, Any]]]:
     cases["verify.versions"] = (verify_cli.PLAYBOOK, verify_cli.versions_vars(
         resolve(plan.plan.release_manifest), require_running=False).to_extravars())
     # bench/overhead.py brings the lab back before the window (no release deployed)
-    cases["bench restore"] = ("playbooks/restore/restore.yml", {"cutover_restore_without_release": True})
+    cases["bench restore"] = ("playbooks/restore/restore.yml", {
+        "cutover_restore_without_release": True,
+        "cutover_data_exclude_lines": plan.plan.vars["cutover_data_exclude_lines"]})
     # the lab's integration tests run these alone, with these variables
     cases["test full-stop rerun"] = ("playbooks/stop/full-stop.yml", {})
     cases["test tampered deploy"] = ("playbooks/deploy/deploy.yml",

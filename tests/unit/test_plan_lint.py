@@ -228,3 +228,11 @@ def test_a_phase_slower_in_rehearsal_than_its_window_is_a_warning(tmp_path):
     assert [p.severity for p in problems] == ["warning"]
     assert str(problems[0]).startswith(f"{path}:{line_of(MINI, '- id: p-stop')}: warning: phase p-stop took "
                                        "96h00m in the last rehearsal but its window is 72h00m")
+
+
+def test_a_step_declaring_evidence_no_playbook_publishes_is_refused_with_a_suggestion(tmp_path):
+    text = MINI.replace("        vars: {slow_seconds: 6}\n", "        vars: {slow_seconds: 6}\n        evidence: [freez]\n")
+    _, problems = lint(tmp_path, text)
+    msg = only_error(problems)
+    assert ":21: step s2: evidence 'freez' is not evidence any playbook publishes" in msg
+    assert "did you mean 'freeze'?" in msg

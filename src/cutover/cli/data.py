@@ -30,7 +30,9 @@ HELP = {"plan": "plan file (default from invoke.yaml)", "inventory": "inventory 
 
 def data_playbook_vars(plan: Plan, *, artifacts: str, journal_id: str,
                        extra: dict[str, Any] | None = None) -> PlaybookVars:
-    """What a data playbook run alone receives: what the plan's own step would (cutover.contract)."""
+    """What a data playbook run alone receives (cutover.contract): the engine's variables
+    (plan name, journal id, artifacts) and the plan's `vars`, as for the plan's step, but not
+    that step's own `vars` and never the rehearsal flag; a task's options come as `extra`."""
     return PlaybookVars.for_plan(plan, artifacts=artifacts, journal_id=journal_id, options=extra)
 
 

@@ -57,10 +57,16 @@ def run_playbook_step(run: Run, step: Step) -> None:
             "-", step.playbook or "", f"the step's plays match no host under --limit {limit}: nothing "
             "was done; run it with a limit that includes its hosts, or without --limit"
             if limit else "the step's plays match no host of the inventory: nothing was done"))
-    if step.kind == "gate" and "gate" not in result.evidence and result.ok and not opts.check:
+    # what the step declares (and a gate's verdict) must come back, and not empty: a freeze
+    # that reports no database, or a gate with no verdict, has not shown its work (check
+    # mode runs no task, so it publishes nothing)
+    owed = [*step.evidence, *(["gate"] if step.kind == "gate" and "gate" not in step.evidence else [])]
+    missing = [key for key in owed if found.get(key) in (None, {}, [])]
+    if missing and result.ok and not wrong and not opts.check:
         passed = False
-        result.failures.append(
-            HostFailure("-", step.playbook or "", "gate playbook returned no `gate` evidence"))
+        result.failures += [HostFailure("-", step.playbook or "", f"the playbook returned no `{key}` evidence"
+                                        + (" (the plan's step declares it)" if key in step.evidence else ""))
+                            for key in missing]
     summary = _summary(result, gate)
     state = None if opts.check else (StepState.DONE if passed else StepState.FAILED)
     journal.finish_attempt(attempt, step.id, status=AttemptStatus.OK if passed else AttemptStatus.FAILED,

@@ -9,9 +9,10 @@ from typing import Any
 
 import yaml
 
+from cutover.contract import EVIDENCE
 from cutover.paths import resolve
 from cutover.plan.model import Plan
-from cutover.plan.problems import Add, rel
+from cutover.plan.problems import Add, close_match, rel
 from cutover.yamlsafe import YamlRefused, safe_load
 
 
@@ -89,9 +90,18 @@ def _as_list(value: Any) -> list[Any]:
 
 def lint_playbooks(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]]) -> None:
     for step in plan.steps():
+        loc = locs[step.id]
+        # a step's `evidence:` is what its run must hand back to be done (the engine refuses
+        # the step without it), so a key must be one a playbook can publish
+        for key in step.evidence:
+            if key not in EVIDENCE:
+                add((*loc, "evidence"), f"step {step.id}: evidence {key!r} is not evidence any playbook "
+                    "publishes", close_match(key, EVIDENCE, f"known: {', '.join(sorted(EVIDENCE))}"))
+        if step.evidence and not step.playbook:
+            add((*loc, "evidence"), f"step {step.id}: declares evidence but runs no playbook",
+                "evidence comes from a playbook's set_stats; remove `evidence:` or give the step a playbook")
         if not step.playbook:
             continue
-        loc = locs[step.id]
         path = resolve(step.playbook)
         if not path.is_file():
             add((*loc, "playbook"), f"step {step.id}: playbook {step.playbook} does not exist",
