@@ -14,7 +14,7 @@ A component's name becomes a systemd unit, a directory under /opt and part of a 
 probe, and a port becomes part of a URL: both are refused unless they are exactly that,
 so nothing from a manifest or an inventory can reach a path, a URL or a command as
 anything else. (Filter names do not start with `cutover_`: that prefix is the contract's
-variables, src/cutover/contract.py.)
+variables, src/cutover/contract/inputs.py.)
 """
 
 from __future__ import annotations
