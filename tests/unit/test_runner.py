@@ -54,3 +54,15 @@ def test_a_runs_variables_do_not_leak_into_the_next_run_in_the_same_directory(tm
                        artifacts_dir=tmp_path, extravars={"second": "two"})
     assert one.evidence == {"first": "one", "second": "absent"}
     assert two.evidence == {"first": "absent", "second": "two"}
+
+
+def test_the_same_failure_on_many_hosts_is_said_once_naming_them():
+    from cutover.ansible import HostFailure, PlaybookResult
+
+    same = "cutover_release_manifest is missing: run with -e cutover_release_manifest=..."
+    result = PlaybookResult("deploy", "failed", 2, Path("/tmp"), failures=[
+        *(HostFailure(f"counter-{n}", "Inputs | Require the release manifest", same) for n in range(5)),
+        HostFailure("core-gs", "Deploy | Switch", "core-gs: si-core-gs has no PREVIOUS")])
+    assert result.summary().splitlines()[1:] == [
+        "  counter-0, counter-1, counter-2 and 2 more hosts: Inputs | Require the release manifest: " + same,
+        "  core-gs: Deploy | Switch: core-gs: si-core-gs has no PREVIOUS"]

@@ -71,10 +71,16 @@ class PlaybookResult:
         if self.ok and not self.failures:
             return f"{self.ident}: ok"
         lines = [f"{self.ident}: {self.status} (rc={self.rc})"]
+        # the same failure on many hosts (an input check, a missing variable) is said once,
+        # naming the hosts, not once per host
+        hosts_of: dict[tuple[str, str, str], list[str]] = {}
         for f in self.failures:
-            lines.append(f"  {f.host}: {f.task}: {f.message}")
-            if f.hint:
-                lines.append(f"    hint: {f.hint}")
+            hosts_of.setdefault((f.task, f.message, f.hint), []).append(f.host)
+        for (task, message, hint), hosts in hosts_of.items():
+            named = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more hosts" if len(hosts) > 3 else "")
+            lines.append(f"  {named}: {task}: {message}")
+            if hint:
+                lines.append(f"    hint: {hint}")
         return "\n".join(lines)
 
 
