@@ -623,6 +623,15 @@ def test_rollback_with_data_brings_the_old_release_and_the_snapshots_data_back(r
     with psycopg.connect(d.dsn, dbname="si_jgyl") as conn:  # nothing was touched
         assert conn.execute("SELECT count(*) FROM account WHERE person_id <= 10").fetchone()[0] == 0
     assert host("core-gs").check_output("readlink /opt/si-core-gs/current").endswith(artifacts.NEW)
+    # run alone (as from AWX), the playbook refuses the same, on the database host itself
+    alone = run_playbook(ROOT / "playbooks/data/restore-snapshot.yml", LAB_INVENTORY, ident="restore-alone",
+                         artifacts_dir=tmp_path, limit=active_limit(LAB_INVENTORY),
+                         extravars={"cutover_plan": NAME})
+    assert not alone.ok
+    assert "the databases have changed since the snapshot" in alone.summary()
+    assert "si_jgyl (open for business again)" in alone.summary()
+    with psycopg.connect(d.dsn, dbname="si_jgyl") as conn:  # still nothing touched
+        assert conn.execute("SELECT count(*) FROM account WHERE person_id <= 10").fetchone()[0] == 0
     out = rollback.rollback(run, data=True, discard={"by": "王处长", "reason": "迁移删错了账户"})
     assert out["discard_writes"]["by"] == "王处长"
     rows = out["versions"]

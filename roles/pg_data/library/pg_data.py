@@ -66,6 +66,12 @@ options:
     description: verify also restores into a scratch database and compares row counts.
     type: bool
     default: false
+  discard_writes:
+    description:
+      - restore goes ahead over databases that are live again or whose rows differ from the
+        snapshot, discarding those writes (N18); without it, that restore is refused.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -117,6 +123,7 @@ ARGUMENT_SPEC = {
     "compress": {"type": "str", "default": "1"},
     "reserve_mb": {"type": "int", "default": 512},
     "test_restore": {"type": "bool", "default": False},
+    "discard_writes": {"type": "bool", "default": False},
 }
 
 

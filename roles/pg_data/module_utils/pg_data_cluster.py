@@ -101,6 +101,7 @@ class Options:
     compress: str = "1"
     reserve_mb: int = 512
     test_restore: bool = False
+    discard_writes: bool = False  # restore: over databases that changed since the snapshot (N18)
     check_mode: bool = False  # say what would be done, change nothing
     warn: Callable[[str], None] = field(default=lambda _text: None, compare=False)
 

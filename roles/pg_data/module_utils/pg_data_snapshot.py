@@ -254,16 +254,32 @@ def verify(opts: Options) -> dict[str, Any]:
     return {"changed": False, "dir": str(base), "databases": out}
 
 
+def _refuse_lost_writes(verified: dict[str, Any], opts: Options) -> None:
+    """N18: restoring over a database that is live again, or whose rows differ from the
+    snapshot, throws away what was written since: refused unless said knowingly (the engine
+    says it only with the operator's name and reason on record)."""
+    live = [f"{db} ({'frozen' if answer.get('frozen') is True else 'open for business again'}): "
+            f"{answer.get('rows_differ_total', '?')} row(s) differ from the snapshot"
+            for db, answer in sorted(verified.items())
+            if answer.get("frozen") is not True or answer.get("rows_differ_total") != 0]
+    if live and not opts.discard_writes:
+        raise Refusal("the databases have changed since the snapshot; restoring it would discard that:\n  "
+                      + "\n  ".join(live) + "\nnothing was changed",
+                      "to discard those writes knowingly: invoke cutover.rollback --data "
+                      "--discard-writes-since-snapshot --by NAME --reason TEXT (recorded); run alone, "
+                      "pg_data_discard_writes=true says it")
+
+
 def restore(opts: Options) -> dict[str, Any]:
     base = opts.base
     if opts.check_mode:  # what would be restored: the snapshot verifies, nothing is dropped
-        verify(dataclasses.replace(opts, test_restore=False))
+        _refuse_lost_writes(verify(dataclasses.replace(opts, test_restore=False))["databases"], opts)
         planned = {db: "drop it and restore the snapshot of "
                        + json.loads((base / db / "manifest.json").read_text())["created_at"]
                    for db in opts.databases}
         return {"changed": True, "dir": str(base), "databases": {}, "planned": planned}
     hold_lock(opts)
-    verify(dataclasses.replace(opts, test_restore=False))
+    _refuse_lost_writes(verify(dataclasses.replace(opts, test_restore=False))["databases"], opts)
     out = {}
     for db in opts.databases:
         manifest = json.loads((base / db / "manifest.json").read_text())

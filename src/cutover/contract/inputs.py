@@ -87,6 +87,10 @@ OPERATOR_ONLY_VARS: dict[str, str] = {
     "cutover_restore_without_release": "restore.yml: true starts the services without checking their "
                                        "programs against a release manifest (a lab brought back before "
                                        "a window); never inside one",
+    "cutover_discard_writes_since_snapshot": "restore-snapshot.yml: true restores the snapshot over "
+                                             "databases written since it, discarding those writes (N18); "
+                                             "cutover.rollback --data sets it only after recording the "
+                                             "operator's --discard-writes-since-snapshot, name and reason",
 }
 
 # A role's inputs (`<role>_*`) are its playbook's to set: a plan's vars travel as extra vars, which

@@ -60,6 +60,8 @@ def rollback(opts: RunOptions, data: bool = False, discard: dict[str, str] | Non
             stages.insert(0, ("rollback-verify", DATA_VERIFY_PLAYBOOK, "snapshot_verified"))
             stages.append(("rollback-data", DATA_RESTORE_PLAYBOOK, "data_restored"))
         for name, playbook, kind in stages:
+            if name == "rollback-data" and "discard_writes" in out:  # recorded with name and reason
+                extravars = {**extravars, "cutover_discard_writes_since_snapshot": True}
             found = _stage(session, journal, run_id, name, playbook, kind, extravars)
             out[kind] = found
             if name == "rollback-verify":  # before any host is touched: are the databases live again?
