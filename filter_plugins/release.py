@@ -3,7 +3,7 @@
     # playbooks/deploy/deploy.yml: what this host installs, and what it restarts
     release_deploy_components: "{{ __mine | deploy_components(__release, root, si_components, restart) }}"
     # playbooks/deploy/rollback.yml: what this host switches back
-    release_deploy_components: "{{ __mine | switch_back_components(si_components) }}"
+    release_deploy_components: "{{ __mine | switch_back_components(__release, si_components) }}"
 
 A component has a systemd unit when the host's si_components lists it (si-jobs, the timed
 jobs, has timers and no service): only those are restarted.
@@ -16,6 +16,24 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+
+
+def _once(components: Iterable[Mapping[str, Any]], where: str) -> list[Mapping[str, Any]]:
+    """A host in two groups can get one component twice from the manifest (once per group):
+    taken once when the entries agree but for the group, refused when they differ otherwise
+    (which release would it run?)."""
+    seen: dict[Any, Mapping[str, Any]] = {}
+
+    def what(component: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in component.items() if k != "group"}
+
+    for component in components:
+        name = component.get("name")
+        if name in seen and what(seen[name]) != what(component):
+            raise AnsibleFilterError(f"{where}: component {name} is listed twice for this host, differently "
+                                     "(the release manifest gives it two groups the host is in)")
+        seen.setdefault(name, component)
+    return list(seen.values())
 
 
 def _units(name: str, host_components: Iterable[Mapping[str, Any]] | None) -> list[str]:
@@ -31,7 +49,7 @@ def deploy_components(components: Iterable[Mapping[str, Any]], release: Mapping[
     and the units to restart when `current` moves (none unless `restart`)."""
     artifacts = release.get("artifacts") or {}
     out = []
-    for component in components:
+    for component in _once(components, "deploy_components"):
         name, key = component.get("name"), component.get("artifact")
         if key not in artifacts:
             raise AnsibleFilterError(f"deploy_components: component {name} runs artifact {key!r}, "
@@ -46,12 +64,21 @@ def deploy_components(components: Iterable[Mapping[str, Any]], release: Mapping[
     return out
 
 
-def switch_back_components(components: Iterable[Mapping[str, Any]],
+def switch_back_components(components: Iterable[Mapping[str, Any]], release: Mapping[str, Any],
                            host_components: Iterable[Mapping[str, Any]] | None = None,
                            ) -> list[dict[str, Any]]:
-    """Each of this host's manifest components, with the unit restarted (when it runs) once
-    its `current` is back on the previous release."""
-    return [{"name": c.get("name"), "units": _units(c.get("name"), host_components)} for c in components]
+    """Each of this host's manifest components with the release it goes back to (its
+    artifact's `previous`) and the unit restarted (when it runs) once it is back."""
+    artifacts = release.get("artifacts") or {}
+    out = []
+    for component in _once(components, "switch_back_components"):
+        name, key = component.get("name"), component.get("artifact")
+        if key not in artifacts or not artifacts[key].get("previous"):
+            raise AnsibleFilterError(f"switch_back_components: component {name} runs artifact {key!r}, "
+                                     "which the manifest's artifacts do not list with a `previous`")
+        out.append({"name": name, "version": str(artifacts[key]["previous"]),
+                    "units": _units(name, host_components)})
+    return out
 
 
 class FilterModule:

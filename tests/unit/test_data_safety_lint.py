@@ -126,3 +126,18 @@ def test_a_data_playbook_run_alone_without_the_exclusion_stops_before_any_host_i
     assert not result.ok
     assert "cutover_data_exclude_lines is not set" in result.summary()
     assert not (tmp_path / "d").exists()
+
+
+def test_the_missing_exclusion_names_the_restore_steps_too(tmp_path):
+    # restore.yml's interfaces stage sends a record of every line not kept back through them
+    text = SHIPPED.read_text().replace("    cutover_data_exclude_lines: [cjyl]\n", "    unrelated: 1\n")
+    path = tmp_path / "plan.yml"
+    path.write_text(text)
+    plan, _ = load_plan(SHIPPED, ROOT / "inventories" / "lab")
+    data_steps = [s.id for s in plan.steps() if s.playbook and s.playbook.startswith("playbooks/data/")]
+    assert data_steps
+    _, problems = load_plan(path, ROOT / "inventories" / "lab")
+    [error] = _errors(problems)
+    restores = [s.id for s in plan.steps() if s.playbook == "playbooks/restore/restore.yml"]
+    assert restores
+    assert all(step in error for step in restores), error

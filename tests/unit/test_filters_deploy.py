@@ -44,6 +44,18 @@ def test_a_component_whose_artifact_is_not_listed_is_refused():
         release.deploy_components(mine("si-core-qyyl"), broken, "/proj", SERVICES)
 
 
-def test_the_rollback_restarts_the_services_of_the_host_only():
-    assert release.switch_back_components(mine("si-core-qyyl", "si-jobs"), SERVICES) == [
-        {"name": "si-core-qyyl", "units": ["si-core-qyyl"]}, {"name": "si-jobs", "units": []}]
+def test_the_rollback_goes_back_to_each_artifacts_previous_and_restarts_services_only():
+    previous = str(MANIFEST["artifacts"][mine("si-core-qyyl")[0]["artifact"]]["previous"])
+    assert release.switch_back_components(mine("si-core-qyyl", "si-jobs"), MANIFEST, SERVICES) == [
+        {"name": "si-core-qyyl", "version": previous, "units": ["si-core-qyyl"]},
+        {"name": "si-jobs", "version": previous, "units": []}]
+
+
+def test_a_component_listed_twice_for_a_host_is_taken_once_or_refused_when_the_entries_differ():
+    [core] = mine("si-core-qyyl")
+    assert len(release.deploy_components([core, {**core, "group": "gateway"}], MANIFEST, "/proj", SERVICES)) == 1
+    other = {**core, "artifact": "si-other"}
+    with pytest.raises(AnsibleFilterError, match="si-core-qyyl is listed twice for this host, differently"):
+        release.deploy_components([core, other], MANIFEST, "/proj", SERVICES)
+    with pytest.raises(AnsibleFilterError, match="listed twice"):
+        release.switch_back_components([core, other], MANIFEST, SERVICES)

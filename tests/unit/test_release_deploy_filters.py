@@ -32,10 +32,11 @@ def _found(component, *dirs):
                                          for v, m in dirs]}
 
 
-def _current(component, points_at=None):
-    stat = {"exists": points_at is not None}
-    if points_at:
-        stat["lnk_source"] = f"{ROOT}/{component['name']}/releases/{points_at}"
+def _current(component, points_at=None, resolved_root=ROOT):
+    stat = {"exists": points_at is not None, "islnk": points_at is not None}
+    if points_at:  # stat's lnk_target is the link as written; lnk_source is resolved
+        stat["lnk_target"] = f"{ROOT}/{component['name']}/releases/{points_at}"
+        stat["lnk_source"] = f"{resolved_root}/{component['name']}/releases/{points_at}"
     return {"item": component, "stat": stat}
 
 
@@ -73,11 +74,49 @@ def _slurp(name, content):
     return {"item": {"name": name}, "content": base64.b64encode(content.encode()).decode()}
 
 
-def test_previous_names_the_release_to_go_back_to():
-    assert f.release_deploy_previous([_slurp("a", "1.0\n")]) == [{"name": "a", "version": "1.0"}]
+def _back(previous_file, points_at, want="1.0"):
+    a = {"name": "a", "version": want, "units": ["a"]}
+    recorded = _slurp("a", previous_file) if previous_file is not None else {"item": {"name": "a"}}
+    return f.release_deploy_back([a], [recorded], [_current(a, points_at)], ROOT)
 
 
-@pytest.mark.parametrize("hostile", ["../../etc", "..", "1.0/../../x", " "])
-def test_a_previous_file_that_names_a_path_is_refused(hostile):
-    with pytest.raises(ValueError, match="not a release"):
-        f.release_deploy_previous([_slurp("a", hostile)])
+def test_the_way_back_switches_to_what_previous_and_the_manifest_both_name():
+    assert _back("1.0\n", "2.0") == {"moving": [{"name": "a", "version": "1.0", "units": ["a"]}], "problems": []}
+
+
+def test_a_component_already_on_its_previous_release_stays_put():
+    # the deploy failed before it switched: current is still 1.0, PREVIOUS is an older window's
+    assert _back("0.9\n", "1.0") == {"moving": [], "problems": []}
+
+
+def test_a_previous_left_by_an_earlier_window_never_takes_a_host_back_two_releases():
+    got = _back("0.9\n", "2.0")
+    assert got["moving"] == []
+    assert got["problems"] == ["a: PREVIOUS names 0.9, but the release manifest says it replaced 1.0"]
+
+
+@pytest.mark.parametrize("hostile", ["../../etc", "..", "1.0/../../x", " ", None])
+def test_a_previous_that_is_missing_or_names_a_path_is_refused(hostile):
+    got = _back(hostile, "2.0")
+    assert got["moving"] == []
+    assert got["problems"] == ["a has no PREVIOUS release (or not a release name) to go back to"]
+
+
+def test_a_root_behind_a_symlink_is_not_taken_for_a_move():
+    # /opt -> /srv/opt: the resolved path differs from the root's spelling; a re-run must not
+    # move current again, nor write PREVIOUS with the release just installed (N18)
+    a = comp("a", version="2.0")
+    assert f.release_deploy_moving([_current(a, "2.0", resolved_root="/srv/opt")], ROOT) == []
+    assert f.release_deploy_previous_of(_current(a, "1.0", resolved_root="/srv/opt"), ROOT) == "1.0"
+
+
+def test_prune_spares_what_previous_names_whatever_the_mtimes_say():
+    a = comp("a", version="3.0")
+    # re-run after the switch: current is already 3.0; 1.0 is the way back but the oldest by mtime
+    found = [_found(a, ("3.0", 50), ("2.5", 40), ("2.4", 30), ("1.0", 10))]
+    doomed = f.release_deploy_prune(found, [_current(a, "3.0")], ROOT, 2, [_slurp_item(a, "1.0\n")])
+    assert doomed == [f"{ROOT}/a/releases/2.4"]
+
+
+def _slurp_item(component, content):
+    return {"item": component, "content": base64.b64encode(content.encode()).decode()}

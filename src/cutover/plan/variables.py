@@ -11,8 +11,11 @@ from cutover.paths import resolve
 from cutover.plan.model import Plan
 from cutover.plan.problems import Add
 
+# the playbooks that require cutover_data_exclude_lines (their first play refuses to run without
+# it): the data hand-off, and the restore, whose interfaces stage sends a record of every line
+# not kept back through them
 DATA_PLAYBOOKS = ("playbooks/data/screen.yml", "playbooks/data/export.yml", "playbooks/data/handoff.yml",
-                  "playbooks/data/reconcile.yml")
+                  "playbooks/data/reconcile.yml", "playbooks/restore/restore.yml")
 
 
 def lint_data_exclusion(plan: Plan, add: Add) -> None:
@@ -24,8 +27,9 @@ def lint_data_exclusion(plan: Plan, add: Add) -> None:
     value = plan.plan.vars.get("cutover_data_exclude_lines")
     if value is None:
         add(("plan", "vars") if plan.plan.vars else ("plan",),
-            f"the plan hands data over ({', '.join(data_steps)}) but does not say which lines it "
-            "keeps back", "set plan.vars.cutover_data_exclude_lines: [cjyl] as the notice says "
+            f"the plan hands data over or sends it through the interfaces ({', '.join(data_steps)}) but "
+            "does not say which lines it keeps back",
+            "set plan.vars.cutover_data_exclude_lines: [cjyl] as the notice says "
             "(write [] to hand over every line)")
     elif not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         add(("plan", "vars", "cutover_data_exclude_lines"),
