@@ -5,6 +5,7 @@ database and no drop are needed, since each refusal here comes before either is 
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import socket
@@ -157,3 +158,17 @@ def test_a_helper_that_ends_without_its_answer_fails_the_task_with_the_end_of_it
 def test_what_the_pg_data_module_reports_in_check_mode_is_evidence_of_the_right_shape(key, value):
     # the playbooks record pg_data_result (or its databases); in check mode those are empty
     assert check_evidence({key: value}, "playbooks/data")[1] == []
+
+
+def test_what_a_crash_shows_has_its_secrets_and_url_tokens_masked():
+    spec = importlib.util.spec_from_file_location(
+        "data_step", ROOT / "playbooks" / "data" / "action_plugins" / "data_step.py")
+    data_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(data_step)
+    hook = "json://127.0.0.1:9/hook?+X-Token=s3cr3t-token"
+    lines = [f"  post({hook}) failed", "connect: password=hunter2 rejected",
+             "see https://ops:pw@drop.example/in?sig=abc"]
+    shown = "\n".join(data_step._masked(lines, {"db_password": "hunter2", "notify_urls": [hook]}))
+    for secret in ("s3cr3t-token", "hunter2", "ops:pw", "sig=abc"):
+        assert secret not in shown
+    assert "drop.example/in" in shown  # where it went stays readable

@@ -12,7 +12,8 @@ the one JSON object it prints into the task's result:
 
 Its progress lines (stderr) stay out of the result, as they did under no_log: a library it
 uses may log a URL with its token there. Only a step that ends without its answer (a crash)
-shows their last lines, the end of its traceback.
+shows their last lines, the end of its traceback, with every secret it was given and any
+URL's credentials and query masked.
 
 The step's output goes to files, not pipes: a step whose ansible-playbook is killed (a
 cutover run SIGKILLed and resumed) finishes its work, which the resumed run waits for.
@@ -28,6 +29,7 @@ Options (all required but secrets):
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -59,7 +61,7 @@ class ActionModule(ActionBase):
         python = (task_vars or {}).get("ansible_playbook_python") or sys.executable
         document, log, ended = _run(str(python), operation, args["spec"], args["secrets"])
         if document is None:  # it ended without its answer: a crash (the traceback's end says which)
-            tail = "\n    ".join(log[-6:]) or "(nothing on stderr)"
+            tail = "\n    ".join(_masked(log[-6:], args["secrets"])) or "(nothing on stderr)"
             return result | {"failed": True,
                              "msg": f"python -m cutover.data {operation} ended (exit {ended}) without its "
                                     f"result:\n    {tail}",
@@ -73,6 +75,26 @@ class ActionModule(ActionBase):
                 result["hint"] = str(document["hint"])
             return result
         return result | {"changed": CHANGES[operation]}
+
+
+# a URL's user:password@ and its ?query (webhook tokens live there)
+_URL_SECRETS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?:[^/@\s]*@)?(?P<rest>[^\s?#'\"]*)(?:\?[^\s#'\"]*)?",
+                          re.IGNORECASE)
+
+
+def _masked(lines: list[str], secrets: dict[str, Any]) -> list[str]:
+    """Lines with every secret value the step was given, and URLs' credentials and queries,
+    replaced by ***: what a crash shows goes to the runner's artifacts and the journal."""
+    values: list[str] = []
+    for value in secrets.values():
+        values += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    out = []
+    for line in lines:
+        text = line
+        for value in sorted(filter(None, values), key=len, reverse=True):
+            text = text.replace(value, "***")
+        out.append(_URL_SECRETS.sub(lambda m: f"{m['scheme']}***@{m['rest']}?***", text))
+    return out
 
 
 def _run(python: str, operation: str, spec: dict[str, Any],
