@@ -25,6 +25,12 @@ from cutover.paths import resolve
 from cutover.plan.model import Plan
 from cutover.ui import PlaybookProgress, console
 
+
+def say(text: str) -> None:
+    """Print what the hosts, the inventory and the receiver reported, as text: a table or
+    title like `si_export.tables[person]` is never read as console markup."""
+    console.print(text, markup=False, highlight=False)
+
 HELP = {"plan": "plan file (default from invoke.yaml)", "inventory": "inventory (default: the plan's own)"}
 
 
@@ -75,14 +81,14 @@ def screen(c: Context, plan: str | None = None, inventory: str | None = None) ->
     """Check the export's filters and quality rules on the live databases; count what they hold back (N5)."""
     evidence = run_data_playbook(c, "screen", plan, inventory)
     for line in evidence.get("screening") or []:
-        console.print(f"{line['line']} {line['title']}: {len(line['tables'])} tables, {line['rows']:,} rows; "
+        say(f"{line['line']} {line['title']}: {len(line['tables'])} tables, {line['rows']:,} rows; "
                       f"{line['held_back']:,} will be held back for fixing after the cutover")
         for table in line["tables"]:
             if table["held_back"]:
                 rules = ", ".join(f"{rule} {rows:,}" for rule, rows in table["by_rule"].items())
-                console.print(f"  {table['table']}: {table['held_back']:,} of {table['rows']:,} ({rules})")
+                say(f"  {table['table']}: {table['held_back']:,} of {table['rows']:,} ({rules})")
     if evidence.get("screening_excluded"):
-        console.print("not handed over (the plan excludes them): "
+        say("not handed over (the plan excludes them): "
                       f"{', '.join(evidence['screening_excluded'])}")
 
 
@@ -93,7 +99,7 @@ def freeze(c: Context, plan: str | None = None, inventory: str | None = None) ->
     evidence = run_data_playbook(c, "freeze", plan, inventory)
     for host, databases in (evidence.get("freeze") or {}).items():
         for database, frozen in databases.items():
-            console.print(f"{host} {database}: read-only, {frozen['sessions_ended']} session(s) ended; "
+            say(f"{host} {database}: read-only, {frozen['sessions_ended']} session(s) ended; "
                           f"a test write was refused: {frozen['probe']}; business role "
                           f"{frozen.get('business_probe', '?')}")
 
@@ -106,7 +112,7 @@ def unfreeze(c: Context, plan: str | None = None, inventory: str | None = None) 
     evidence = run_data_playbook(c, "unfreeze", plan, inventory)
     for host, databases in (evidence.get("unfreeze") or {}).items():
         for database in databases:
-            console.print(f"{host} {database}: read-write; a test write by its business role worked")
+            say(f"{host} {database}: read-write; a test write by its business role worked")
 
 
 @task(help={**HELP, "verify": "only verify the existing snapshot (re-hash, pg_restore --list)",
@@ -129,16 +135,16 @@ def snapshot(c: Context, plan: str | None = None, inventory: str | None = None, 
         for host, databases in (evidence.get("snapshot_verified") or {}).items():
             for database, verified in databases.items():
                 restored = verified.get("test_restore")
-                console.print(f"{host} {database}: verified"
+                say(f"{host} {database}: verified"
                               + (f", test restore {restored['rows']:,} rows match" if restored else ""))
         return
     evidence = run_data_playbook(c, "snapshot", plan, inventory, extra, journal=journal)
     for host, taken in (evidence.get("snapshot") or {}).items():
         for database, dump in (taken.get("databases") or {}).items():
             if "skipped" in dump:
-                console.print(f"{host} {database}: {dump['skipped']}")
+                say(f"{host} {database}: {dump['skipped']}")
             else:
-                console.print(f"{host} {database}: {dump['files']} files, {dump['bytes'] / 1048576:.1f} MiB "
+                say(f"{host} {database}: {dump['files']} files, {dump['bytes'] / 1048576:.1f} MiB "
                               f"in {dump['seconds']:.1f} s → {taken['dir']}/{database}")
 
 
@@ -149,11 +155,11 @@ def export(c: Context, plan: str | None = None, inventory: str | None = None) ->
     evidence = run_data_playbook(c, "export", plan, inventory)
     for manifest in evidence.get("export") or []:
         held = sum(sum(by_rule.values()) for by_rule in manifest["rejected"].values())
-        console.print(f"{manifest['line']} {manifest['title']}: {len(manifest['tables'])} tables, "
+        say(f"{manifest['line']} {manifest['title']}: {len(manifest['tables'])} tables, "
                       f"{manifest['rows']:,} rows, {manifest['bytes'] / 1048576:.1f} MiB; "
                       f"{held} row(s) held back for fixing after the cutover")
     if evidence.get("export_excluded"):
-        console.print(f"not exported (the plan excludes them): {', '.join(evidence['export_excluded'])}")
+        say(f"not exported (the plan excludes them): {', '.join(evidence['export_excluded'])}")
 
 
 @task(help=HELP)
@@ -161,7 +167,7 @@ def export(c: Context, plan: str | None = None, inventory: str | None = None) ->
 def handoff(c: Context, plan: str | None = None, inventory: str | None = None) -> None:
     """Upload the export to the drop (resumable, verified there) and notify the receiver (N6)."""
     handed = run_data_playbook(c, "handoff", plan, inventory).get("handoff") or {}
-    console.print(f"{len(handed.get('files', []))} file(s), {handed.get('bytes', 0):,} bytes at "
+    say(f"{len(handed.get('files', []))} file(s), {handed.get('bytes', 0):,} bytes at "
                   f"{handed.get('drop')}/{handed.get('path')}; "
                   f"resumed: {', '.join(handed.get('resumed') or []) or 'none'}")
 
@@ -177,9 +183,9 @@ def reconcile(c: Context, plan: str | None = None, inventory: str | None = None,
         if json_:
             print(json.dumps(reconciliation, ensure_ascii=False, indent=2))
         elif reconciliation:
-            console.print(table_text(reconciliation), markup=False, highlight=False)
+            say(table_text(reconciliation))
 
     reconciliation = run_data_playbook(c, "reconcile", plan, inventory, show=show).get("reconciliation") or {}
     if not json_:
-        console.print("every table matches; the backup copy matches "
+        say("every table matches; the backup copy matches "
                       f"({len(reconciliation['backup'])} file(s))")
