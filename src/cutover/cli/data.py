@@ -44,19 +44,22 @@ def data_playbook_vars(plan: Plan, *, artifacts: str, journal_id: str,
 
 def run_data_playbook(c: Context, name: str, plan: str | None, inventory: str | None,
                       extra: dict[str, Any] | None = None, *, show: Any = None,
-                      journal: str | None = None) -> dict[str, Any]:
+                      journal: str | None = None, bind_journal: bool = False) -> dict[str, Any]:
     """Run playbooks/data/<name>.yml with the plan's variables and the journal's id (the
     default journal's, or `journal`); a failure is a refusal (after `show(evidence)`, when
-    given, so that what was found is seen either way)."""
+    given, so that what was found is seen either way). With `bind_journal` the journal is
+    created (and bound to the plan) if there is none yet: what the step makes carries its id."""
     cfg = c.config.cutover
     session = Session(RunOptions(plan=plan or cfg.plan, inventory=inventory, journal=journal or cfg.journal,
                                  artifacts=cfg.artifacts))
     playbook = f"playbooks/data/{name}.yml"
     # the journal's lock: never beside a cutover.* run (or another data.*) that is at work
     # on the same databases, export directory and drop
-    with PlaybookProgress(f"data.{name}") as progress, session.locked(f"data.{name}"):
+    held = session.journal(lock=f"data.{name}") if bind_journal else session.locked(f"data.{name}")
+    with PlaybookProgress(f"data.{name}") as progress, held as bound:
+        journal_id = bound.identity() if bind_journal else session.journal_identity()
         extravars = data_playbook_vars(session.plan, artifacts=cfg.artifacts,
-                                       journal_id=session.journal_identity(), extra=extra).to_extravars()
+                                       journal_id=journal_id, extra=extra).to_extravars()
         result = run_playbook(resolve(playbook), session.inventory,
                               ident=f"data-{name}-{int(time.time())}",
                               artifacts_dir=resolve(cfg.artifacts) / "data-runs",
@@ -138,7 +141,9 @@ def snapshot(c: Context, plan: str | None = None, inventory: str | None = None, 
                 say(f"{host} {database}: verified"
                               + (f", test restore {restored['rows']:,} rows match" if restored else ""))
         return
-    evidence = run_data_playbook(c, "snapshot", plan, inventory, extra, journal=journal)
+    # the snapshot carries the journal's id (created now if this is the window's first act), so
+    # the plan's own snapshot step keeps it instead of refusing it as another window's
+    evidence = run_data_playbook(c, "snapshot", plan, inventory, extra, journal=journal, bind_journal=True)
     for host, taken in (evidence.get("snapshot") or {}).items():
         for database, dump in (taken.get("databases") or {}).items():
             if "skipped" in dump:
