@@ -525,12 +525,13 @@ def test_every_entry_playbook_begins_by_asserting_its_inputs_whatever_the_tags(p
 # A `when:` that tests whether a variable is defined skips its task when the variable is
 # missing; for a safety check that is a check silently not made. The few left choose what a
 # given item is, each with its reason.
+ONE_SERVICE = ("roles/service_control/tasks/one.yml", "Service control | One service | {}")
 DEFINED_TESTS_ALLOWED = {
-    ("roles/service_control/tasks/one.yml", "One | Wait until the service accepts TCP connections"):
+    (ONE_SERVICE[0], ONE_SERVICE[1].format("Wait until the service accepts TCP connections")):
         "a service's health probe is http, tcp or command, by which key its item has",
-    ("roles/service_control/tasks/one.yml", "One | Wait until the command probe succeeds"):
+    (ONE_SERVICE[0], ONE_SERVICE[1].format("Wait until the command probe succeeds")):
         "a service's health probe is http, tcp or command, by which key its item has",
-    ("roles/service_control/tasks/one.yml", "One | Fail when the command probe never succeeded"):
+    (ONE_SERVICE[0], ONE_SERVICE[1].format("Fail when the command probe never succeeded")):
         "the command probe's own verdict: only a service whose probe is a command has one",
 }
 
