@@ -13,10 +13,10 @@ _RX = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})[ T](\d{1,2}):(\d{2})\s*$")
 
 def parse_time(text: str, tz: ZoneInfo) -> dt.datetime:
     """Parse a plan time or raise ValueError with a message an operator can act on."""
-    m = _RX.match(str(text))
-    if not m:
+    match = _RX.match(str(text))
+    if not match:
         raise ValueError(f"{text!r} is not a time; write it as YYYY-MM-DD HH:MM, e.g. 2023-11-20 18:00")
-    year, month, day, hour, minute = (int(g) for g in m.groups())
+    year, month, day, hour, minute = (int(group) for group in match.groups())
     if not 1 <= month <= 12:
         raise ValueError(f"{text}: there is no month {month}")
     days = calendar.monthrange(year, month)[1]
@@ -32,9 +32,9 @@ def parse_time(text: str, tz: ZoneInfo) -> dt.datetime:
     return dt.datetime(year, month, day, hour, minute, tzinfo=tz)
 
 
-def fmt(t: dt.datetime | None, tz: ZoneInfo | None = None) -> str:
-    if t is None:
+def fmt(moment: dt.datetime | None, tz: ZoneInfo | None = None) -> str:
+    if moment is None:
         return "—"
     if tz is not None:
-        t = t.astimezone(tz)
-    return t.strftime("%Y-%m-%d %H:%M")
+        moment = moment.astimezone(tz)
+    return moment.strftime("%Y-%m-%d %H:%M")

@@ -112,21 +112,22 @@ def _gantt(st: dict[str, Any], plan: Plan) -> Markup:
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width + label + 20}" '
            f'height="{row * len(steps) + 50}" font-family="sans-serif" font-size="11">']
 
-    def bar(t: tuple[dt.datetime, dt.datetime], sp, y: float, h: float, fill: str, tip: str) -> str:
-        x = label + (t[0] - sp[0]).total_seconds() / sp[1] * width
-        w = max((t[1] - t[0]).total_seconds() / sp[1] * width, 2)
+    def bar(interval: tuple[dt.datetime, dt.datetime], scale, y: float, h: float, fill: str, tip: str) -> str:
+        start, end = interval
+        x = label + (start - scale[0]).total_seconds() / scale[1] * width
+        w = max((end - start).total_seconds() / scale[1] * width, 2)
         return (f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h}" fill="{fill}">'
                 f"<title>{escape(tip)}</title></rect>")
 
-    for i, s in enumerate(steps):
-        y = 30 + i * row
-        out.append(f'<text x="4" y="{y + 12}">{escape(s["id"])}</text>')
-        if planned[s["id"]] and p_span:
-            out.append(bar(planned[s["id"]], p_span, y + 1, 6, "#bbb", f"planned: {s['title']}"))
-        if actual[s["id"]] and a_span:
-            took = (actual[s["id"]][1] - actual[s["id"]][0]).total_seconds()
-            out.append(bar(actual[s["id"]], a_span, y + 8, 9, colour.get(s["state"], "#777"),
-                           f"actual: {s['title']}: {took:.0f} s, {s['state']}"))
+    for index, step in enumerate(steps):
+        y = 30 + index * row
+        out.append(f'<text x="4" y="{y + 12}">{escape(step["id"])}</text>')
+        if planned[step["id"]] and p_span:
+            out.append(bar(planned[step["id"]], p_span, y + 1, 6, "#bbb", f"planned: {step['title']}"))
+        if actual[step["id"]] and a_span:
+            took = (actual[step["id"]][1] - actual[step["id"]][0]).total_seconds()
+            out.append(bar(actual[step["id"]], a_span, y + 8, 9, colour.get(step["state"], "#777"),
+                           f"actual: {step['title']}: {took:.0f} s, {step['state']}"))
     if p_span:
         out.append(f'<text x="{label}" y="12" fill="#777">planned {fmt(p_span[0], plan.tz)} → '
                    f"{fmt(p_span[0] + dt.timedelta(seconds=p_span[1]), plan.tz)}</text>")
