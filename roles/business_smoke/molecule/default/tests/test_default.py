@@ -1,4 +1,5 @@
-"""After the role: the check left no trace; each service that cannot prove the business failed it, saying why."""
+"""After the role: the check left no trace; each service that cannot prove the business
+failed it, saying why."""
 
 import os
 
@@ -9,16 +10,19 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
 ).get_hosts("all")
 
 
-def _rows(host, db: str, where: str) -> int:
-    out = host.check_output(f"su postgres -c \"psql -X -tA -d {db} -c \\\"SELECT count(*) FROM approval WHERE {where}\\\"\"")
-    return int(out.strip())
+COUNT = {"business": "SELECT count(*) FROM approval WHERE kind <> 'cutover-smoke'",
+         "checks": "SELECT count(*) FROM approval WHERE kind = 'cutover-smoke'"}
+
+
+def _rows(host, db: str, which: str) -> int:
+    return int(host.check_output("su postgres -c %s", f'psql -X -tA -d {db} -c "{COUNT[which]}"').strip())
 
 
 def test_the_right_service_passed_and_left_no_trace(host):
     # prepare made one business record per database; the check's own records are gone,
     # although converge and idempotence each sent one through core-qyyl
-    assert _rows(host, "si_qyyl", "kind <> 'cutover-smoke'") == 1
-    assert _rows(host, "si_qyyl", "kind = 'cutover-smoke'") == 0
+    assert _rows(host, "si_qyyl", "business") == 1
+    assert _rows(host, "si_qyyl", "checks") == 0
     assert "POST /approval" in host.check_output("journalctl -u core-qyyl --no-pager")
 
 
@@ -27,15 +31,31 @@ def test_a_service_writing_into_another_lines_database_fails(host):
     assert "http://127.0.0.1:18082/approval" in msg
     assert "si_qyyl has no such check record" in msg
     # where the misrouted service really wrote: the other line's database
-    assert _rows(host, "si_gsbx", "kind = 'cutover-smoke'") >= 1
+    assert _rows(host, "si_gsbx", "checks") >= 1
 
 
 def test_a_frozen_database_behind_the_service_fails(host):
     msg = host.file("/root/smoke-frozen").content_string
     assert "503" in msg
-    assert _rows(host, "si_qyyl", "kind = 'cutover-smoke'") == 0
+    assert _rows(host, "si_qyyl", "checks") == 0
+
+
+def test_an_answer_without_a_record_id_fails_and_is_shown_without_its_control_characters(host):
+    msg = host.file("/root/smoke-no-id").content_string
+    assert "http://127.0.0.1:18084/approval accepted the qyyl transaction but answered no record id" in msg
+    assert "?[2Jcleared" in msg
+    assert "\x1b" not in msg
+
+
+def test_when_one_service_refuses_the_records_the_others_wrote_are_removed(host):
+    msg = host.file("/root/smoke-mixed").content_string
+    assert "http://127.0.0.1:18083/approval refused the qyyl transaction (status 503)" in msg
+    assert "the records the other services wrote were removed" in msg
+    assert "18081" not in msg.split("(the records")[0]
+    assert _rows(host, "si_qyyl", "checks") == 0
 
 
 def test_a_line_without_a_database_is_refused_before_any_request(host):
     msg = host.file("/root/smoke-no-database").content_string
-    assert "cjyl" in msg and "have no database" in msg
+    assert "cjyl" in msg
+    assert "have no database" in msg
