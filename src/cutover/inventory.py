@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ansible.inventory.manager import split_host_pattern
+
 from cutover.errors import CutoverError
 from cutover.paths import LAB_INVENTORY, LAB_STATE_FILE
 from cutover.yamlsafe import check_file
@@ -125,21 +127,50 @@ def active_limit(inventory: Path) -> str | None:
     return ":".join(["all", *(f"!{host}" for host in skipped)]) if skipped else None
 
 
-def combine_limits(*limits: str | None) -> str | None:
-    """Intersect limit patterns: `a`, `b` → `a:&b` (each term of b intersected)."""
-    parts = [limit for limit in limits if limit]
-    if not parts:
-        return None
-    combined = parts[0]
-    for extra in parts[1:]:
-        if extra.startswith("all:!"):
-            combined += ":" + extra.removeprefix("all:")
-        else:
-            combined += ":" + ":".join(f"&{term}" if not term.startswith(("!", "&")) else term
-                                       for term in extra.replace(",", ":").split(":") if term)
-    return combined
+def hosts_matching(inventory: Path, pattern: str) -> set[str]:
+    """The hosts an Ansible pattern selects in this inventory, as Ansible itself reads it."""
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "False",
+           "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True"}
+    command = [ansible_bin("ansible"), "all", "-i", str(inventory), "--list-hosts", "--limit", pattern]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode == 0 and lines and lines[0].startswith("hosts ("):
+        return set(lines[1:])
+    if not lines:  # Ansible refuses a pattern that leaves no host: none selected
+        return set()
+    raise CutoverError(f"the hosts of --limit {pattern} cannot be listed: {proc.stderr.strip()[-400:]}",
+                       "check the inventory and the pattern")
+
+
+def _terms(pattern: str) -> list[str]:
+    """A pattern's terms as Ansible itself splits them (',' or ':', ranges kept whole)."""
+    return [term for term in split_host_pattern(pattern) if term]
+
+
+def combine_limits(inventory: Path, *limits: str | None) -> str | None:
+    """One `--limit` that selects the hosts every given pattern selects.
+
+    Ansible reads a pattern as (its plain terms united) & each `&term` − each `!term`, so two
+    patterns are joined exactly when at most one of them unites several plain terms: the
+    other's plain term becomes an `&` term. Two unions (`--limit taiyuan,datong` and a step's
+    `limit: counter,gateway`) cannot be written as one pattern; their hosts are listed by
+    Ansible and intersected here, and an empty intersection is `!all` (no host)."""
+    patterns = [limit for limit in limits if limit]
+    if len(patterns) <= 1:
+        return patterns[0] if patterns else None
+    split = [_terms(pattern) for pattern in patterns]
+    plains = [[term for term in terms if term[0] not in "!&"] for terms in split]
+    if sum(len(plain) > 1 for plain in plains) > 1:
+        hosts = set.intersection(*(hosts_matching(inventory, pattern) for pattern in patterns))
+        return ",".join(sorted(hosts)) if hosts else "!all"
+    first = max(range(len(split)), key=lambda index: len(plains[index]))  # the union, if any, leads
+    out = list(split[first])
+    for index, terms in enumerate(split):
+        if index != first:
+            out += [term if term[0] in "!&" else f"&{term}" for term in terms if term != "all"]
+    return ",".join(out)
 
 
 def run_limit(inventory: Path, *limits: str | None) -> str | None:
     """The `--limit` of a playbook run: the given patterns, within the hosts that are there."""
-    return combine_limits(*limits, active_limit(inventory))
+    return combine_limits(inventory, *limits, active_limit(inventory))

@@ -259,7 +259,8 @@ def test_real_clock_refuses_a_step_past_due_unless_overridden(env):
 def test_production_inventory_asks_for_confirmation(env, tmp_path):
     inv = tmp_path / "prod.yml"
     inv.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
-                   "      cutover_environment: production\n")
+                   "      cutover_environment: production\n      cutover_site: province\n"
+                   "  vars:\n    cutover_sites: {province: {name: 山西省}}\n")
     with pytest.raises(CutoverError, match="not confirmed; nothing was run"):
         Executor("stop", opts(env, inventory=str(inv), confirm_prompt=lambda _: False)).run()
     assert not env["journal"].exists() or states(env).get("s1", "pending") == "pending"
@@ -271,9 +272,11 @@ def test_production_inventory_asks_for_confirmation(env, tmp_path):
 
 
 def test_limits_are_intersected():
-    assert combine_limits("core", "city_taiyuan") == "core:&city_taiyuan"
-    assert combine_limits("core", None, "all:!counter-x") == "core:!counter-x"
-    assert combine_limits(None, "db1,db2") == "db1,db2"
+    lab = ROOT / "inventories" / "lab"
+    assert combine_limits(lab, "core", "city_taiyuan") == "core,&city_taiyuan"
+    assert combine_limits(lab, "core", None, "all:!counter-x") == "core,!counter-x"
+    assert combine_limits(lab, None, "db1,db2") == "db1,db2"
+    assert combine_limits(lab, "db1,core-qyyl", "core") == "db1,core-qyyl,&core"
 
 
 def test_forecast_uses_rehearsal_durations_and_flags_a_step_that_would_end_late(env):
@@ -314,3 +317,19 @@ def test_a_step_whose_plays_match_no_host_under_the_limit_is_failed_never_done(e
         Executor("stop", opts(env)).run()
     assert ran(env) == ["s1", "s2"]
     assert states(env)["s1"] == "done"
+
+
+def test_a_step_whose_limit_and_the_operators_share_no_host_is_failed_saying_both(env):
+    """Ansible refuses a limit that leaves no host (rc 1, no host's result): the operator is
+    told which two limits left nothing, not Ansible's bare error, and the step is not done."""
+    inv = env["tmp"] / "inventory.yml"
+    inv.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+                   "    elsewhere:\n      ansible_connection: local\n")
+    env["plan"].write_text(env["plan"].read_text()
+                           .replace("inventory: tests/data/inventory.yml", f"inventory: {inv}")
+                           .replace("        title: first\n", "        title: first\n        limit: localhost\n", 1))
+    with pytest.raises(StepFailed) as err:
+        Executor("stop", opts(env, limit="elsewhere")).run()
+    assert "match no host under --limit localhost and elsewhere: nothing was done" in err.value.message
+    assert states(env)["s1"] == "failed"
+    assert ran(env) == []

@@ -61,7 +61,8 @@ def test_templated_and_vaulted_inventory_urls_are_resolved_as_ansible_does(tmp_p
 def test_plan_check_warns_when_a_production_inventory_notifies_nobody(tmp_path):
     inv = tmp_path / "inv.yml"
     inv.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
-                   "      cutover_environment: production\n")
+                   "      cutover_environment: production\n      cutover_site: province\n"
+                   "  vars:\n    cutover_sites: {province: {name: 山西省}}\n")
     plan_file = tmp_path / "mini.yml"
     plan_file.write_text(MINI.read_text().replace("inventory: tests/data/inventory.yml", f"inventory: {inv}"))
     _, problems = load_plan(plan_file, inv)

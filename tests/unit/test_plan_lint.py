@@ -140,8 +140,8 @@ def test_tag_the_playbook_does_not_have(tmp_path):
 def test_limit_that_matches_no_host(tmp_path):
     text = MINI.replace("        title: last\n", "        title: last\n        limit: counter-xian\n")
     _, problems = lint(tmp_path, text)
-    assert f":{line_of(text, 'limit: counter-xian')}: step s5: limit 'counter-xian', which matches no " \
-           "host or group in inventory tests/data/inventory.yml" in only_error(problems)
+    assert f":{line_of(text, 'limit: counter-xian')}: step s5: limit counter-xian: 'counter-xian' is no " \
+           "host, group or site of inventory tests/data/inventory.yml" in only_error(problems)
 
 
 def test_shipped_plan_limits_are_checked_against_the_example_inventory(tmp_path):
@@ -152,7 +152,7 @@ def test_shipped_plan_limits_are_checked_against_the_example_inventory(tmp_path)
     _, problems = load_plan(path, inventory=ROOT / "inventories" / "example")
     assert [str(p) for p in problems if p.severity == "error"] == []
     _, problems = load_plan(path)  # the lab has no site groups
-    assert any("limit 'city_taiyuan', which matches no host or group in inventory inventories/lab" in str(p)
+    assert any("limit city_taiyuan: 'city_taiyuan' is no host, group or site of inventory inventories/lab" in str(p)
                for p in problems)
 
 

@@ -18,6 +18,7 @@ from cutover.inventory import run_limit
 from cutover.paths import resolve
 from cutover.plan.loader import load_yaml
 from cutover.plan.release_check import load_manifest
+from cutover.sites import inventory_targets, site_limit
 from cutover.ui import console
 
 PLAYBOOK = "playbooks/deploy/verify-versions.yml"
@@ -28,13 +29,20 @@ def versions_vars(manifest: Path, require_running: bool) -> PlaybookVars:
     return PlaybookVars(cutover_release_manifest=str(manifest), cutover_require_running=require_running)
 
 
+def _limit(inventory: Path, limit: str | None) -> str | None:
+    """--limit with its sites spelled as hosts, checked against the inventory (N17)."""
+    if limit is None:
+        return run_limit(inventory)
+    return run_limit(inventory, site_limit(limit, inventory_targets(inventory), inventory=str(inventory)))
+
+
 def check_versions(manifest: str, inventory: str, *, limit: str | None, require_running: bool,
                    artifacts: str) -> tuple[list[dict], list]:
     path = resolve(manifest)
     load_manifest(path)  # every problem as file:line, as plan.check says it, before any host is asked
     inventory_path = resolve(inventory)
     result = run_playbook(resolve(PLAYBOOK), inventory_path, ident=f"verify-{int(time.time())}",
-                          artifacts_dir=resolve(artifacts) / "verify", limit=run_limit(inventory_path, limit),
+                          artifacts_dir=resolve(artifacts) / "verify", limit=_limit(inventory_path, limit),
                           extravars=versions_vars(path, require_running).to_extravars())
     evidence, wrong = check_evidence(result.evidence, PLAYBOOK)
     if wrong:

@@ -10,7 +10,6 @@ from cutover.ansible import HostFailure, PlaybookResult, run_playbook
 from cutover.contract import PlaybookVars, check_evidence, work_stats
 from cutover.engine.run import Run, StepFailed, attempt_ident, attempt_mark
 from cutover.engine.states import AttemptStatus, StepState
-from cutover.inventory import run_limit
 from cutover.paths import resolve
 from cutover.plan.model import Plan, Step
 
@@ -30,7 +29,7 @@ def run_playbook_step(run: Run, step: Step) -> None:
     ident = attempt_ident(run.run_id, step.id, attempt)
     extravars = step_vars(run.plan, step, artifacts=opts.artifacts, journal_id=journal.identity(),
                           rehearsal=opts.rehearsal).to_extravars()
-    limit = run_limit(run.session.inventory, step.limit, opts.limit)
+    limit = run.session.limit(step.limit)
     with opts.progress(step.id) as on_progress:
         result = run_playbook(resolve(step.playbook), run.session.inventory, ident=ident,
                               artifacts_dir=run.artifacts, limit=limit, tags=step.tags,
@@ -51,10 +50,14 @@ def run_playbook_step(run: Run, step: Step) -> None:
     if extra:
         evidence.append(("facts", extra))
     passed = result.ok and not wrong and (gate is None or gate["passed"] is True)
-    if result.ok and not result.stats:  # no play matched a host: nothing was done, never "done" (N18)
+    # no play matched a host (Ansible refuses a limit that leaves none: rc 1, no host's
+    # result; its own line is kept beside ours): nothing was done, never "done" (N18), and
+    # the operator is told which limits
+    if not result.stats and (result.ok or (limit and result.rc == 1)):
         passed = False
         result.failures.append(HostFailure(
-            "-", step.playbook or "", f"the step's plays match no host under --limit {limit}: nothing "
+            "-", step.playbook or "", f"the step's plays match no host under --limit "
+            f"{' and '.join(filter(None, [step.limit, opts.limit])) or limit}: nothing "
             "was done; run it with a limit that includes its hosts, or without --limit"
             if limit else "the step's plays match no host of the inventory: nothing was done"))
     # what the step declares (and a gate's verdict) must come back, and not empty: a freeze

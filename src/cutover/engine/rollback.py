@@ -14,7 +14,6 @@ from cutover.engine.journal import Journal, operator
 from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import RunStatus
 from cutover.errors import CutoverError
-from cutover.inventory import run_limit
 from cutover.paths import resolve
 from cutover.plan.model import Plan
 
@@ -77,10 +76,11 @@ def _stage(session: Session, journal: Journal, run_id: int, name: str, playbook:
     with opts.progress(name) as on_progress:
         result = run_playbook(resolve(playbook), session.inventory, ident=f"run{run_id:04d}-{name}",
                               artifacts_dir=resolve(opts.artifacts) / f"run-{run_id:04d}-rollback",
-                              limit=run_limit(session.inventory, opts.limit),
+                              limit=session.limit(),
                               extravars=extravars, on_progress=on_progress)
     log = f"log: {result.artifact_dir / 'stdout'}"
-    if result.ok and not work_stats(result):  # a --limit without the hosts: nothing was rolled back
+    # a --limit without the hosts (Ansible refuses a limit that leaves none with rc 1): nothing rolled back
+    if not work_stats(result) and (result.ok or (opts.limit and result.rc == 1)):
         journal.end_run(run_id, RunStatus.FAILED)
         raise CutoverError(f"{name}: its plays match no host under --limit {opts.limit}; nothing "
                            "was rolled back there", "run it with a limit that includes those hosts")

@@ -23,10 +23,11 @@ from cutover.engine.clock import Clock
 from cutover.engine.journal import Journal, operator
 from cutover.engine.lock import RunLock
 from cutover.errors import CutoverError
-from cutover.inventory import is_production
+from cutover.inventory import is_production, run_limit
 from cutover.paths import resolve
 from cutover.plan.lint import check as lint_check
 from cutover.plan.model import Step
+from cutover.sites import SiteTree, inventory_targets, site_limit
 
 
 @dataclass
@@ -76,6 +77,23 @@ class Session:
             for warning in warnings:
                 opts.say(str(warning))
         self.inventory: Path = resolve(opts.inventory or self.plan.plan.inventory)
+        self._targets: tuple[SiteTree, set[str], set[str]] | None = None
+        self.operator_limit = self._site_limit(opts.limit, "--limit") if opts.limit is not None else None
+
+    def targets(self) -> tuple[SiteTree, set[str], set[str]]:
+        """The inventory's site tree, hosts and groups (read once per verb)."""
+        if self._targets is None:
+            self._targets = inventory_targets(self.inventory)
+        return self._targets
+
+    def _site_limit(self, pattern: str, where: str) -> str:
+        return site_limit(pattern, self.targets(), where, str(self.inventory))
+
+    def limit(self, step_limit: str | None = None) -> str | None:
+        """The `--limit` of one playbook run: the step's limit and the operator's, sites
+        spelled as hosts, within the hosts that are there."""
+        step = self._site_limit(step_limit, "the step's limit") if step_limit else None
+        return run_limit(self.inventory, step, self.operator_limit)
 
     def step(self, step_id: str) -> Step:
         step = self.plan.step(step_id)

@@ -16,6 +16,7 @@ from cutover.paths import resolve
 from cutover.plan.model import Plan
 from cutover.plan.playbooks import play_hosts
 from cutover.plan.problems import Add, close_match, rel
+from cutover.sites import SiteTree, site_limit
 from cutover.yamlsafe import YamlRefused
 
 
@@ -36,6 +37,10 @@ def lint_inventory(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]],
     groups = {g for g in data if g != "_meta"}
     _lint_export_fragments(hostvars, add, inv_path)
     production = any(hv.get("cutover_environment") == "production" for hv in hostvars.values())
+    sites = SiteTree.from_hostvars(hostvars, groups)
+    for problem in sites.problems(production=production):  # N17: every host stands in the tree
+        add(("plan", "inventory"), f"inventory {rel(inv_path)}: {problem.message}", problem.hint,
+            at=_inventory_line(inv_path, problem.near))
     plain_ftp = sorted(h for h, hv in hostvars.items()
                        if str(hv.get("si_drop_protocol", "")).lower() == "ftp")
     if production and plain_ftp:  # N6: personal data and the drop's password in clear text
@@ -52,6 +57,12 @@ def lint_inventory(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]],
         if step.playbook and resolve(step.playbook).is_file():
             patterns += [("playbook", h) for h in play_hosts(resolve(step.playbook))]
         for field, pattern in patterns:
+            if field == "limit":  # read as the engine reads it: sites spelled as hosts (N17)
+                try:
+                    site_limit(pattern, (sites, hosts, groups), f"step {step.id}: limit", rel(inv_path))
+                except CutoverError as exc:
+                    add((*locs[step.id], field), exc.message, exc.hint)
+                continue
             _check_pattern(step, field, pattern, hosts, groups, add, locs, inv_path)
     return groups
 
@@ -100,5 +111,6 @@ def _check_pattern(step, field, pattern, hosts, groups, add, locs, inv_path) -> 
             continue
         what = "limit" if field == "limit" else f"playbook {step.playbook} targets"
         add((*locs[step.id], field), f"step {step.id}: {what} {term!r}, which matches no host "
-            f"or group in inventory {rel(inv_path)}", close_match(term, groups | hosts))
+            f"or group in inventory {rel(inv_path)}",
+            close_match(term, groups | hosts, "name a host or a group of it"))
 
