@@ -119,12 +119,17 @@ def lab_state() -> dict[str, Any]:
         return {}
 
 
+def absent_hosts(inventory: Path) -> list[str]:
+    """The hosts of the inventory that are not there: of the lab's, those `lab.up` did not start."""
+    if Path(inventory).resolve() != LAB_INVENTORY.resolve():
+        return []
+    return list(lab_state().get("skipped_hosts") or [])
+
+
 def active_limit(inventory: Path) -> str | None:
     """For runs against the lab: leave out the hosts this lab did not start."""
-    if Path(inventory).resolve() != LAB_INVENTORY.resolve():
-        return None
-    skipped = lab_state().get("skipped_hosts") or []
-    return ":".join(["all", *(f"!{host}" for host in skipped)]) if skipped else None
+    skipped = absent_hosts(inventory)
+    return ",".join(["all", *(f"!{host}" for host in skipped)]) if skipped else None
 
 
 def hosts_matching(inventory: Path, pattern: str) -> set[str]:

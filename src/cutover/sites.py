@@ -24,7 +24,7 @@ from typing import Any
 from ansible.inventory.manager import split_host_pattern
 
 from cutover.errors import CutoverError
-from cutover.inventory import load_inventory
+from cutover.inventory import absent_hosts, load_inventory
 
 SITE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 SITE_KEYS = {"name", "code", "parent"}
@@ -198,9 +198,12 @@ def _close(word: str, known: Mapping[str, Any],
 
 
 def inventory_targets(inventory: Path) -> tuple[SiteTree, set[str], set[str]]:
-    """The inventory's site tree, hosts and groups, as Ansible reads it."""
+    """The inventory's site tree, hosts and groups, as Ansible reads it; the hosts that are
+    not there (a lab's, not started) are no site's."""
     data = load_inventory(inventory)
-    hostvars = data.get("_meta", {}).get("hostvars", {})
+    absent = set(absent_hosts(inventory))
+    hostvars = {host: variables for host, variables in data.get("_meta", {}).get("hostvars", {}).items()
+                if host not in absent}
     groups = {group for group in data if group != "_meta"}
     return SiteTree.from_hostvars(hostvars, groups), set(hostvars), groups
 

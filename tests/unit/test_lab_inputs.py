@@ -40,8 +40,23 @@ def test_cities_selects_counters_in_order():
     hosts = lab_hosts()
     chosen = [h.name for h in select(hosts, 2) if "counter" in h.groups]
     assert chosen == ["counter-taiyuan", "counter-datong"]
+    assert len(select(hosts, 11)) == 23  # the default lab: no county counter
     with pytest.raises(CutoverError, match=r"(?s)--cities 12 is out of range.*pick 1\.\.11"):
         select(hosts, 12)
+
+
+def test_counties_adds_the_first_county_counters_of_each_started_city_in_its_site_subtree():
+    hosts = lab_hosts()
+    chosen = [h for h in select(hosts, 2, counties=2) if "counter" in h.groups]
+    assert [h.name for h in chosen] == ["counter-taiyuan", "counter-datong", "counter-taiyuan-c01",
+                                        "counter-taiyuan-c02", "counter-datong-c01", "counter-datong-c02"]
+    assert [h.vars["cutover_site"] for h in chosen[2:4]] == ["taiyuan-c01", "taiyuan-c02"]
+    assert len(select(hosts, 11, counties=1)) == 23 + 11  # the 34-host lab
+    assert len(select(hosts, 11, counties=3)) == 23 + 33
+    ports = [port for h in select(hosts, 11, counties=3) for port in h.ports()]
+    assert len(ports) == len(set(ports))  # every county counter on its own ssh and http port
+    with pytest.raises(CutoverError, match=r"(?s)--counties 4 is out of range.*pick 0\.\.3"):
+        select(hosts, 2, counties=4)
 
 
 def test_broken_inventory_names_the_file_and_line(tmp_path):

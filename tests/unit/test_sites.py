@@ -22,6 +22,12 @@ EXAMPLE = ROOT / "inventories" / "example"
 PLAN = ROOT / "plans" / "shanxi-2023-11.yml"
 
 
+@pytest.fixture(autouse=True)
+def no_lab_running(monkeypatch):
+    """Whatever lab runs on this machine, the lab inventory is read whole: every host there."""
+    monkeypatch.setattr("cutover.inventory.lab_state", dict)
+
+
 def tree_of(declared, host_site) -> SiteTree:
     return SiteTree(declared, host_site)
 
@@ -93,10 +99,11 @@ def test_a_site_in_a_limit_stands_for_its_own_hosts():
     province = site_limit("province", targets).split(",")
     assert set(province) == set(tree.hosts_of("province"))
     assert "db1" in province
-    assert site_limit("counter:!taiyuan", targets) == "counter,!counter-taiyuan"
+    assert site_limit("counter:!datong:!datong-c01:!datong-c02:!datong-c03", targets) == \
+        "counter,!counter-datong,!counter-datong-c01,!counter-datong-c02,!counter-datong-c03"
     assert site_limit("core,db1", targets) == "core,db1"  # hosts and groups stay
     assert site_limit("core[0:1],~counter-t.*", targets) == "core[0:1],~counter-t.*"  # Ansible's own
-    assert site_limit("counter:!taiyuan-c01", targets) == "counter"  # a county without hosts: nothing to leave out
+    assert site_limit("counter:!taiyuan-c01", targets) == "counter,!counter-taiyuan-c01"
 
 
 @pytest.mark.parametrize(("limit", "says"), [
@@ -104,12 +111,28 @@ def test_a_site_in_a_limit_stands_for_its_own_hosts():
     (" , ", "names no host, group or site"),
     ("!", "names no host, group or site"),
     ("counter:&taiyuan", "intersects with a site"),
-    ("taiyuan-c01", "has no host"),  # the default lab has no county hosts
     ("taiyaun", "'taiyaun' is no host, group or site"),
 ])
 def test_a_limit_that_cannot_mean_what_it_says_is_refused(limit, says):
     with pytest.raises(CutoverError, match=re.escape(says)):
         site_limit(limit, inventory_targets(LAB))
+
+
+def test_a_site_without_hosts_is_refused_and_leaving_it_out_is_nothing():
+    tree = SiteTree(TREE, {"db1": "province", "counter-taiyuan": "taiyuan"})
+    targets = (tree, {"db1", "counter-taiyuan"}, {"counter"})
+    with pytest.raises(CutoverError, match="has no host"):
+        site_limit("taiyuan-c01", targets)
+    assert site_limit("counter:!taiyuan-c01", targets) == "counter"
+
+
+def test_the_hosts_a_lab_did_not_start_are_no_sites(monkeypatch):
+    monkeypatch.setattr("cutover.inventory.lab_state",
+                        lambda: {"skipped_hosts": ["counter-taiyuan-c01", "counter-taiyuan-c02", "counter-taiyuan-c03"]})
+    targets = inventory_targets(LAB)
+    assert site_limit("counter:!taiyuan", targets) == "counter,!counter-taiyuan"
+    with pytest.raises(CutoverError, match="has no host"):
+        site_limit("taiyuan-c01", targets)
 
 
 def test_leaving_out_a_city_whose_counties_have_hosts_is_refused_until_they_are_named():
@@ -142,8 +165,10 @@ def test_plan_check_reads_a_steps_limit_as_the_engine_does(tmp_path):
     (("core", "core-qyyl,core-gs,db1"), {"core-qyyl", "core-gs"}),
     # two unions: Ansible cannot intersect them in one pattern, so the hosts are listed
     (("core-qyyl,db1,counter-taiyuan", "core,db"), {"core-qyyl", "db1"}),
-    (("counter", "all:!counter-datong:!counter-taiyuan"), {f"counter-{city}" for city in (
-        "yangquan", "changzhi", "jincheng", "shuozhou", "jinzhong", "yuncheng", "xinzhou", "linfen", "lvliang")}),
+    (("counter", "all:!counter-datong:!counter-taiyuan"), {f"counter-{city}{county}" for city in (
+        "yangquan", "changzhi", "jincheng", "shuozhou", "jinzhong", "yuncheng", "xinzhou", "linfen", "lvliang")
+        for county in ("", "-c01", "-c02", "-c03")} | {f"counter-{city}-c0{n}" for city in ("datong", "taiyuan")
+                                                       for n in (1, 2, 3)}),
 ])
 def test_combined_limits_select_exactly_the_hosts_every_limit_selects(limits, expected):
     combined = combine_limits(LAB, *limits)

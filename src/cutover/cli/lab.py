@@ -23,6 +23,7 @@ from cutover.ui import PlaybookProgress, console
 @task(
     help={
         "cities": "counter hosts to start, one per city (1-11; default from invoke.yaml)",
+        "counties": "county counters to start in each of those cities (0-3; default from invoke.yaml: 0)",
         "scale": "insured persons per insurance line in the synthetic data",
         "seed": "seed of the synthetic data (same seed, same rows)",
         "fault": "plant a gate failure in the data: missing-plan, unpaid-batch, "
@@ -34,10 +35,11 @@ from cutover.ui import PlaybookProgress, console
 )
 @refusals
 def up(c: Context, cities: int | None = None, scale: int | None = None, seed: int | None = None,
-       fault: list[str] | None = None, reset: bool = False) -> None:
+       fault: list[str] | None = None, reset: bool = False, counties: int | None = None) -> None:
     """Build the lab image if needed, start the lab and provision it; show its status."""
     summary = labmod.up(
         cities=int(cities if cities is not None else c.config.lab.cities),
+        counties=int(counties if counties is not None else c.config.lab.counties),
         scale=int(scale if scale is not None else c.config.lab.scale),
         seed=int(seed if seed is not None else c.config.lab.seed),
         faults=list(fault or []),
@@ -96,18 +98,21 @@ def _show(lab_status: dict, *, as_json: bool) -> None:
 @task(
     help={
         "cities": "counter hosts to start, one per city (default from invoke.yaml)",
+        "counties": "county counters to start in each of those cities (default from invoke.yaml: 0)",
         "scale": "insured persons per insurance line",
         "fresh": "start from a new lab (default); --no-fresh reuses the running one, provisioned "
         "again to before the window",
     },
 )
 @refusals
-def rehearse(c: Context, cities: int | None = None, scale: int | None = None, fresh: bool = True) -> None:
+def rehearse(c: Context, cities: int | None = None, scale: int | None = None, fresh: bool = True,
+             counties: int | None = None) -> None:
     """The README's main job: lab up, the whole shipped plan on the rehearsal clock, the report."""
     started = time.monotonic()
     if fresh:
         labmod.down(say=console.print)
     labmod.up(cities=int(cities if cities is not None else c.config.lab.cities),
+              counties=int(counties if counties is not None else c.config.lab.counties),
               scale=int(scale if scale is not None else c.config.lab.scale),
               seed=int(c.config.lab.seed), faults=[], say=console.print,
               progress_factory=PlaybookProgress, reset=True)  # an earlier window's state is undone

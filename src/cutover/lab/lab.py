@@ -152,7 +152,7 @@ def _provision_hash(hosts: list[LabHost], tag: str, extravars: dict[str, Any]) -
 
 
 def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
-       progress_factory=None, reset: bool = False) -> dict[str, Any]:
+       progress_factory=None, reset: bool = False, counties: int = 0) -> dict[str, Any]:
     """Bring the lab to the wanted state; return a summary (created, provisioned, seconds).
 
     `reset` provisions even when nothing changed: a rehearsal leaves the lab after the window
@@ -164,7 +164,7 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
     if scale < 1:
         raise CutoverError(f"--scale {scale} must be at least 1")
     all_hosts = lab_hosts(LAB_INVENTORY)
-    hosts = select(all_hosts, cities)
+    hosts = select(all_hosts, cities, counties)
     ensure_host_tools(say)
     tag = image.ensure_image(say)
     ensure_keys(hosts)
@@ -175,8 +175,8 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
     skipped = [h.name for h in all_hosts if h not in hosts]
     extravars = {"lab_data_scale": scale, "lab_data_seed": seed, "lab_data_faults": list(faults)}
     phash = _provision_hash(hosts, tag, extravars)
-    state = {"cities": cities, "scale": scale, "seed": seed, "faults": list(faults), "image": tag,
-             "hosts": [h.name for h in hosts], "skipped_hosts": skipped}
+    state = {"cities": cities, "counties": counties, "scale": scale, "seed": seed, "faults": list(faults),
+             "image": tag, "hosts": [h.name for h in hosts], "skipped_hosts": skipped}
     provisioned = reset or bool(created) or lab_state().get("provisioned") != phash
     if provisioned:
         LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": None}, indent=2))
@@ -339,7 +339,7 @@ def status(hosts: list[str] | None = None) -> dict[str, Any]:
     with ThreadPoolExecutor(max_workers=8) as pool:
         rows = list(pool.map(
             lambda h: host_status(h, existing.get(h.name, {}).get("state") == "running"), chosen))
-    return {"lab": {k: state.get(k) for k in ("cities", "scale", "seed", "faults", "image")},
+    return {"lab": {k: state.get(k) for k in ("cities", "counties", "scale", "seed", "faults", "image")},
             "hosts": rows, "healthy": bool(rows) and all(row["healthy"] for row in rows)}
 
 

@@ -117,11 +117,23 @@ def lab_hosts(inventory: Path = LAB_INVENTORY) -> list[LabHost]:
     return hosts
 
 
-def select(hosts: list[LabHost], cities: int) -> list[LabHost]:
-    """The hosts a lab with `cities` counter cities runs (first N counters in order)."""
-    counters = [h for h in hosts if "counter" in h.groups]
-    if not 1 <= cities <= len(counters):
+def select(hosts: list[LabHost], cities: int, counties: int = 0) -> list[LabHost]:
+    """The hosts a lab with `cities` counter cities runs (the first N city counters in order)
+    and, of each of those cities, its first `counties` county counters (`si_county`)."""
+    cities_of = [h for h in hosts if "counter" in h.groups and not h.vars.get("si_county")]
+    if not 1 <= cities <= len(cities_of):
         raise CutoverError(f"--cities {cities} is out of range",
-                           f"the inventory has {len(counters)} cities; pick 1..{len(counters)}")
-    skip = {h.name for h in counters[cities:]}
+                           f"the inventory has {len(cities_of)} cities; pick 1..{len(cities_of)}")
+    kept = {h.vars.get("si_city") for h in cities_of[:cities]}
+    counties_of: dict[str, list[LabHost]] = {}
+    for host in hosts:
+        if "counter" in host.groups and host.vars.get("si_county"):
+            counties_of.setdefault(str(host.vars.get("si_city")), []).append(host)
+    most = min((len(each) for each in counties_of.values()), default=0)
+    if not 0 <= counties <= most:
+        raise CutoverError(f"--counties {counties} is out of range",
+                           f"the inventory has {most} county counters per city; pick 0..{most}")
+    skip = {h.name for h in cities_of[cities:]}
+    skip |= {h.name for city, each in counties_of.items() for h in each[counties:] if city in kept}
+    skip |= {h.name for city, each in counties_of.items() if city not in kept for h in each}
     return [h for h in hosts if h.name not in skip]
