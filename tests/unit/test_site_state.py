@@ -135,3 +135,113 @@ def test_status_says_where_a_narrowed_step_stands_site_by_site(env):
     assert steps["a1"]["state"] == "partial"
     assert steps["a1"]["site_states"] == {"taiyuan": "done"}
     assert steps["a2"]["site_states"] == {}
+
+
+def _second_taiyuan_host(env) -> None:
+    """Taiyuan gets a second counter host: the plan, copied, points at that inventory."""
+    inventory = env["tmp"] / "inventory.yml"
+    inventory.write_text((PLAN.parent / "inventory.yml").read_text().replace(
+        "        ty-counter: {cutover_site: taiyuan}\n",
+        "        ty-counter: {cutover_site: taiyuan}\n        ty-counter2: {cutover_site: taiyuan}\n"))
+    plan = env["tmp"] / "plan.yml"
+    plan.write_text(PLAN.read_text().replace("inventory: tests/data/sites/inventory.yml", f"inventory: {inventory}"))
+    env["plan"] = plan
+
+
+def run_plan(env, verb: str, limit: str | None = None, **kw) -> tuple[int, list[str]]:
+    said: list[str] = []
+    opts = RunOptions(plan=str(env.get("plan", PLAN)), journal=str(env["journal"]),
+                      artifacts=str(env["tmp"] / "art"), rehearsal=True, auto_confirm=True, notify_urls=[],
+                      limit=limit, say=said.append, **kw)
+    return Executor(verb, opts).run(), said
+
+
+def test_a_limit_naming_some_of_a_sites_hosts_runs_them_but_leaves_the_site_to_do(env):
+    _second_taiyuan_host(env)
+    code, said = run_plan(env, "stop", "ty-counter")
+    assert code == 0
+    assert any("only some of the step's hosts at 太原市 (taiyuan) are within --limit" in line for line in said)
+    _, sites = journal_rows(env)
+    assert ("a1", "taiyuan") not in sites or sites[("a1", "taiyuan")][0] != "done"
+    run_plan(env, "stop")
+    # the unlimited run does the whole of Taiyuan (ty-counter again, ty-counter2 for the first time)
+    assert marks(env)[0] == "a1 ty-counter"
+    assert sorted(mark for mark in marks(env)[1:] if mark.startswith("a1")) == [
+        "a1 dt-counter", "a1 ty-counter", "a1 ty-counter2"]
+    assert "a2 prov-db" in marks(env)
+
+
+def test_check_mode_checks_every_step_without_waiting_for_dependencies(env):
+    code, said = run(env, "stop", check=True)
+    assert code == 0
+    assert not any("left for later" in line for line in said)
+    assert marks(env) == []  # check mode: the shell tasks are skipped
+
+
+def test_a_site_added_after_a_step_was_done_is_done_for_it_before_anything_that_needs_it(env):
+    run(env, "stop", "taiyuan")
+    run(env, "stop", "datong")
+    steps, _ = journal_rows(env)
+    assert steps["a1"] == "done"
+    _second_taiyuan_host(env)
+    inventory = env["tmp"] / "inventory.yml"
+    inventory.write_text(inventory.read_text()
+                         .replace("ty-counter2: {cutover_site: taiyuan}", "xz-counter: {cutover_site: xinzhou}")
+                         .replace('      datong: {name: 大同市, code: "140200", parent: province}\n',
+                                  '      datong: {name: 大同市, code: "140200", parent: province}\n'
+                                  '      xinzhou: {name: 忻州市, code: "140900", parent: province}\n'))
+    code, said = run_plan(env, "stop", accept_plan_change=True)
+    assert code == 0
+    assert marks(env) == ["a1 ty-counter", "a1 dt-counter", "a1 xz-counter", "a2 prov-db"]
+    assert not any("left for later" in line for line in said)
+
+
+def test_an_override_passes_the_gate_only_where_it_failed(env, monkeypatch, tmp_path):
+    from cutover.engine import decisions
+
+    gate_plan = tmp_path / "gate.yml"
+    gate_plan.write_text(PLAN.read_text().replace(
+        "      - id: a1\n        title: counters stop\n        playbook: tests/data/sites/site-mark.yml\n",
+        "      - id: a1\n        title: counters gate\n        kind: gate\n"
+        "        playbook: tests/data/sites/site-gate.yml\n"))
+    env["plan"] = gate_plan
+    monkeypatch.setenv("CUTOVER_TEST_GATE_FAIL", str(tmp_path / "fail"))
+    (tmp_path / "fail").touch()
+    with pytest.raises(StepFailed):
+        run_plan(env, "stop", "taiyuan")
+    (tmp_path / "fail").unlink()
+    opts = RunOptions(plan=str(gate_plan), journal=str(env["journal"]), artifacts=str(env["tmp"] / "art"),
+                      say=lambda *_: None)
+    decisions.override(opts, "a1", "王处长", "已线下审核")
+    (tmp_path / "fail").touch()  # Datong's gate would fail too: it must be asked, not passed
+    with pytest.raises(StepFailed) as caught:
+        run_plan(env, "stop")
+    assert "step a1 failed" in caught.value.message
+    _, sites = journal_rows(env)
+    assert sites[("a1", "datong")][0] == "failed"
+    assert "a2 prov-db" not in marks(env)
+    (tmp_path / "fail").unlink()
+    run_plan(env, "stop", "taiyuan")  # the override passes Taiyuan, where the gate failed
+    _, sites = journal_rows(env)
+    assert sites[("a1", "taiyuan")][0] == "done"
+
+
+def test_a_journal_of_one_state_per_step_narrowed_with_limit_is_refused(env):
+    import json
+    import sqlite3
+
+    run(env, "stop", "taiyuan")
+    db = sqlite3.connect(env["journal"])
+    db.execute("DROP TABLE step_sites")
+    db.execute("UPDATE meta SET value='1' WHERE key='schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(CutoverError, match=r"run\(s\) 1 were narrowed with --limit") as caught:
+        Journal.open(env["journal"])
+    assert "cutover version that started it" in caught.value.hint
+    db = sqlite3.connect(env["journal"])
+    db.execute("UPDATE runs SET options=?", (json.dumps({"limit": None}),))
+    db.commit()
+    db.close()
+    with Journal.open(env["journal"]) as journal:
+        assert journal.meta("schema") == "2"

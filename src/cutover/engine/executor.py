@@ -124,6 +124,12 @@ def _walk(run: Run, order: list[Step]) -> int:
         journal.end_run(run.run_id, RunStatus.ABORTED)
         raise
     journal.end_run(run.run_id, RunStatus.DONE)
+    if run.left and not run.opts.limit and not check:  # nothing narrowed: a step left is a fault
+        journal.end_run(run.run_id, RunStatus.FAILED)
+        message = (f"cutover.{verb}: step(s) {', '.join(dict.fromkeys(run.left))} could not run: a "
+                   "dependency is not done at every site they need (said above)")
+        _notify(run, "failure", message)
+        raise StepFailed(message, "run the dependency for those sites (--limit SITE), then this verb again")
     if run.left:
         within = f" within --limit {run.opts.limit}" if run.opts.limit else ""
         run.say(f"cutover.{verb}: {'checked' if check else 'done'}{within}; left for the other sites "
@@ -136,12 +142,9 @@ def _walk(run: Run, order: list[Step]) -> int:
 
 def _run_step(run: Run, step: Step, number: int, total: int) -> None:
     journal, plan, clock = run.journal, run.plan, run.clock
-    row = journal.step(step.id)
-    if row["state"] == StepState.DONE:
-        run.say(f"[{number}/{total}] {step.id}: done earlier ({row['summary'] or 'ok'}); skipped")
-        return
     if not this_runs_part(run, step, number, total):
         return
+    row = journal.step(step.id)
     if row["state"] == StepState.RUNNING:
         run.say(f"[{number}/{total}] {step.id}: was left running by a run that did not finish; "
                 "checking it again before anything else")
@@ -154,6 +157,8 @@ def _run_step(run: Run, step: Step, number: int, total: int) -> None:
     planned_start, planned_end = clock.planned(step.start), clock.planned(step.end)
     run.say(f"[{number}/{total}] {step.id} {step.title}  ·  {step.kind}  ·  owner {step.owner}"
             f"  ·  planned {fmt(planned_start, plan.tz)} → {fmt(planned_end, plan.tz)}")
+    for note in run.notes.get(step.id, []):
+        run.say(f"  {note}")
     if not clock.rehearsal:
         clock.wait_until(step.start, tick=lambda left: run.say(
             f"  waiting for {fmt(step.start, plan.tz)}: {int(left // 60)} min {int(left % 60)} s"))

@@ -83,6 +83,20 @@ def _damaged_hint(path: Path) -> str:
             "recreates a journal by itself")
 
 
+def _migrate_from_1(conn: sqlite3.Connection, path: Path) -> None:
+    """Schema 1 kept one state per step: a step done under --limit was recorded done for
+    every site. Such a journal cannot say where its steps really stand, so it is refused
+    (and left as it is); one whose runs were never narrowed is taken as done everywhere."""
+    narrowed = [row[0] for row in conn.execute("SELECT id, options FROM runs").fetchall()
+                if (json.loads(row[1] or "{}") or {}).get("limit")]
+    if narrowed:
+        raise CutoverError(f"journal {path} was written by a cutover that kept one state per step, and "
+                           f"run(s) {', '.join(map(str, narrowed))} were narrowed with --limit: which sites "
+                           "they did cannot be known", "finish this window with the cutover version that "
+                           "started it, or start a new journal knowingly")
+    conn.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+
+
 def _close_quietly(conn: sqlite3.Connection | None) -> None:
     if conn is not None:
         with contextlib.suppress(sqlite3.Error):
@@ -121,7 +135,7 @@ class Journal:
             if version is None:
                 conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             elif int(version[0]) == 1:  # step_sites made above; a step done before was done everywhere
-                conn.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+                _migrate_from_1(conn, path)
             elif int(version[0]) != SCHEMA_VERSION:
                 raise CutoverError(f"journal {path} has schema {version[0]}, this cutover reads "
                                    f"{SCHEMA_VERSION}", "use the cutover version that wrote it")

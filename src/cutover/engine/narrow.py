@@ -13,34 +13,53 @@ from cutover.plan.model import Step
 
 
 def this_runs_part(run: Run, step: Step, number: int, total: int) -> bool:
-    """Decide the sites this run does the step for (N17): those of its sites within --limit
-    not done yet, once its dependencies are done where that work needs them; else say why not."""
+    """Decide what this run does of the step (N17): the hosts of its sites within --limit
+    that are not done yet, once its dependencies are done where that work needs them; else
+    say why not. A site is recorded done only when every host the step has there ran: a
+    limit naming some of a site's hosts runs those and leaves the site to do. Check mode
+    records nothing, so it checks every step without waiting for dependencies."""
     session, journal = run.session, run.journal
-    touches = frozenset(session.scope().step_sites(step))
-    reached = reached_sites(session, step)
-    done = journal.done_sites(step.id) or set()
-    todo = reached - done
+    scope = session.scope()
+    touches = frozenset(scope.step_sites(step))
+    done_rows = journal.done_sites(step.id)
+    done = set(touches) if done_rows is None else done_rows
     head = f"[{number}/{total}] {step.id}"
+    if journal.step(step.id)["state"] == StepState.DONE and touches <= done:
+        run.say(f"{head}: done earlier ({journal.step(step.id)['summary'] or 'ok'}); skipped")
+        return False
+    reached = reached_sites(session, step)
     if touches and not reached:
         run.say(f"{head}: not part of this run (its sites, {site_names(session, set(touches))}, "
                 "are outside --limit)")
         run.left.append(step.id)
         return False
+    todo = reached - done
     if touches and not todo:
         run.say(f"{head}: done earlier for {site_names(session, set(reached))}; skipped")
         return False
-    waits = {dep: missing for dep in step.after
-             if (missing := undone_at(session, journal, dep, todo or reached)) is not None}
-    if waits:
-        said = "; ".join(f"{dep} is not done for {site_names(session, missing) if missing else 'its sites'}"
-                         for dep, missing in waits.items())
-        run.say(f"{head}: left for later: {said}")
-        run.left.append(step.id)
-        return False
-    run.todo[step.id], run.touches[step.id] = frozenset(todo), touches
-    if done:
-        run.say(f"  done earlier for {site_names(session, set(done))}; "
-                f"now for {site_names(session, set(todo))}")
+    if not run.opts.check:
+        waits = {dep: missing for dep in step.after
+                 if (missing := undone_at(session, journal, dep, todo or reached)) is not None}
+        if waits:
+            said = "; ".join(f"{dep} is not done for "
+                             f"{site_names(session, missing) if missing else 'its sites'}"
+                             for dep, missing in waits.items())
+            run.say(f"{head}: left for later: {said}")
+            run.left.append(step.id)
+            return False
+    hosts = scope.step_hosts(step)
+    chosen = hosts & scope.limit_hosts(session.opts.limit)
+    whole = frozenset(site for site in todo if {h for h in hosts if scope.site_of(h) == site} <= chosen)
+    run.todo[step.id], run.touches[step.id] = whole, touches
+    run.hosts[step.id] = frozenset(host for host in chosen if scope.site_of(host) in todo)
+    notes = []
+    if done - {""}:
+        notes.append(f"done earlier for {site_names(session, done)}; "
+                     f"now for {site_names(session, set(todo))}")
+    if todo - whole:
+        notes.append(f"only some of the step's hosts at {site_names(session, set(todo - whole))} are within "
+                     "--limit: they run, and those sites stay to do until all their hosts have")
+    run.notes[step.id] = notes
     return True
 
 

@@ -94,24 +94,35 @@ def run_playbook_step(run: Run, step: Step) -> None:
 
 def _limit(run: Run, step: Step) -> str | None:
     """The run's limit for this step: as the plan and the operator give it when the step is
-    done for every site it touches; otherwise exactly the hosts of the sites still to do
-    within the operator's limit (N17: a site done earlier is never done twice)."""
+    done for every site it touches; otherwise exactly the hosts narrow.py chose: those of the
+    sites still to do within the operator's limit (N17: a site done earlier is never done twice)."""
     session = run.session
     todo, touches = run.todo.get(step.id), run.touches.get(step.id)
     if todo is None or (todo == touches and session.opts.limit is None):
         return session.limit(step.limit)
-    scope = session.scope()
-    hosts = scope.step_hosts(step) & scope.limit_hosts(session.opts.limit)
-    return ",".join(sorted(host for host in hosts if scope.site_of(host) in todo)) or "!all"
+    return ",".join(sorted(run.hosts.get(step.id, ()))) or "!all"
 
 
 def _passed_by_override(run: Run, step: Step) -> bool:
-    """A gate that failed (or was interrupted) and has an override waiting passes by it."""
+    """A gate that failed (or was interrupted) and has an override waiting passes by it, at
+    the sites where it failed only (N17): a site where the gate never ran runs it."""
     journal = run.journal
     override = journal.open_override(step.id)
-    if override is None or journal.step(step.id)["state"] not in (StepState.FAILED, StepState.INTERRUPTED):
+    if override is None:
         return False
     sites = run.todo.get(step.id, frozenset())
+    states = journal.site_states(step.id)
+    stopped = (StepState.FAILED, StepState.INTERRUPTED)
+    if states:
+        failed = {site for site, state in states.items() if state in stopped}
+        if not sites or not sites <= failed:
+            if failed & sites:
+                run.say(f"  the override of {override['by']} covers the sites where the gate failed; "
+                        "it runs again here: this run also reaches sites where it has not "
+                        "(narrow with --limit)")
+            return False
+    elif journal.step(step.id)["state"] not in stopped:
+        return False
     attempt = journal.begin_attempt(step.id, run.run_id, check=run.opts.check, actual_start=run.now_iso(),
                                     sites=sites)
     journal.use_override(override["id"])

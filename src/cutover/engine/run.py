@@ -46,6 +46,8 @@ class Run:
     # per step: the sites this run does it for, and all the sites it touches (N17)
     todo: dict[str, frozenset[str]] = field(default_factory=dict)
     touches: dict[str, frozenset[str]] = field(default_factory=dict)
+    hosts: dict[str, frozenset[str]] = field(default_factory=dict)  # the hosts it runs the step on
+    notes: dict[str, list[str]] = field(default_factory=dict)  # said under the step's header
     left: list[str] = field(default_factory=list)  # steps a narrowed run left for other sites
 
     @property
