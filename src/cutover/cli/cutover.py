@@ -102,7 +102,7 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
                 "evidence / acted"):
         table.add_column(col, overflow="fold")
     colour = {"done": "green", "failed": "red", "running": "yellow", "waiting": "yellow",
-              "interrupted": "yellow"}
+              "interrupted": "yellow", "partial": "cyan"}
     for step in collected["steps"]:
         state = step["state"]
         planned = f"{_short(step['planned_start'], tz)}→{_short(step['planned_end'], tz)}"
@@ -111,6 +111,12 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
         took = f"{step['duration_s']:.0f}s" if step["duration_s"] is not None else ""
         sites = ", ".join(f"{site}: {hosts['hosts'] - hosts['failed']}/{hosts['hosts']}"
                           for site, hosts in step["sites"].items())
+        if step["site_states"]:  # N17: where a step narrowed with --limit stands, site by site
+            done = sorted(site for site, site_state in step["site_states"].items() if site_state == "done")
+            others = sorted(f"{site} {site_state}" for site, site_state in step["site_states"].items()
+                            if site_state != "done")
+            sites = "; ".join(part for part in [sites, f"done for {', '.join(done)}" if done else "",
+                                                ", ".join(others)] if part)
         evidence = "; ".join(part for part in [step["evidence_summary"], ", ".join(step["acted_by"]), sites]
                              if part)
         guess = _forecast_cell(expected[step["id"]], state, tz)

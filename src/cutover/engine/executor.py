@@ -19,6 +19,7 @@ from cutover.engine import notify
 from cutover.engine.clock import Clock, RehearsalClock
 from cutover.engine.journal import Journal, operator
 from cutover.engine.manual_step import run_manual_step, run_wait_step
+from cutover.engine.narrow import reached_sites, site_names, this_runs_part, undone_at
 from cutover.engine.order import ordered
 from cutover.engine.playbook_step import run_playbook_step
 from cutover.engine.run import EXIT_WAITING, Run, StepFailed, attempt_ident, attempt_mark
@@ -64,18 +65,24 @@ class Executor:
 
 
 def _check_cross_verb_dependencies(session: Session, journal: Journal, steps: list[Step]) -> None:
+    """A step of this verb needs the earlier verbs' steps it depends on done at every site
+    of its in this run's reach, above and below it (N17); refused before any host is touched."""
     own = {step.id for step in steps}
     for step in steps:
+        reach = reached_sites(session, step)
         for dep in step.after:
-            if dep in own:
+            if dep in own or not reach:
                 continue
-            row = journal.step(dep)
-            if row is None or row["state"] != StepState.DONE:
+            missing = undone_at(session, journal, dep, reach)
+            if missing is not None:
                 other = session.plan.step(dep)
+                row = journal.step(dep)
+                where = f" for {site_names(session, missing)}" if missing else ""
                 raise CutoverError(
                     f"step {step.id} needs {dep} ({other.verb if other else '?'}), which is "
-                    f"{row['state'] if row else 'not started'}",
-                    f"run `invoke cutover.{other.verb if other else '?'}` first")
+                    f"{row['state'] if row else 'not started'}{where}",
+                    f"run `invoke cutover.{other.verb if other else '?'}` first"
+                    + (f" (--limit {','.join(sorted(missing))})" if missing else ""))
 
 
 def _start(session: Session, journal: Journal, verb: str, order: list[Step]) -> Run:
@@ -117,6 +124,17 @@ def _walk(run: Run, order: list[Step]) -> int:
         journal.end_run(run.run_id, RunStatus.ABORTED)
         raise
     journal.end_run(run.run_id, RunStatus.DONE)
+    if run.left and not run.opts.limit and not check:  # nothing narrowed: a step left is a fault
+        journal.end_run(run.run_id, RunStatus.FAILED)
+        message = (f"cutover.{verb}: step(s) {', '.join(dict.fromkeys(run.left))} could not run: a "
+                   "dependency is not done at every site they need (said above)")
+        _notify(run, "failure", message)
+        raise StepFailed(message, "run the dependency for those sites (--limit SITE), then this verb again")
+    if run.left:
+        within = f" within --limit {run.opts.limit}" if run.opts.limit else ""
+        run.say(f"cutover.{verb}: {'checked' if check else 'done'}{within}; left for the other sites "
+                f"or for later: {', '.join(dict.fromkeys(run.left))}")
+        return 0
     _notify(run, "run_end", f"cutover.{verb} {'checked' if check else 'complete'}")
     run.say(f"cutover.{verb}: {'check complete' if check else 'all steps done'}")
     return 0
@@ -124,10 +142,9 @@ def _walk(run: Run, order: list[Step]) -> int:
 
 def _run_step(run: Run, step: Step, number: int, total: int) -> None:
     journal, plan, clock = run.journal, run.plan, run.clock
-    row = journal.step(step.id)
-    if row["state"] == StepState.DONE:
-        run.say(f"[{number}/{total}] {step.id}: done earlier ({row['summary'] or 'ok'}); skipped")
+    if not this_runs_part(run, step, number, total):
         return
+    row = journal.step(step.id)
     if row["state"] == StepState.RUNNING:
         run.say(f"[{number}/{total}] {step.id}: was left running by a run that did not finish; "
                 "checking it again before anything else")
@@ -140,6 +157,8 @@ def _run_step(run: Run, step: Step, number: int, total: int) -> None:
     planned_start, planned_end = clock.planned(step.start), clock.planned(step.end)
     run.say(f"[{number}/{total}] {step.id} {step.title}  ·  {step.kind}  ·  owner {step.owner}"
             f"  ·  planned {fmt(planned_start, plan.tz)} → {fmt(planned_end, plan.tz)}")
+    for note in run.notes.get(step.id, []):
+        run.say(f"  {note}")
     if not clock.rehearsal:
         clock.wait_until(step.start, tick=lambda left: run.say(
             f"  waiting for {fmt(step.start, plan.tz)}: {int(left // 60)} min {int(left % 60)} s"))

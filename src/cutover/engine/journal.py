@@ -15,7 +15,7 @@ import json
 import socket
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from cutover.engine.clock import now_iso
 from cutover.engine.states import AttemptStatus, RunStatus, StepState
 from cutover.errors import CutoverError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: step_sites, each step's state per site (N17)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS steps (
     title TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
     planned_start TEXT, planned_end TEXT, actual_start TEXT, actual_end TEXT,
     attempts INTEGER NOT NULL DEFAULT 0, last_run INTEGER, summary TEXT);
+CREATE TABLE IF NOT EXISTS step_sites (
+    step_id TEXT NOT NULL, site TEXT NOT NULL, state TEXT NOT NULL, run_id INTEGER,
+    attempt_id INTEGER, at TEXT NOT NULL, PRIMARY KEY (step_id, site));
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY, step_id TEXT NOT NULL, run_id INTEGER NOT NULL,
     started_at TEXT NOT NULL, ended_at TEXT, status TEXT NOT NULL, ident TEXT,
@@ -80,6 +83,20 @@ def _damaged_hint(path: Path) -> str:
             "recreates a journal by itself")
 
 
+def _migrate_from_1(conn: sqlite3.Connection, path: Path) -> None:
+    """Schema 1 kept one state per step: a step done under --limit was recorded done for
+    every site. Such a journal cannot say where its steps really stand, so it is refused
+    (and left as it is); one whose runs were never narrowed is taken as done everywhere."""
+    narrowed = [row[0] for row in conn.execute("SELECT id, options FROM runs").fetchall()
+                if (json.loads(row[1] or "{}") or {}).get("limit")]
+    if narrowed:
+        raise CutoverError(f"journal {path} was written by a cutover that kept one state per step, and "
+                           f"run(s) {', '.join(map(str, narrowed))} were narrowed with --limit: which sites "
+                           "they did cannot be known", "finish this window with the cutover version that "
+                           "started it, or start a new journal knowingly")
+    conn.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+
+
 def _close_quietly(conn: sqlite3.Connection | None) -> None:
     if conn is not None:
         with contextlib.suppress(sqlite3.Error):
@@ -117,6 +134,8 @@ class Journal:
             version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if version is None:
                 conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(version[0]) == 1:  # step_sites made above; a step done before was done everywhere
+                _migrate_from_1(conn, path)
             elif int(version[0]) != SCHEMA_VERSION:
                 raise CutoverError(f"journal {path} has schema {version[0]}, this cutover reads "
                                    f"{SCHEMA_VERSION}", "use the cutover version that wrote it")
@@ -225,12 +244,16 @@ class Journal:
     def steps(self) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM steps").fetchall()
 
-    def begin_attempt(self, step_id: str, run_id: int, *, check: bool, actual_start: str) -> int:
+    def begin_attempt(self, step_id: str, run_id: int, *, check: bool, actual_start: str,
+                      sites: Iterable[str] = ()) -> int:
+        """An attempt at the step for `sites` (those of its sites this run is for)."""
         with self.tx():
             cur = self.db.execute(
                 "INSERT INTO attempts (step_id, run_id, started_at, status, check_mode)"
                 " VALUES (?,?,?,?,?)", (step_id, run_id, now_iso(), AttemptStatus.RUNNING, int(check)))
             if not check:
+                self.set_site_states(step_id, set(sites), StepState.RUNNING, run_id=run_id,
+                                     attempt_id=int(cur.lastrowid))
                 self.db.execute(
                     "UPDATE steps SET state=?, attempts=attempts+1, last_run=?,"
                     " actual_start=COALESCE(actual_start, ?), actual_end=NULL WHERE id=?",
@@ -241,8 +264,10 @@ class Journal:
                        ident: str | None = None, artifact_dir: str | None = None,
                        stats: dict | None = None, error: str | None = None,
                        evidence: list[tuple[str, Any]] = (), actual_end: str | None = None,
-                       summary: str | None = None) -> None:
-        """Close an attempt and, unless in check mode (state None), move the step. Atomic."""
+                       summary: str | None = None, sites: Iterable[str] = (),
+                       site_state: StepState | None = None) -> None:
+        """Close an attempt and, unless in check mode (state None), move the step and the
+        sites it was for (to site_state). Atomic."""
         with self.tx():
             self.db.execute(
                 "UPDATE attempts SET ended_at=?, status=?, ident=?, artifact_dir=?, stats=?, error=?"
@@ -253,6 +278,9 @@ class Journal:
             if state is not None:
                 self.db.execute("UPDATE steps SET state=?, actual_end=?, summary=? WHERE id=?",
                                 (state, actual_end, summary, step_id))
+                if site_state is not None:
+                    self.set_site_states(step_id, set(sites), site_state, attempt_id=attempt_id,
+                                         run_id=self._run_of(attempt_id))
 
     def open_attempts(self, step_id: str) -> list[sqlite3.Row]:
         """Attempts of a step still marked running (their run crashed or was killed)."""
@@ -266,6 +294,33 @@ class Journal:
                             (AttemptStatus.INTERRUPTED, now_iso(), step_id, AttemptStatus.RUNNING))
             self.db.execute("UPDATE steps SET state=? WHERE id=? AND state=?",
                             (StepState.INTERRUPTED, step_id, StepState.RUNNING))
+            self.db.execute("UPDATE step_sites SET state=?, at=? WHERE step_id=? AND state=?",
+                            (StepState.INTERRUPTED, now_iso(), step_id, StepState.RUNNING))
+
+    def _run_of(self, attempt_id: int) -> int | None:
+        row = self.db.execute("SELECT run_id FROM attempts WHERE id=?", (attempt_id,)).fetchone()
+        return int(row[0]) if row else None
+
+    def site_states(self, step_id: str) -> dict[str, str]:
+        """The step's state at each site it was run for (N17)."""
+        rows = self.db.execute("SELECT site, state FROM step_sites WHERE step_id=?", (step_id,)).fetchall()
+        return {row["site"]: row["state"] for row in rows}
+
+    def done_sites(self, step_id: str) -> set[str] | None:
+        """The sites the step is done for; None: done everywhere (recorded before sites were)."""
+        row = self.step(step_id)
+        states = self.site_states(step_id)
+        if row is not None and row["state"] == StepState.DONE and not states:
+            return None
+        return {site for site, state in states.items() if state == StepState.DONE}
+
+    def set_site_states(self, step_id: str, sites: set[str], state: StepState, *, run_id: int | None = None,
+                        attempt_id: int | None = None) -> None:
+        for site in sorted(sites):
+            self.db.execute("INSERT INTO step_sites (step_id, site, state, run_id, attempt_id, at)"
+                            " VALUES (?,?,?,?,?,?) ON CONFLICT(step_id, site) DO UPDATE SET"
+                            " state=excluded.state, run_id=excluded.run_id, attempt_id=excluded.attempt_id,"
+                            " at=excluded.at", (step_id, site, state, run_id, attempt_id, now_iso()))
 
     def set_state(self, step_id: str, state: StepState, summary: str | None = None) -> None:
         self.db.execute("UPDATE steps SET state=?, summary=COALESCE(?, summary) WHERE id=?",
@@ -311,7 +366,7 @@ class Journal:
                 for row in rows]
 
     def all(self, table: str) -> list[dict[str, Any]]:
-        assert table in {"runs", "steps", "attempts", "evidence", "overrides", "confirmations",
+        assert table in {"runs", "steps", "step_sites", "attempts", "evidence", "overrides", "confirmations",
                          "plan_changes", "notifications"}
         return [dict(row) for row in self.db.execute(f"SELECT * FROM {table} ORDER BY rowid")]  # noqa: S608 - fixed names
 

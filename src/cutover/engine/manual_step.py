@@ -20,8 +20,11 @@ def run_manual_step(run: Run, step: Step) -> None:
         raise StepFailed(f"step {step.id} ({step.title}) is a manual step waiting for confirmation",
                          f"when it is done: invoke cutover.confirm {step.id} --by NAME [--note TEXT],"
                          f" then run cutover.{run.verb} again", code=EXIT_WAITING)
-    attempt = journal.begin_attempt(step.id, run.run_id, check=opts.check, actual_start=run.now_iso())
-    journal.finish_attempt(attempt, step.id, status=AttemptStatus.CONFIRMED,
+    sites = run.todo.get(step.id, frozenset())
+    attempt = journal.begin_attempt(step.id, run.run_id, check=opts.check, actual_start=run.now_iso(),
+                                    sites=sites)
+    journal.finish_attempt(attempt, step.id, status=AttemptStatus.CONFIRMED, sites=sites,
+                           site_state=StepState.DONE,
                            state=None if opts.check else StepState.DONE, actual_end=run.now_iso(),
                            evidence=[("confirmation", {"by": confirmation["by"], "note": confirmation["note"],
                                                        "at": confirmation["at"]})],
@@ -31,7 +34,10 @@ def run_manual_step(run: Run, step: Step) -> None:
 
 
 def run_wait_step(run: Run, step: Step) -> None:
-    attempt = run.journal.begin_attempt(step.id, run.run_id, check=run.opts.check, actual_start=run.now_iso())
-    run.journal.finish_attempt(attempt, step.id, status=AttemptStatus.OK,
+    sites = run.todo.get(step.id, frozenset())
+    attempt = run.journal.begin_attempt(step.id, run.run_id, check=run.opts.check, actual_start=run.now_iso(),
+                                        sites=sites)
+    run.journal.finish_attempt(attempt, step.id, status=AttemptStatus.OK, sites=sites,
+                               site_state=StepState.DONE,
                                state=None if run.opts.check else StepState.DONE,
                                actual_end=run.now_iso(), summary="time reached")

@@ -25,11 +25,13 @@ def run_playbook_step(run: Run, step: Step) -> None:
     if step.kind == "gate" and _passed_by_override(run, step):
         return
     journal, opts = run.journal, run.opts
-    attempt = journal.begin_attempt(step.id, run.run_id, check=opts.check, actual_start=run.now_iso())
+    sites = run.todo.get(step.id, frozenset())
+    attempt = journal.begin_attempt(step.id, run.run_id, check=opts.check, actual_start=run.now_iso(),
+                                    sites=sites)
     ident = attempt_ident(run.run_id, step.id, attempt)
     extravars = step_vars(run.plan, step, artifacts=opts.artifacts, journal_id=journal.identity(),
                           rehearsal=opts.rehearsal).to_extravars()
-    limit = run.session.limit(step.limit)
+    limit = _limit(run, step)
     with opts.progress(step.id) as on_progress:
         result = run_playbook(resolve(step.playbook), run.session.inventory, ident=ident,
                               artifacts_dir=run.artifacts, limit=limit, tags=step.tags,
@@ -71,9 +73,10 @@ def run_playbook_step(run: Run, step: Step) -> None:
                                         + (" (the plan's step declares it)" if key in step.evidence else ""))
                             for key in missing]
     summary = _summary(result, gate)
-    state = None if opts.check else (StepState.DONE if passed else StepState.FAILED)
+    state, site_state = run.site_outcome(step.id, passed)
     journal.finish_attempt(attempt, step.id, status=AttemptStatus.OK if passed else AttemptStatus.FAILED,
-                           state=state, ident=ident, artifact_dir=str(result.artifact_dir),
+                           state=None if opts.check else state, sites=sites, site_state=site_state,
+                           ident=ident, artifact_dir=str(result.artifact_dir),
                            stats=result.stats, error=None if passed else result.summary(),
                            evidence=evidence, actual_end=run.now_iso(), summary=summary)
     if passed:
@@ -89,16 +92,44 @@ def run_playbook_step(run: Run, step: Step) -> None:
     raise StepFailed(f"step {step.id} failed\n" + "\n".join(line for line in detail if line), hint)
 
 
+def _limit(run: Run, step: Step) -> str | None:
+    """The run's limit for this step: as the plan and the operator give it when the step is
+    done for every site it touches; otherwise exactly the hosts narrow.py chose: those of the
+    sites still to do within the operator's limit (N17: a site done earlier is never done twice)."""
+    session = run.session
+    todo, touches = run.todo.get(step.id), run.touches.get(step.id)
+    if todo is None or (todo == touches and session.opts.limit is None):
+        return session.limit(step.limit)
+    return ",".join(sorted(run.hosts.get(step.id, ()))) or "!all"
+
+
 def _passed_by_override(run: Run, step: Step) -> bool:
-    """A gate that failed (or was interrupted) and has an override waiting passes by it."""
+    """A gate that failed (or was interrupted) and has an override waiting passes by it, at
+    the sites where it failed only (N17): a site where the gate never ran runs it."""
     journal = run.journal
     override = journal.open_override(step.id)
-    if override is None or journal.step(step.id)["state"] not in (StepState.FAILED, StepState.INTERRUPTED):
+    if override is None:
         return False
-    attempt = journal.begin_attempt(step.id, run.run_id, check=run.opts.check, actual_start=run.now_iso())
+    sites = run.todo.get(step.id, frozenset())
+    states = journal.site_states(step.id)
+    stopped = (StepState.FAILED, StepState.INTERRUPTED)
+    if states:
+        failed = {site for site, state in states.items() if state in stopped}
+        if not sites or not sites <= failed:
+            if failed & sites:
+                run.say(f"  the override of {override['by']} covers the sites where the gate failed; "
+                        "it runs again here: this run also reaches sites where it has not "
+                        "(narrow with --limit)")
+            return False
+    elif journal.step(step.id)["state"] not in stopped:
+        return False
+    attempt = journal.begin_attempt(step.id, run.run_id, check=run.opts.check, actual_start=run.now_iso(),
+                                    sites=sites)
     journal.use_override(override["id"])
-    journal.finish_attempt(attempt, step.id, status=AttemptStatus.OVERRIDDEN,
-                           state=None if run.opts.check else StepState.DONE, actual_end=run.now_iso(),
+    state, site_state = run.site_outcome(step.id, True)
+    journal.finish_attempt(attempt, step.id, status=AttemptStatus.OVERRIDDEN, sites=sites,
+                           site_state=site_state,
+                           state=None if run.opts.check else state, actual_end=run.now_iso(),
                            evidence=[("override", {"by": override["by"], "reason": override["reason"],
                                                    "at": override["at"]})],
                            summary=f"passed by override of {override['by']}: {override['reason']}")

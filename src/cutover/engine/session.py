@@ -22,6 +22,7 @@ from cutover.ansible.runner import Progress
 from cutover.engine.clock import Clock
 from cutover.engine.journal import Journal, operator
 from cutover.engine.lock import RunLock
+from cutover.engine.scope import Scope
 from cutover.errors import CutoverError
 from cutover.inventory import is_production, run_limit
 from cutover.paths import resolve
@@ -78,6 +79,7 @@ class Session:
                 opts.say(str(warning))
         self.inventory: Path = resolve(opts.inventory or self.plan.plan.inventory)
         self._targets: tuple[SiteTree, set[str], set[str]] | None = None
+        self._scope: Scope | None = None
         self.operator_limit = self._site_limit(opts.limit, "--limit") if opts.limit is not None else None
 
     def targets(self) -> tuple[SiteTree, set[str], set[str]]:
@@ -85,6 +87,12 @@ class Session:
         if self._targets is None:
             self._targets = inventory_targets(self.inventory)
         return self._targets
+
+    def scope(self) -> Scope:
+        """Which sites each step touches and this run reaches (read once per verb)."""
+        if self._scope is None:
+            self._scope = Scope.of(self.inventory)
+        return self._scope
 
     def _site_limit(self, pattern: str, where: str) -> str:
         return site_limit(pattern, self.targets(), where, str(self.inventory))

@@ -11,7 +11,8 @@ class StepState(StrEnum):
 
     PENDING = "pending"  # never run
     RUNNING = "running"  # an attempt is at work (or its run crashed: checked again first)
-    DONE = "done"  # succeeded, evidence stored; never run again
+    DONE = "done"  # succeeded, evidence stored, for every site it touches; never run again
+    PARTIAL = "partial"  # done for some of its sites (a run narrowed with --limit); the rest to do
     FAILED = "failed"  # the last attempt failed; the next run tries again
     WAITING = "waiting"  # a manual step waits for `cutover.confirm`
     INTERRUPTED = "interrupted"  # left running by a run that did not finish

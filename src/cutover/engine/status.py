@@ -77,6 +77,7 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
             "evidence_summary": row.get("summary") or _evidence_summary(evidence),
             "evidence": evidence,
             "sites": by_site,
+            "site_states": journal.site_states(step.id) if journal else {},
         })
     return {
         "plan": plan.plan.name, "plan_hash": plan.digest,

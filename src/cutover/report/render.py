@@ -108,7 +108,8 @@ def _gantt(st: dict[str, Any], plan: Plan) -> Markup:
     p_span = span([v for v in planned.values() if v])
     a_span = span([v for v in actual.values() if v])
     width, row, label = 900, 20, 230
-    colour = {"done": "#2e7d32", "failed": "#c62828", "running": "#f9a825", "waiting": "#f9a825"}
+    colour = {"done": "#2e7d32", "failed": "#c62828", "running": "#f9a825", "waiting": "#f9a825",
+              "partial": "#0277bd"}
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width + label + 20}" '
            f'height="{row * len(steps) + 50}" font-family="sans-serif" font-size="11">']
 
