@@ -28,7 +28,7 @@ from cutover.inventory import is_production, run_limit
 from cutover.paths import resolve
 from cutover.plan.lint import check as lint_check
 from cutover.plan.model import Step
-from cutover.sites import SiteTree, inventory_targets, site_limit
+from cutover.sites import site_limit
 
 
 @dataclass
@@ -78,15 +78,8 @@ class Session:
             for warning in warnings:
                 opts.say(str(warning))
         self.inventory: Path = resolve(opts.inventory or self.plan.plan.inventory)
-        self._targets: tuple[SiteTree, set[str], set[str]] | None = None
         self._scope: Scope | None = None
         self.operator_limit = self._site_limit(opts.limit, "--limit") if opts.limit is not None else None
-
-    def targets(self) -> tuple[SiteTree, set[str], set[str]]:
-        """The inventory's site tree, hosts and groups (read once per verb)."""
-        if self._targets is None:
-            self._targets = inventory_targets(self.inventory)
-        return self._targets
 
     def scope(self) -> Scope:
         """Which sites each step touches and this run reaches (read once per verb)."""
@@ -95,7 +88,8 @@ class Session:
         return self._scope
 
     def _site_limit(self, pattern: str, where: str) -> str:
-        return site_limit(pattern, self.targets(), where, str(self.inventory))
+        scope = self.scope()  # one reading of the inventory per verb, for limits and sites alike
+        return site_limit(pattern, (scope.tree, scope.hosts, set(scope.members)), where, str(self.inventory))
 
     def limit(self, step_limit: str | None = None) -> str | None:
         """The `--limit` of one playbook run: the step's limit and the operator's, sites
