@@ -133,3 +133,20 @@ def test_release_manifest_names_the_artifact_lab_up_builds(tmp_path):
     assert entry["previous"] == artifacts.OLD
     assert entry["sha256"] == built[artifacts.NEW][1], (
         f"lab/app changed: set sha256 of si-app in releases/shanxi-2023-11.yml to {built[artifacts.NEW][1]}")
+
+
+def test_lab_down_on_a_machine_without_podman_removes_nothing_and_goes_on(tmp_path, monkeypatch):
+    """`lab.rehearse` begins by tearing down an old lab; on a fresh machine podman is not
+    installed yet (lab.up installs it), and there is no lab: down says so instead of stopping."""
+    from cutover.lab import lab as labmod
+
+    bare = tmp_path / "bin"  # a PATH with no podman on it
+    bare.mkdir()
+    monkeypatch.setenv("PATH", str(bare))
+    state = tmp_path / "lab-state.json"
+    state.write_text("{}")
+    monkeypatch.setattr(labmod, "LAB_STATE_FILE", state)
+    said: list[str] = []
+    assert labmod.down(say=said.append) == []
+    assert said == ["no lab to remove (podman is not installed yet)"]
+    assert not state.exists()  # a stale state of an earlier machine's lab is not kept

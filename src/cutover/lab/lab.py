@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 import socket
 import subprocess
 import time
@@ -234,8 +235,14 @@ def _ours_on(port: int, existing: dict[str, dict[str, Any]], recreate: list[LabH
 
 
 def down(say=print) -> list[str]:
-    """Remove the lab's containers (by label) and its generated state; keep the image cache."""
+    """Remove the lab's containers (by label) and its generated state; keep the image cache.
+    Without podman there is no lab to remove: a fresh machine's first `lab.rehearse` starts
+    here, before `up` installs podman."""
     removed = []
+    if shutil.which("podman") is None:
+        LAB_STATE_FILE.unlink(missing_ok=True)
+        say("no lab to remove (podman is not installed yet)")
+        return removed
     for name, container in containers().items():
         podman("rm", "-f", "-t", "5", container["name"] or f"cutover-lab-{name}")
         removed.append(name)
