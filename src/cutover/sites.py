@@ -28,6 +28,7 @@ from cutover.inventory import absent_hosts, load_inventory
 
 SITE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 SITE_KEYS = {"name", "code", "parent"}
+LEVELS = ("province", "cities", "counties")  # the tree's levels, by depth (N17)
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,17 @@ class SiteTree:
 
         walk(None)
         return out
+
+    def level(self, site_id: str) -> str:
+        """The site's level in the tree: `province` (the root), `cities`, `counties`."""
+        depth = len(self.path(site_id)) - 1
+        return LEVELS[min(max(depth, 0), len(LEVELS) - 1)]
+
+    def at_level(self, level: str) -> list[str]:
+        """The sites of one level, in the tree's order (`ordered()`)."""
+        if level not in LEVELS:
+            raise CutoverError(f"unknown site level {level!r}", f"one of {', '.join(LEVELS)}")
+        return [site.id for site in self.ordered() if self.level(site.id) == level]
 
     def label(self, site_id: str) -> str:
         site = self.sites.get(site_id)

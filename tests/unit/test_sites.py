@@ -196,3 +196,16 @@ def test_a_session_narrowed_to_a_site_runs_each_step_on_that_sites_hosts_only(tm
 def test_the_example_inventory_documents_its_tree_in_one_file():
     sites = yaml.safe_load((EXAMPLE / "group_vars" / "all" / "sites.yml").read_text(encoding="utf-8"))
     assert sites["cutover_sites"]["province"] == {"name": "山西省", "code": "140000"}
+
+
+def test_levels_of_the_tree_are_the_province_its_cities_and_their_counties():
+    tree = SiteTree({"province": {"name": "省", "code": "1"},
+                     "datong": {"name": "大同", "code": "3", "parent": "province"},
+                     "taiyuan": {"name": "太原", "code": "2", "parent": "province"},
+                     "taiyuan-c01": {"name": "小店", "code": "21", "parent": "taiyuan"}}, {})
+    assert tree.level("province") == "province"
+    assert tree.level("taiyuan-c01") == "counties"
+    assert tree.at_level("cities") == ["taiyuan", "datong"]  # by agency code
+    assert tree.at_level("counties") == ["taiyuan-c01"]
+    with pytest.raises(CutoverError, match="unknown site level 'towns'"):
+        tree.at_level("towns")
