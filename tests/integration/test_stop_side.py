@@ -54,6 +54,7 @@ CHANNELS = ["/online/", "/nearby/", "/app/minsheng/", "/app/sanjin/"]
 NAME = "shanxi-2023-11"
 SNAP = f"/var/backups/cutover/{NAME}"
 EXPORTED = ["qyyl", "jgyl", "zynj", "gs", "sy"]
+COUNTIES = 1
 
 
 def request(url: str, body: dict | None = None, accept: str = "application/json") -> tuple[int, str]:
@@ -71,9 +72,10 @@ def request(url: str, body: dict | None = None, accept: str = "application/json"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A lab before the window, with one pending approval planted."""
+    """A lab before the window, with one pending approval planted, and a county counter in
+    each city (N17: sites below the cities)."""
     labmod.down(say=print)
-    labmod.up(cities=CITIES, scale=SCALE, seed=SEED, faults=["pending-approval"], say=print)
+    labmod.up(cities=CITIES, counties=COUNTIES, scale=SCALE, seed=SEED, faults=["pending-approval"], say=print)
     tmp = tmp_path_factory.mktemp("stop")
     return RunOptions(plan=str(PLAN), journal=str(tmp / "journal.sqlite"), artifacts=str(tmp / "art"),
                       rehearsal=True, auto_confirm=True, say=print)
@@ -151,12 +153,56 @@ def test_during_the_freeze_collection_shows_the_notice_and_benefit_payment_works
     assert answer["via"] == "si-online"
 
 
-def test_override_lets_the_gate_pass_and_the_stop_completes(run):
+def states(run) -> dict[str, str]:
+    with Journal.open(run.journal) as j:
+        return {r["id"]: r["state"] for r in j.steps()}
+
+
+def counter_runs(name: str) -> bool:
+    return host(name).service("si-counter").is_running
+
+
+def test_override_then_the_province_a_city_and_the_rest_do_each_site_once_in_the_notices_order(run):
     decisions.override(run, "n3-gate-payments-approvals", "张工", "审批101已线下完成")
+    said: list[str] = []
+    assert Executor("stop", dataclasses.replace(run, limit="province", say=said.append)).run() == 0
+    st = states(run)
+    assert st["n3-gate-payments-approvals"] == st["n4-jobs-off"] == st["n4-channels-off"] == "done"
+    assert st["n4-counters-off"] == st["n4-interfaces-off"] == st["n4-core-off"] == "pending"
+    assert any(line.startswith("[10/12] n4-counters-off: not part of this run") for line in said), said
+    assert any(line.startswith("[11/12] n4-interfaces-off: left for later: n4-counters-off is not done for")
+               for line in said), said  # the province's interfaces wait for every city's counters
+    assert all(counter_runs(name) for name in ("counter-taiyuan", "counter-datong", "counter-taiyuan-c01"))
+    assert host("gw1").service("si-gateway").is_running
+
+    assert Executor("stop", dataclasses.replace(run, limit="taiyuan")).run() == 0
+    assert states(run)["n4-counters-off"] == "partial"
+    assert not counter_runs("counter-taiyuan")
+    assert counter_runs("counter-datong")
+    assert counter_runs("counter-taiyuan-c01")  # a county is a site of its own: --limit taiyuan is the city's hosts
+    assert host("gw1").service("si-gateway").is_running
+
     assert Executor("stop", run).run() == 0
-    j = Journal.open(run.journal)
-    try:
+    with Journal.open(run.journal) as j:
         assert {r["state"] for r in j.steps() if r["verb"] == "stop"} == {"done"}
+        sites = {(r["step_id"], r["site"]): r for r in j.all("step_sites")}
+        attempts = {a["id"]: a for a in j.all("attempts")}
+        counted = {}
+        for a in attempts.values():
+            counted[a["step_id"]] = counted.get(a["step_id"], 0) + 1
+        # the journal shows which run did which site: Taiyuan's counters by the city's run, the rest later
+        assert sites[("n4-counters-off", "taiyuan")]["run_id"] == 3
+        assert {sites[("n4-counters-off", s)]["run_id"] for s in ("datong", "taiyuan-c01", "datong-c01")} == {4}
+        assert sites[("n4-channels-off", "province")]["run_id"] == 2
+        # screened and frozen once; each site's counters stopped once, in two attempts
+        assert counted["prep-data-screening"] == counted["n2-freeze-collection-account"] == 1
+        assert counted["n4-counters-off"] == 2
+        # the notice's order: every site's counters stopped before the interfaces and the core
+        counters_ended = max(attempts[r["attempt_id"]]["ended_at"] for (step, _), r in sites.items()
+                             if step == "n4-counters-off")
+        interfaces = attempts[sites[("n4-interfaces-off", "province")]["attempt_id"]]
+        core = attempts[sites[("n4-core-off", "province")]["attempt_id"]]
+        assert counters_ended <= interfaces["started_at"] <= core["started_at"]
         ov = j.all("overrides")
         assert [(o["step_id"], o["by"], o["reason"]) for o in ov] == [
             ("n3-gate-payments-approvals", "张工", "审批101已线下完成")]
@@ -166,8 +212,7 @@ def test_override_lets_the_gate_pass_and_the_stop_completes(run):
         n3 = next(e for e in j.evidence("n3-gate-payments-approvals") if e["kind"] == "gate")["data"]
         assert n3["findings"][0]["agency"] == "140102"
         assert n3["findings"][0]["problem"] == "approval pending"
-    finally:
-        j.close()
+    assert not any(counter_runs(name) for name in ("counter-datong", "counter-taiyuan-c01", "counter-datong-c01"))
 
 
 def test_after_the_stop_every_channel_shows_the_notice_for_everything(run):
@@ -182,7 +227,7 @@ def test_after_the_stop_every_channel_shows_the_notice_for_everything(run):
 
 def test_after_the_stop_every_business_service_is_stopped_and_databases_run(run):
     for h in labmod.lab_hosts():
-        if h.name not in {x.name for x in labmod.select(labmod.lab_hosts(), CITIES)} or "drop" in h.groups:
+        if h.name not in {x.name for x in labmod.select(labmod.lab_hosts(), CITIES, COUNTIES)} or "drop" in h.groups:
             continue  # the drop's notification receiver is not a business service
         t = host(h.name)
         for s in h.services:
@@ -559,7 +604,33 @@ def test_restore_stops_at_the_failing_stage_naming_host_and_service_then_resumes
         j.close()
     assert not host("gw1").service("si-gateway").is_running  # the next stage did not start
     t.run_expect([0], "mv /opt/si-core-gs/current/si_app.py.moved /opt/si-core-gs/current/si_app.py")
-    assert Executor("restore", run).run() == 0
+
+    # N17, on_site_failure: continue (N11): a county's counter unreachable during the counters'
+    # restore; every other site comes back at its stage, the county is reported and notified
+    county = ["podman", "exec", "cutover-lab-counter-taiyuan-c01"]
+    subprocess.run([*county, "sh", "-c", "systemctl stop ssh; pkill -KILL sshd; true"], check=True,
+                   env=podman_env())
+    with pytest.raises(StepFailed) as err:
+        Executor("restore", run).run()
+    assert "n11-restore-counters failed at 太原市第1县区 (taiyuan-c01)" in err.value.message
+    assert "invoke cutover.restore --limit taiyuan-c01" in err.value.hint
+    st = states(run)
+    assert st["n11-restore-counters"] == "failed"
+    assert st["n12-restore-online"] == st["n13-restore-jobs"] == "done"
+    assert st["n12-verify-versions"] == "partial"  # held at the county until its counter is back
+    assert counter_runs("counter-taiyuan")
+    assert counter_runs("counter-datong-c01")
+    assert host("jobs1").service("si-job-stats-report.timer").is_enabled  # the last stage came back
+    with Journal.open(run.journal) as j:
+        told = [n["title"] for n in j.all("notifications") if n["event"] == "site_failure"]
+    assert told == [f"[{NAME}] 站点失败，其他站点继续: n11-restore-counters 恢复柜面业务，跟踪检查业务办理情况: "
+                    "太原市第1县区 (taiyuan-c01)"]
+    # after the fix, the county alone: its counter, then its held version check
+    subprocess.run([*county, "systemctl", "start", "ssh"], check=True, env=podman_env())
+    assert Executor("restore", dataclasses.replace(run, limit="taiyuan-c01")).run() == 0
+    assert counter_runs("counter-taiyuan-c01")
+    assert {state for step, state in states(run).items() if step.startswith(("n9", "n10", "n11", "n12", "n13-r"))} \
+        == {"done"}
     j = Journal.open(run.journal)
     try:
         order = [r["id"] for r in j.db.execute(

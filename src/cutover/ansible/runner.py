@@ -128,6 +128,7 @@ def run_playbook(
     on_progress: Callable[[Progress], None] | None = None,
     forks: int | None = None,
     mark: str | None = None,
+    halt_on_failure: bool = True,
 ) -> PlaybookResult:
     """Run one playbook to completion and say what happened. `mark` (default: the ident)
     is what `processes_of` finds this run's processes by; the engine makes it unique per
@@ -185,6 +186,10 @@ def run_playbook(
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        # a play that does not say otherwise stops every host when one fails (ansible.cfg
+        # says so too, for a playbook run alone); a phase with on_site_failure: continue
+        # lets the other hosts go on (N17), said here so no outside setting decides it
+        "ANSIBLE_ANY_ERRORS_FATAL": str(halt_on_failure),
     }
     # Every process this attempt starts on this machine (ansible-playbook, its workers, the
     # helpers they run) carries the attempt's mark, so a resumed step can tell whether the

@@ -27,7 +27,7 @@ from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import RunStatus, StepState
 from cutover.errors import CutoverError
 from cutover.paths import resolve
-from cutover.plan.model import VERBS, Phase, Step
+from cutover.plan.model import VERBS, Step
 from cutover.plan.times import fmt
 
 STEP_KINDS: dict[str, Callable[[Run, Step], None]] = {
@@ -60,6 +60,7 @@ class Executor:
                 self.opts.say(f"run {crashed['id']} (cutover.{crashed['verb']}, {crashed['operator']}) "
                               "ended without closing: recorded as crashed")
             _check_cross_verb_dependencies(session, journal, steps)
+            _check_waves(session, steps)
             order = ordered(steps, {step.id: index for index, step in enumerate(plan.steps())})
             return _walk(_start(session, journal, self.verb, order), order)
 
@@ -83,6 +84,28 @@ def _check_cross_verb_dependencies(session: Session, journal: Journal, steps: li
                     f"{row['state'] if row else 'not started'}{where}",
                     f"run `invoke cutover.{other.verb if other else '?'}` first"
                     + (f" (--limit {','.join(sorted(missing))})" if missing else ""))
+
+
+def _check_waves(session: Session, steps: list[Step]) -> None:
+    """A phase that moves in waves names every level its steps work at: a host at a level no
+    wave names would never run (N17). Refused before any host is touched."""
+    scope = session.scope()
+    for step in steps:
+        phase = session.plan.phase(step.phase)
+        if phase is None or not phase.waves or not step.playbook:
+            continue
+        sites = scope.step_sites(step)
+        if "" in sites:
+            raise CutoverError(f"phase {phase.id} moves in waves ({', '.join(phase.waves)}), but "
+                               f"inventory {session.inventory} has no site tree",
+                               "declare cutover_sites and each host's cutover_site (docs/plan-reference.md, "
+                               "Sites), or remove waves")
+        levels = {scope.tree.level(site) for site in sites} - set(phase.waves)
+        if levels:
+            raise CutoverError(f"step {step.id} works at {' and '.join(sorted(levels))} sites, but the "
+                               f"waves of phase {phase.id} are {', '.join(phase.waves)}: those hosts "
+                               "would never run", "add the level to the phase's waves, or narrow the "
+                               "step with limit")
 
 
 def _start(session: Session, journal: Journal, verb: str, order: list[Step]) -> Run:
@@ -118,24 +141,32 @@ def _walk(run: Run, order: list[Step]) -> int:
         status = RunStatus.WAITING if exc.code == EXIT_WAITING else RunStatus.FAILED
         journal.end_run(run.run_id, status)
         if status == RunStatus.FAILED:
-            _notify(run, "failure", str(exc.message), detail=exc.hint)
+            run.notify("failure", str(exc.message), detail=exc.hint)
         raise
     except BaseException:
         journal.end_run(run.run_id, RunStatus.ABORTED)
         raise
+    if run.failed_sites:  # on_site_failure: continue: the others went on; the run did not succeed
+        journal.end_run(run.run_id, RunStatus.FAILED)
+        failed = sorted(set().union(*run.failed_sites.values()))
+        raise StepFailed(
+            f"cutover.{verb}: every other site went on, but "
+            + "; ".join(f"{step_id} failed at {site_names(run.session, sites)}"
+                        for step_id, sites in run.failed_sites.items()),
+            f"fix the cause there, then: invoke cutover.{verb} --limit {','.join(failed)}")
     journal.end_run(run.run_id, RunStatus.DONE)
     if run.left and not run.opts.limit and not check:  # nothing narrowed: a step left is a fault
         journal.end_run(run.run_id, RunStatus.FAILED)
         message = (f"cutover.{verb}: step(s) {', '.join(dict.fromkeys(run.left))} could not run: a "
                    "dependency is not done at every site they need (said above)")
-        _notify(run, "failure", message)
+        run.notify("failure", message)
         raise StepFailed(message, "run the dependency for those sites (--limit SITE), then this verb again")
     if run.left:
         within = f" within --limit {run.opts.limit}" if run.opts.limit else ""
         run.say(f"cutover.{verb}: {'checked' if check else 'done'}{within}; left for the other sites "
                 f"or for later: {', '.join(dict.fromkeys(run.left))}")
         return 0
-    _notify(run, "run_end", f"cutover.{verb} {'checked' if check else 'complete'}")
+    run.notify("run_end", f"cutover.{verb} {'checked' if check else 'complete'}")
     run.say(f"cutover.{verb}: {'check complete' if check else 'all steps done'}")
     return 0
 
@@ -153,7 +184,7 @@ def _run_step(run: Run, step: Step, number: int, total: int) -> None:
     phase = plan.phase(step.phase)
     first_of_phase, _ = _phase_edges(run, step)
     if first_of_phase and not run.opts.check:
-        _notify(run, "phase_start", f"{phase.id} {phase.title}", phase=phase)
+        run.notify("phase_start", f"{phase.id} {phase.title}", phase=phase)
     planned_start, planned_end = clock.planned(step.start), clock.planned(step.end)
     run.say(f"[{number}/{total}] {step.id} {step.title}  ·  {step.kind}  ·  owner {step.owner}"
             f"  ·  planned {fmt(planned_start, plan.tz)} → {fmt(planned_end, plan.tz)}")
@@ -173,7 +204,7 @@ def _run_step(run: Run, step: Step, number: int, total: int) -> None:
     STEP_KINDS[step.kind](run, step)
     _, last_of_phase = _phase_edges(run, step)
     if last_of_phase and not run.opts.check:
-        _notify(run, "phase_end", f"{phase.id} {phase.title}", phase=phase)
+        run.notify("phase_end", f"{phase.id} {phase.title}", phase=phase)
 
 
 def _phase_edges(run: Run, step: Step) -> tuple[bool, bool]:
@@ -184,19 +215,6 @@ def _phase_edges(run: Run, step: Step) -> tuple[bool, bool]:
     first = not any(row["attempts"] for row in rows)
     last = all(row["state"] == StepState.DONE for row in rows)
     return first, last
-
-
-def _notify(run: Run, event: str, subject: str, phase: Phase | None = None, detail: str = "") -> None:
-    opts, urls = run.opts, run.notify_urls
-    if opts.check:
-        return
-    delivered = notify.send(urls, event, run.journal, plan=run.plan, subject=subject, phase=phase,
-                            detail=detail, operator=operator(), at=fmt(run.clock.now(), run.plan.tz),
-                            rehearsal=opts.rehearsal)
-    if not delivered:
-        run.say(f"  warning: notification '{subject}' was not delivered to every target"
-                if urls else f"  warning: notification '{subject}' reached nobody: no target "
-                "(the plan's notify, the inventory's cutover_notify_urls)")
 
 
 def _wait_for_earlier_attempts(run: Run, step: Step) -> None:

@@ -265,9 +265,10 @@ class Journal:
                        stats: dict | None = None, error: str | None = None,
                        evidence: list[tuple[str, Any]] = (), actual_end: str | None = None,
                        summary: str | None = None, sites: Iterable[str] = (),
-                       site_state: StepState | None = None) -> None:
+                       site_state: StepState | None = None, failed_sites: Iterable[str] = ()) -> None:
         """Close an attempt and, unless in check mode (state None), move the step and the
-        sites it was for (to site_state). Atomic."""
+        sites it was for (to site_state; `failed_sites` of them, where it failed while the
+        others went on, to failed). Atomic."""
         with self.tx():
             self.db.execute(
                 "UPDATE attempts SET ended_at=?, status=?, ident=?, artifact_dir=?, stats=?, error=?"
@@ -278,9 +279,12 @@ class Journal:
             if state is not None:
                 self.db.execute("UPDATE steps SET state=?, actual_end=?, summary=? WHERE id=?",
                                 (state, actual_end, summary, step_id))
+                failed = set(failed_sites)
                 if site_state is not None:
-                    self.set_site_states(step_id, set(sites), site_state, attempt_id=attempt_id,
+                    self.set_site_states(step_id, set(sites) - failed, site_state, attempt_id=attempt_id,
                                          run_id=self._run_of(attempt_id))
+                self.set_site_states(step_id, failed, StepState.FAILED, attempt_id=attempt_id,
+                                     run_id=self._run_of(attempt_id))
 
     def open_attempts(self, step_id: str) -> list[sqlite3.Row]:
         """Attempts of a step still marked running (their run crashed or was killed)."""

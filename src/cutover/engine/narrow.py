@@ -37,6 +37,14 @@ def this_runs_part(run: Run, step: Step, number: int, total: int) -> bool:
     if touches and not todo:
         run.say(f"{head}: done earlier for {site_names(session, set(reached))}; skipped")
         return False
+    held = {site: dep for site, dep in held_sites(session, journal, step).items() if site in todo}
+    if held:  # an earlier step failed there while the others went on: its later work waits
+        said = "; ".join(f"{dep} failed at {site_names(session, {site})}" for site, dep in held.items())
+        run.say(f"{head}: held at {site_names(session, set(held))} ({said}): it runs there when that is done")
+        run.left.append(step.id)
+        todo -= held.keys()
+        if not todo:
+            return False
     if not run.opts.check:
         waits = {dep: missing for dep in step.after
                  if (missing := undone_at(session, journal, dep, todo or reached)) is not None}
@@ -73,7 +81,9 @@ def reached_sites(session: Session, step: Step) -> frozenset[str]:
 
 
 def undone_at(session: Session, journal: Journal, dep: str, sites: frozenset[str]) -> set[str] | None:
-    """The sites the dependency is not done at that work at `sites` waits for; None: it is done."""
+    """The sites the dependency is not done at that work at `sites` waits for; None: it is done.
+    A site where a dependency of an on_site_failure: continue phase failed while others
+    succeeded holds up only its own work: the other sites go on (N17)."""
     row = journal.step(dep)
     done = journal.done_sites(dep)
     if done is None:
@@ -81,11 +91,38 @@ def undone_at(session: Session, journal: Journal, dep: str, sites: frozenset[str
     other = session.plan.step(dep)
     scope = session.scope()
     theirs = scope.step_sites(other) if other else set()
-    need = set().union(*(scope.related(site, theirs) for site in sites)) if theirs else set()
+    contained = failed_while_others_went_on(session, journal, dep) if done else set()
+    need = set().union(*(scope.related(site, theirs) - (contained - {site}) for site in sites)) \
+        if theirs else set()
     missing = need - done
     if not missing and (theirs or (row is not None and row["state"] == StepState.DONE)):
         return None
     return missing
+
+
+def held_sites(session: Session, journal: Journal, step: Step) -> dict[str, str]:
+    """The sites where a step this one comes after (directly or not) failed while the other
+    sites went on (on_site_failure: continue), with that step: no later work starts there."""
+    plan, held = session.plan, {}
+    upstream, queue = set(), list(step.after)
+    while queue:
+        dep = queue.pop()
+        if dep not in upstream and (other := plan.step(dep)) is not None:
+            upstream.add(dep)
+            queue.extend(other.after)
+    for dep in sorted(upstream):
+        for site in failed_while_others_went_on(session, journal, dep):
+            held.setdefault(site, dep)
+    return held
+
+
+def failed_while_others_went_on(session: Session, journal: Journal, step_id: str) -> set[str]:
+    """The sites where the step failed, when its phase lets the other sites go on."""
+    step = session.plan.step(step_id)
+    phase = session.plan.phase(step.phase) if step else None
+    if phase is None or phase.on_site_failure != "continue":
+        return set()
+    return {site for site, state in journal.site_states(step_id).items() if state == StepState.FAILED}
 
 
 def site_names(session: Session, sites: set[str]) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from cutover.ansible import HostFailure, PlaybookResult, run_playbook
 from cutover.contract import PlaybookVars, check_evidence, work_stats
+from cutover.engine.narrow import site_names
 from cutover.engine.run import Run, StepFailed, attempt_ident, attempt_mark
 from cutover.engine.states import AttemptStatus, StepState
 from cutover.paths import resolve
@@ -24,19 +25,53 @@ def step_vars(plan: Plan, step: Step, *, artifacts: str, journal_id: str, rehear
 def run_playbook_step(run: Run, step: Step) -> None:
     if step.kind == "gate" and _passed_by_override(run, step):
         return
+    waves = step_waves(run, step)
+    for number, (label, limit, sites) in enumerate(waves, 1):
+        if len(waves) > 1:
+            run.say(f"  wave {number}/{len(waves)}: {label}")
+        _attempt(run, step, limit, sites)
+
+
+def step_waves(run: Run, step: Step) -> list[tuple[str, str | None, frozenset[str]]]:
+    """(what, limit, sites to record) of each wave the step runs in (N17). Without waves,
+    one: the step's hosts at once. With them, one per level the phase names, in its order,
+    in batches of wave_size sites: each wave a run of the playbook on exactly its hosts, so
+    no host of the next wave starts before the last of this one ended."""
+    phase = run.plan.phase(step.phase)
+    todo = run.todo.get(step.id, frozenset())
+    if phase is None or not phase.waves:
+        return [("", _limit(run, step), todo)]
+    scope = run.session.scope()
+    hosts = run.hosts.get(step.id, frozenset())
+    reached = {scope.site_of(host) for host in hosts}
+    waves = []
+    for level in phase.waves:
+        at = [site for site in scope.tree.at_level(level) if site in reached]
+        size = phase.wave_size or max(len(at), 1)
+        for start in range(0, len(at), size):
+            batch = at[start:start + size]
+            chosen = sorted(host for host in hosts if scope.site_of(host) in batch)
+            names = ", ".join(scope.tree.sites[site].name or site for site in batch)
+            waves.append((f"{level}: {names} ({len(chosen)} host(s))", ",".join(chosen),
+                          frozenset(batch) & todo))
+    return waves
+
+
+def _attempt(run: Run, step: Step, limit: str | None, sites: frozenset[str]) -> None:
+    """One run of the step's playbook on `limit`, recorded for `sites`."""
     journal, opts = run.journal, run.opts
-    sites = run.todo.get(step.id, frozenset())
+    phase = run.plan.phase(step.phase)
+    go_on = phase is not None and phase.on_site_failure == "continue"
     attempt = journal.begin_attempt(step.id, run.run_id, check=opts.check, actual_start=run.now_iso(),
                                     sites=sites)
     ident = attempt_ident(run.run_id, step.id, attempt)
     extravars = step_vars(run.plan, step, artifacts=opts.artifacts, journal_id=journal.identity(),
                           rehearsal=opts.rehearsal).to_extravars()
-    limit = _limit(run, step)
     with opts.progress(step.id) as on_progress:
         result = run_playbook(resolve(step.playbook), run.session.inventory, ident=ident,
                               artifacts_dir=run.artifacts, limit=limit, tags=step.tags,
                               extravars=extravars, check=opts.check, on_progress=on_progress,
-                              mark=attempt_mark(journal.identity(), ident))
+                              mark=attempt_mark(journal.identity(), ident), halt_on_failure=not go_on)
     # the evidence is held to the contract before it is stored: a key no model knows, or
     # a value of the wrong shape, fails the step (and is not stored), naming both
     found, wrong = check_evidence(result.evidence, step.playbook or "")
@@ -73,14 +108,28 @@ def run_playbook_step(run: Run, step: Step) -> None:
                                         + (" (the plan's step declares it)" if key in step.evidence else ""))
                             for key in missing]
     summary = _summary(result, gate)
-    state, site_state = run.site_outcome(step.id, passed)
+    contained = go_on and not passed and not wrong and not missing
+    failed = _failed_sites(run, step, result, sites) if contained else None
+    state, site_state = run.site_outcome(step.id, passed or bool(failed), sites - (failed or set()))
+    if failed:
+        state = StepState.FAILED
     journal.finish_attempt(attempt, step.id, status=AttemptStatus.OK if passed else AttemptStatus.FAILED,
                            state=None if opts.check else state, sites=sites, site_state=site_state,
-                           ident=ident, artifact_dir=str(result.artifact_dir),
+                           failed_sites=failed or (), ident=ident, artifact_dir=str(result.artifact_dir),
                            stats=result.stats, error=None if passed else result.summary(),
                            evidence=evidence, actual_end=run.now_iso(), summary=summary)
     if passed:
         run.say(f"  ✓ {summary}")
+        return
+    if failed:
+        run.failed_sites.setdefault(step.id, set()).update(failed)
+        names = site_names(run.session, failed)
+        run.say(f"  ✗ failed at {names}; the other sites went on (on_site_failure: continue)\n"
+                f"  {result.summary()}\n  log: {result.artifact_dir / 'stdout'}")
+        if not opts.check:
+            run.notify("site_failure", f"{step.id} {step.title}: {names}",
+                       detail=f"{result.summary()}\nresume after the fix: invoke cutover.{run.verb} "
+                       f"--limit {','.join(sorted(failed))}")
         return
     detail = [result.summary()]
     if gate:
@@ -101,6 +150,23 @@ def _limit(run: Run, step: Step) -> str | None:
     if todo is None or (todo == touches and session.opts.limit is None):
         return session.limit(step.limit)
     return ",".join(sorted(run.hosts.get(step.id, ()))) or "!all"
+
+
+def _failed_sites(run: Run, step: Step, result: PlaybookResult, sites: frozenset[str]) -> set[str] | None:
+    """The sites where the step failed while others finished (on_site_failure: continue): a
+    site finished when every host the run chose there did the work without a failure. None
+    when the failure is not one of some sites: a failure of no host (a contract problem),
+    or no site finished (the step failed, as with halt)."""
+    if any(failure.host == "-" for failure in result.failures):
+        return None
+    scope = run.session.scope()
+    worked = work_stats(result)
+    good = {host for host, stats in worked.items() if not stats.get("failures") and not stats.get("dark")}
+    good -= {failure.host for failure in result.failures}
+    chosen = [host for host in run.hosts.get(step.id, ()) if scope.site_of(host) in sites]
+    finished = {site for site in sites
+                if all(host in good for host in chosen if scope.site_of(host) == site)}
+    return set(sites - finished) if finished and finished != sites else None
 
 
 def _passed_by_override(run: Run, step: Step) -> bool:

@@ -7,12 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cutover.engine import notify
 from cutover.engine.clock import Clock
-from cutover.engine.journal import Journal
+from cutover.engine.journal import Journal, operator
 from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import StepState
 from cutover.errors import CutoverError
-from cutover.plan.model import Plan
+from cutover.plan.model import Phase, Plan
+from cutover.plan.times import fmt
 
 EXIT_FAILED = 1
 EXIT_WAITING = 3  # a manual step waits for `cutover.confirm`
@@ -49,6 +51,8 @@ class Run:
     hosts: dict[str, frozenset[str]] = field(default_factory=dict)  # the hosts it runs the step on
     notes: dict[str, list[str]] = field(default_factory=dict)  # said under the step's header
     left: list[str] = field(default_factory=list)  # steps a narrowed run left for other sites
+    # steps that failed at some sites while the others went on (on_site_failure: continue)
+    failed_sites: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def opts(self) -> RunOptions:
@@ -58,15 +62,30 @@ class Run:
     def plan(self) -> Plan:
         return self.session.plan
 
-    def site_outcome(self, step_id: str, passed: bool) -> tuple[StepState, StepState]:
-        """The step's state and its sites' after this attempt: done when every site it
-        touches is done, partial when some are, failed when the attempt failed."""
+    def site_outcome(self, step_id: str, passed: bool,
+                     sites: frozenset[str] | None = None) -> tuple[StepState, StepState]:
+        """The step's state and its sites' after an attempt for `sites` (default: all this run
+        does it for): done when every site it touches is done, partial when some are, failed
+        when the attempt failed."""
         if not passed:
             return StepState.FAILED, StepState.FAILED
         done = self.journal.done_sites(step_id) or set()
         every = self.touches.get(step_id, frozenset())
-        whole = every <= done | self.todo.get(step_id, frozenset())
+        whole = every <= done | (self.todo.get(step_id, frozenset()) if sites is None else sites)
         return (StepState.DONE if whole else StepState.PARTIAL), StepState.DONE
+
+    def notify(self, event: str, subject: str, phase: Phase | None = None, detail: str = "") -> None:
+        """Tell the plan's and the inventory's targets (never in check mode); say so when
+        nobody, or not everybody, was reached."""
+        if self.opts.check:
+            return
+        delivered = notify.send(self.notify_urls, event, self.journal, plan=self.plan, subject=subject,
+                                phase=phase, detail=detail, operator=operator(),
+                                at=fmt(self.clock.now(), self.plan.tz), rehearsal=self.opts.rehearsal)
+        if not delivered:
+            self.say(f"  warning: notification '{subject}' was not delivered to every target"
+                     if self.notify_urls else f"  warning: notification '{subject}' reached nobody: no "
+                     "target (the plan's notify, the inventory's cutover_notify_urls)")
 
     def say(self, text: str) -> None:
         self.session.opts.say(text)

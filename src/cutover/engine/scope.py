@@ -15,16 +15,14 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
 from ansible.inventory.manager import split_host_pattern
 
 from cutover.inventory import absent_hosts, hosts_matching, load_inventory
 from cutover.paths import resolve
 from cutover.plan.model import Step
+from cutover.plan.playbooks import work_plays
 from cutover.sites import SiteTree, site_limit
-from cutover.yamlsafe import YamlRefused, safe_load
 
 CONTROLLER = "localhost"
 
@@ -35,7 +33,7 @@ class Scope:
     tree: SiteTree
     hosts: set[str]  # the hosts that are there (a lab's not started are not)
     members: dict[str, set[str]]  # group → its hosts, children's included
-    _plays: dict[str, list[tuple[str, frozenset[str]]]] = field(default_factory=dict)
+    _plays: dict[str, dict[tuple[str, ...], list[str]]] = field(default_factory=dict)  # hosts patterns
 
     @classmethod
     def of(cls, inventory: Path) -> Scope:
@@ -104,35 +102,19 @@ class Scope:
 
     # ------------------------------------------------------------ steps
 
-    def _work_plays(self, playbook: str) -> list[tuple[str, frozenset[str]]]:
-        """(hosts pattern, play tags) of each play that does work: not the input checks."""
-        if playbook not in self._plays:
-            path = resolve(playbook)
-            try:
-                plays = safe_load(path.read_text(encoding="utf-8"), path) or []
-            except (OSError, UnicodeDecodeError, yaml.YAMLError, YamlRefused):
-                plays = []
-            out = []
-            for play in plays if isinstance(plays, list) else []:
-                if not isinstance(play, dict) or not isinstance(play.get("hosts"), str):
-                    continue
-                tags = frozenset(str(tag) for tag in _as_list(play.get("tags")))
-                if tags == {"always"}:
-                    continue
-                out.append((play["hosts"], tags))
-            self._plays[playbook] = out
-        return self._plays[playbook]
-
     def step_hosts(self, step: Step) -> set[str]:
         """The hosts the step's plays work on (its tags, its own limit)."""
         if not step.playbook:
             return set()
-        wanted = set(step.tags or [])
+        if step.playbook not in self._plays:
+            self._plays[step.playbook] = {}
+        patterns = self._plays[step.playbook].setdefault(
+            tuple(step.tags), [str(play["hosts"]) for play in work_plays(resolve(step.playbook), step.tags)])
         hosts: set[str] = set()
-        for pattern, tags in self._work_plays(step.playbook):
+        for pattern in patterns:
             if "{{" in pattern:  # a templated pattern: every host may be meant
                 hosts |= self.hosts
-            elif not wanted or not tags or tags & (wanted | {"always"}):
+            else:
                 hosts |= self.pattern_hosts(pattern)
         if step.limit:
             hosts &= self.limit_hosts(step.limit)
@@ -166,8 +148,3 @@ class Scope:
                 if other == site or other in line or (site and site in self.tree.path(other))
                 or not other or not site}
 
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]

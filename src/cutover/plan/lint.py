@@ -16,7 +16,7 @@ from cutover.paths import resolve
 from cutover.plan.inventory import lint_inventory
 from cutover.plan.loader import LoadedYaml, load_yaml
 from cutover.plan.model import Plan, ValidationError, digest_of, resolve_times
-from cutover.plan.playbooks import lint_playbooks
+from cutover.plan.playbooks import lint_playbooks, lint_site_failure
 from cutover.plan.problems import Add, PlanInvalid, Problem
 from cutover.plan.release_check import lint_release_manifest
 from cutover.plan.schedule import (
@@ -98,6 +98,7 @@ def _lint(plan: Plan, doc: LoadedYaml, add: Add, inventory: str | Path | None,
     lint_dependencies(plan, add, locs, by_id)
     lint_verb_order(plan, add, locs)
     lint_playbooks(plan, add, locs)
+    lint_site_failure(plan, add, locs)
     lint_data_exclusion(plan, add)
     groups = lint_inventory(plan, add, locs, inventory)
     lint_release_manifest(plan, add, locs, groups)

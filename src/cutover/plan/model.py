@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cutover.plan.times import parse_time
 
@@ -60,9 +60,31 @@ class Phase(_Strict):
     owner: str | None = None
     cooperating: list[str] = []
     requirement: str | None = None
+    # how its sites move (N17): all at once (no waves), or wave by wave, each a level of
+    # the tree (province, cities, counties) in batches of wave_size sites; a wave starts when
+    # the one before it ended
+    waves: list[Literal["province", "cities", "counties"]] = []
+    wave_size: int | None = Field(default=None, ge=1)
+    # what one site's failure does: halt everything (Ansible's any_errors_fatal), or let the
+    # other sites go on, the failed one reported and resumable alone with --limit SITE
+    on_site_failure: Literal["halt", "continue"] = "halt"
     steps: list[Step] = Field(min_length=1)
     start: dt.datetime | None = None
     end: dt.datetime | None = None
+
+    @field_validator("waves")
+    @classmethod
+    def _waves(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a level is named twice in waves: each level is one wave (or wave_size batches)")
+        return value
+
+    @model_validator(mode="after")
+    def _wave_size(self) -> Phase:
+        if self.wave_size is not None and not self.waves:
+            raise ValueError("wave_size batches the sites of each wave: name the waves too, e.g. "
+                             "waves: [cities]")
+        return self
 
 
 class Meta(_Strict):

@@ -118,11 +118,48 @@ def lint_playbooks(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]]) -> No
                     f"tags it has: {', '.join(sorted(offered - {'always', 'all'})) or 'none'}")
 
 
-def play_hosts(path: Path) -> list[str]:
-    """The `hosts:` patterns of a playbook's plays (templated ones are skipped)."""
+def _plays(path: Path) -> list[dict[str, Any]]:
+    """The plays of a playbook that name their hosts (unreadable: none; lint_playbooks says why)."""
     try:
         plays = safe_load(path.read_text(encoding="utf-8"), path) or []
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, YamlRefused):  # refusals: lint_playbooks
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, YamlRefused):
         return []
-    return [str(p["hosts"]) for p in plays if isinstance(p, dict) and isinstance(p.get("hosts"), str)
-            and "{{" not in p["hosts"]]
+    return [p for p in plays if isinstance(p, dict) and isinstance(p.get("hosts"), str)] \
+        if isinstance(plays, list) else []
+
+
+def play_hosts(path: Path) -> list[str]:
+    """The `hosts:` patterns of a playbook's plays (templated ones are skipped)."""
+    return [str(p["hosts"]) for p in _plays(path) if "{{" not in p["hosts"]]
+
+
+def work_plays(path: Path, tags: list[str]) -> list[dict[str, Any]]:
+    """The plays that do a step's work: those its tags select (every play without tags), not
+    the input checks each entry playbook begins with (`tags: [always]`)."""
+    wanted = set(tags)
+    out = []
+    for play in _plays(path):
+        own = {str(tag) for tag in _as_list(play.get("tags"))}
+        if own == {"always"}:
+            continue
+        if not wanted or not own or own & (wanted | {"always"}):
+            out.append(play)
+    return out
+
+
+def lint_site_failure(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]]) -> None:
+    """A phase that lets the other sites go on when one fails (N17) needs plays that let
+    them: a play that says `any_errors_fatal: true` stops every host at the first failure."""
+    for pi, phase in enumerate(plan.phases):
+        if phase.on_site_failure != "continue":
+            continue
+        for step in phase.steps:
+            path = resolve(step.playbook) if step.playbook else None
+            for play in work_plays(path, step.tags) if path and path.is_file() else []:
+                if play.get("any_errors_fatal") is True:
+                    add(("phases", pi, "on_site_failure"),
+                        f"phase {phase.id}: on_site_failure is continue, but play {play.get('name')!r} of "
+                        f"{step.playbook} (step {step.id}) says any_errors_fatal: true and stops every "
+                        "site when one fails",
+                        "leave any_errors_fatal out of that play (ansible.cfg halts by default; the "
+                        "engine lets a continue phase go on), or say on_site_failure: halt")

@@ -1,0 +1,157 @@
+"""How a phase's sites move (N17): in waves, each wave a run of the playbook on its own
+hosts that starts after the one before it ended; and what one site's failure does, with
+`on_site_failure: continue` (the others go on, the failed site is reported and brought back
+alone with --limit) and with halt (nothing after the failed stage starts).
+
+tests/data/sites/inventory-counties.yml: a province (prov-db), two cities (ty-counter,
+dt-counter) and a county of Taiyuan (xd-counter), every host on this machine; the playbook
+marks each host it works on, and fails the host CUTOVER_TEST_FAIL names."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cutover.engine.executor import Executor
+from cutover.engine.journal import Journal
+from cutover.engine.run import StepFailed
+from cutover.engine.session import RunOptions
+from cutover.errors import CutoverError
+from cutover.plan.lint import load_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAN = ROOT / "tests" / "data" / "sites" / "plan-waves.yml"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("CUTOVER_TEST_MARKER", str(marker))
+    monkeypatch.delenv("CUTOVER_TEST_FAIL", raising=False)
+    return {"tmp": tmp_path, "marker": marker, "journal": tmp_path / "j.sqlite", "plan": PLAN}
+
+
+def variant(env, change) -> None:
+    """A copy of the plan with `change(doc)` applied, beside the original (its paths are the project's)."""
+    doc = yaml.safe_load(PLAN.read_text(encoding="utf-8"))
+    change(doc)
+    path = PLAN.parent / f".variant-{env['tmp'].name}.yml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    env["plan"] = path
+
+
+@pytest.fixture(autouse=True)
+def _remove_variants(request):
+    yield
+    for path in PLAN.parent.glob(".variant-*.yml"):
+        path.unlink()
+
+
+def run(env, verb: str, limit: str | None = None) -> tuple[int, list[str]]:
+    said: list[str] = []
+    opts = RunOptions(plan=str(env["plan"]), journal=str(env["journal"]), artifacts=str(env["tmp"] / "art"),
+                      rehearsal=True, auto_confirm=True, notify_urls=[], limit=limit, say=said.append)
+    return Executor(verb, opts).run(), said
+
+
+def marks(env) -> list[str]:
+    return env["marker"].read_text().splitlines() if env["marker"].exists() else []
+
+
+def site_rows(env) -> dict[tuple[str, str], str]:
+    with Journal.open(env["journal"]) as journal:
+        return {(row["step_id"], row["site"]): row["state"] for row in journal.all("step_sites")}
+
+
+def test_waves_run_level_by_level_in_batches_each_after_the_last_ended(env):
+    code, said = run(env, "stop")
+    assert code == 0
+    assert marks(env) == ["a1 xd-counter", "a1 ty-counter", "a1 dt-counter"]  # the county, then each city
+    assert [line for line in said if "wave " in line] == [
+        "  wave 1/3: counties: 小店区 (1 host(s))", "  wave 2/3: cities: 太原市 (1 host(s))",
+        "  wave 3/3: cities: 大同市 (1 host(s))"]
+    with Journal.open(env["journal"]) as journal:
+        attempts = [row for row in journal.all("attempts") if row["step_id"] == "a1"]
+        sites = {row["site"]: row["attempt_id"] for row in journal.all("step_sites")}
+        assert journal.step("a1")["state"] == "done"
+    assert len(attempts) == 3
+    for before, after in itertools.pairwise(attempts):  # no host of wave k+1 before wave k ended
+        assert after["started_at"] >= before["ended_at"]
+    assert [sites[site] for site in ("taiyuan-c01", "taiyuan", "datong")] == [a["id"] for a in attempts]
+
+
+def test_a_level_no_wave_names_is_refused_before_any_host(env):
+    variant(env, lambda doc: doc["phases"][0].update(waves=["cities"]))
+    with pytest.raises(CutoverError, match=r"step a1 works at counties sites, but the waves of phase "
+                                           r"w-stop are cities: those hosts would never run"):
+        run(env, "stop")
+    assert marks(env) == []
+
+
+def test_with_continue_a_failed_city_holds_up_only_itself_and_comes_back_alone(env, monkeypatch):
+    run(env, "stop")
+    env["marker"].unlink()
+    monkeypatch.setenv("CUTOVER_TEST_FAIL", "dt-counter")
+    said: list[str] = []
+    opts = RunOptions(plan=str(env["plan"]), journal=str(env["journal"]), artifacts=str(env["tmp"] / "a"),
+                      rehearsal=True, auto_confirm=True, notify_urls=[], say=said.append)
+    with pytest.raises(StepFailed) as failed:
+        Executor("restore", opts).run()
+    assert "r2 failed at 大同市 (datong)" in failed.value.message
+    assert "invoke cutover.restore --limit datong" in failed.value.hint
+    assert "  ✗ failed at 大同市 (datong); the other sites went on (on_site_failure: continue)" in "\n".join(said)
+    # every other site came back, and the stage after the counters' started (the province);
+    # the later check of every counter is held where the counters' restore failed
+    done = marks(env)
+    assert [done[0], sorted(done[1:3]), done[3], sorted(done[4:])] == [
+        "r1 prov-db", ["r2 ty-counter", "r2 xd-counter"], "r3 prov-db", ["r4 ty-counter", "r4 xd-counter"]]
+    assert "[4/4] r4: held at 大同市 (datong) (r2 failed at 大同市 (datong)): it runs there when that is done" in said
+    rows = site_rows(env)
+    assert rows[("r2", "datong")] == "failed"
+    assert ("r4", "datong") not in rows
+    assert rows[("r2", "taiyuan")] == rows[("r2", "taiyuan-c01")] == rows[("r3", "province")] == "done"
+    with Journal.open(env["journal"]) as journal:
+        told = [(row["event"], row["title"]) for row in journal.all("notifications")]
+    assert ("site_failure", "[sites-waves] 站点失败，其他站点继续: r2 counters back: 大同市 (datong)") in told
+
+    monkeypatch.setenv("CUTOVER_TEST_FAIL", "")  # fixed
+    code, _ = run(env, "restore", "datong")
+    assert code == 0
+    assert marks(env)[6:] == ["r2 dt-counter", "r4 dt-counter"]  # only the failed city, nothing twice
+    assert site_rows(env)[("r2", "datong")] == site_rows(env)[("r4", "datong")] == "done"
+    with Journal.open(env["journal"]) as journal:
+        states = {row["id"]: row["state"] for row in journal.steps()}
+    assert states["r2"] == states["r4"] == "done"
+
+
+def test_with_halt_nothing_after_the_failed_stage_starts(env, monkeypatch):
+    variant(env, lambda doc: doc["phases"][2].update(on_site_failure="halt"))
+    run(env, "stop")
+    env["marker"].unlink()
+    monkeypatch.setenv("CUTOVER_TEST_FAIL", "dt-counter")
+    with pytest.raises(StepFailed, match="step r2 failed"):
+        run(env, "restore")
+    assert marks(env) == ["r1 prov-db"]  # one counter's failure stopped every counter, and r3
+    rows = site_rows(env)
+    assert {rows[("r2", site)] for site in ("taiyuan", "datong", "taiyuan-c01")} == {"failed"}
+    assert ("r3", "province") not in rows
+
+
+def test_continue_refuses_a_play_that_halts_every_site(env):
+    variant(env, lambda doc: doc["phases"][2]["steps"][0].update(tags=["fatal"]))
+    _, problems = load_plan(env["plan"])
+    errors = [problem.message for problem in problems if problem.severity == "error"]
+    assert any("on_site_failure is continue, but play 'Counters that halt every site when one fails, "
+               "whatever the plan says'" in message for message in errors), errors
+
+
+def test_waves_name_each_level_once_and_wave_size_needs_waves(env):
+    variant(env, lambda doc: doc["phases"][0].update(waves=["cities", "cities"]))
+    _, problems = load_plan(env["plan"])
+    assert any("a level is named twice in waves" in problem.message for problem in problems)
+    variant(env, lambda doc: doc["phases"][1].update(wave_size=2))
+    _, problems = load_plan(env["plan"])
+    assert any("wave_size batches the sites of each wave" in problem.message for problem in problems)
