@@ -140,6 +140,23 @@ def test_with_halt_nothing_after_the_failed_stage_starts(env, monkeypatch):
     assert ("r3", "province") not in rows
 
 
+    # the next stage starts when every site of this one is done or let pass by name and reason
+    from cutover.engine import decisions
+
+    opts = RunOptions(plan=str(env["plan"]), journal=str(env["journal"]), artifacts=str(env["tmp"] / "art"),
+                      rehearsal=True, notify_urls=[], say=lambda _: None)
+    decisions.override(opts, "r2", "王工", "大同柜面线下恢复")
+    monkeypatch.setenv("CUTOVER_TEST_FAIL", "")  # brought back by hand
+    code, said = run(env, "restore")
+    assert code == 0
+    assert "  passed by override of 王工: 大同柜面线下恢复" in said
+    assert marks(env)[1] == "r3 prov-db"  # r2 not run again
+    assert sorted(marks(env)[2:]) == ["r4 dt-counter", "r4 ty-counter", "r4 xd-counter"]
+    with Journal.open(env["journal"]) as journal:
+        attempts = [row["status"] for row in journal.all("attempts") if row["step_id"] == "r2"]
+    assert attempts == ["failed", "overridden"]
+
+
 def test_continue_refuses_a_play_that_halts_every_site(env):
     variant(env, lambda doc: doc["phases"][2]["steps"][0].update(tags=["fatal"]))
     _, problems = load_plan(env["plan"])

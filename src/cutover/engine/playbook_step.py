@@ -23,7 +23,7 @@ def step_vars(plan: Plan, step: Step, *, artifacts: str, journal_id: str, rehear
 
 
 def run_playbook_step(run: Run, step: Step) -> None:
-    if step.kind == "gate" and _passed_by_override(run, step):
+    if (step.kind == "gate" or step.verb == "restore") and _passed_by_override(run, step):
         return
     waves = step_waves(run, step)
     for number, (label, limit, sites) in enumerate(waves, 1):
@@ -137,6 +137,9 @@ def _attempt(run: Run, step: Step, limit: str | None, sites: frozenset[str]) -> 
     hint = (f"fix the cause and run cutover.{run.verb} again (it resumes here)"
             + (f"; or let the gate pass: invoke cutover.override {step.id} --by NAME --reason TEXT"
                if step.kind == "gate" else "")
+            + (f"; or, to let the next stage start without the sites where it failed (they stay "
+               f"as they are): invoke cutover.override {step.id} --by NAME --reason TEXT"
+               if step.kind != "gate" and step.verb == "restore" else "")
             + f"\n  log: {result.artifact_dir / 'stdout'}")
     raise StepFailed(f"step {step.id} failed\n" + "\n".join(line for line in detail if line), hint)
 
@@ -170,8 +173,10 @@ def _failed_sites(run: Run, step: Step, result: PlaybookResult, sites: frozenset
 
 
 def _passed_by_override(run: Run, step: Step) -> bool:
-    """A gate that failed (or was interrupted) and has an override waiting passes by it, at
-    the sites where it failed only (N17): a site where the gate never ran runs it."""
+    """A gate, or a restore stage, that failed (or was interrupted) and has an override
+    waiting passes by it, at the sites where it failed only (N17): a site where it never ran
+    runs it. The next restore stage starts when every site of this one is done or let pass
+    by name and reason. No other step is let pass without its work (a freeze, a snapshot)."""
     journal = run.journal
     override = journal.open_override(step.id)
     if override is None:
@@ -183,7 +188,7 @@ def _passed_by_override(run: Run, step: Step) -> bool:
         failed = {site for site, state in states.items() if state in stopped}
         if not sites or not sites <= failed:
             if failed & sites:
-                run.say(f"  the override of {override['by']} covers the sites where the gate failed; "
+                run.say(f"  the override of {override['by']} covers the sites where it failed; "
                         "it runs again here: this run also reaches sites where it has not "
                         "(narrow with --limit)")
             return False
@@ -199,7 +204,8 @@ def _passed_by_override(run: Run, step: Step) -> bool:
                            evidence=[("override", {"by": override["by"], "reason": override["reason"],
                                                    "at": override["at"]})],
                            summary=f"passed by override of {override['by']}: {override['reason']}")
-    run.say(f"  gate passed by override of {override['by']}: {override['reason']}")
+    run.say(f"  {'gate ' if step.kind == 'gate' else ''}passed by override of {override['by']}: "
+            f"{override['reason']}")
     return True
 
 
