@@ -25,7 +25,8 @@ from cutover.engine.executor import Executor
 from cutover.engine.journal import Journal
 from cutover.engine.run import EXIT_WAITING, StepFailed
 from cutover.engine.session import RunOptions
-from cutover.engine.status import collect
+from cutover.engine.status import collect, for_site
+from cutover.errors import CutoverError
 from cutover.plan.lint import check
 from cutover.report import render
 
@@ -169,6 +170,9 @@ def test_an_inventory_without_sites_has_no_matrix():
     collected = collect(plan, None, ROOT / "tests" / "data" / "inventory.yml")
     assert collected["sites_matrix"] is None
     assert len(collected["steps"]) == len(plan.steps())
+    with pytest.raises(CutoverError, match="no sites to narrow to") as caught:
+        for_site(collected, "taiyuan")
+    assert caught.value.hint == "leave --site out; the status shows every step"
 
 
 # ------------------------------------------------------------ the CLI and the report

@@ -13,7 +13,7 @@ from cutover.engine.scope import Scope
 from cutover.engine.states import AttemptStatus, StepState
 from cutover.errors import CutoverError
 from cutover.plan.model import Plan
-from cutover.sites import _close
+from cutover.sites import SiteTree, _close
 
 
 def _dt(value: str | None) -> dt.datetime | None:
@@ -45,6 +45,7 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
         except CutoverError:  # status must show even with a broken inventory
             scope = None
     sites = {host: str(site) for host, site in scope.tree.host_site.items() if site} if scope else {}
+    touches = {step.id: scope.step_sites(step) for step in plan.steps()} if scope else {}
     rows = {row["id"]: dict(row) for row in journal.steps()} if journal else {}
     overrides = journal.all("overrides") if journal else []
     confirmations = journal.all("confirmations") if journal else []
@@ -80,14 +81,14 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
             "evidence": evidence,
             "sites": by_site,
             "site_states": journal.site_states(step.id) if journal else {},
-            "touches": sorted(scope.step_sites(step)) if scope else [],
+            "touches": sorted(touches.get(step.id, ())),  # the sites it works at (N17)
         })
     return {
         "plan": plan.plan.name, "plan_hash": plan.digest,
         "journal": str(journal.path) if journal else None,
         "runs": journal.all("runs") if journal else [],
         "steps": out_steps,
-        "sites_matrix": site_matrix(plan, journal, scope, rows, attempts) if scope else None,
+        "sites_matrix": site_matrix(plan, journal, scope.tree, touches, rows, attempts) if scope else None,
         "overrides": overrides, "confirmations": confirmations,
         "notifications": journal.all("notifications") if journal else [],
         # N18: who let a data rollback discard writes made since the snapshot, and which
@@ -147,22 +148,22 @@ def _cell_state(states: list[tuple[str, bool]]) -> str:
     return StepState.PENDING
 
 
-def site_matrix(plan: Plan, journal: Journal | None, scope: Scope, step_rows: dict[str, dict[str, Any]],
+def site_matrix(plan: Plan, journal: Journal | None, tree: SiteTree, touches: dict[str, set[str]],
+                step_rows: dict[str, dict[str, Any]],
                 attempts: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Where each phase stands at each site (N17: the province, its cities and counties carry
     out the window together): rows in the tree's order (the province first, each city followed
     by its counties), one cell per phase, None where no step of the phase touches the site.
     A cell has the phase's state there (failed, running, waiting, overridden, done, partial,
     pending), the steps' states, the phase's planned window and when its steps actually ran
-    there. None for an inventory without a site tree."""
-    tree = scope.tree
+    there. `touches`: the sites each step works at (Scope.step_sites). None for an inventory
+    without a site tree."""
     if not tree.sites:
         return None
     by_attempt = {attempt["id"]: attempt for attempt in attempts}
     site_rows: dict[str, dict[str, dict[str, Any]]] = {}
     for row in journal.all("step_sites") if journal else []:
         site_rows.setdefault(row["step_id"], {})[row["site"]] = row
-    touches = {step.id: scope.step_sites(step) for step in plan.steps()}
     phases = [{"id": phase.id, "title": phase.title, "verb": phase.verb,
                "planned": _span(phase.start.isoformat() if phase.start else None,
                                 phase.end.isoformat() if phase.end else None)} for phase in plan.phases]
@@ -196,7 +197,8 @@ def for_site(collected: dict[str, Any], site: str) -> dict[str, Any]:
     site id."""
     matrix = collected.get("sites_matrix")
     if not matrix:
-        raise CutoverError(f"--site {site}: the inventory declares no sites (cutover_sites)",
+        raise CutoverError(f"--site {site}: no sites to narrow to: the inventory declares no site "
+                           "tree (cutover_sites) or cannot be read",
                            "leave --site out; the status shows every step")
     known = {row["site"]: row for row in matrix["rows"]}
     if site not in known:
