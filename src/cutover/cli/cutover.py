@@ -9,6 +9,7 @@ import sys
 from invoke import Context, Exit, task
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cutover.cli.common import refusals
 from cutover.engine import decisions
@@ -82,27 +83,32 @@ followup = _make_verb("followup", "Run the plan's follow-up steps (the next-day 
 
 
 @task(help={"plan": COMMON_HELP["plan"], "journal": COMMON_HELP["journal"],
-            "json": "machine-readable output with every evidence record"})
+            "json": "machine-readable output with every evidence record (sites_matrix: by site)",
+            "site": "only this site (a site id of cutover_sites): its row and the steps that touch it"})
 @refusals
 def status(c: Context, plan: str | None = None, journal: str | None = None,
-           json: bool = False) -> None:  # the option is --json
-    """Every step: state, planned vs actual times, who acted, evidence, by site."""
+           json: bool = False, site: str | None = None) -> None:  # the option is --json
+    """Every site × phase, then every step: state, planned vs actual times, who acted, evidence."""
     cfg = c.config.cutover
     session = Session(options(c, plan, None, journal))
     the_plan = session.plan
     with session.existing_journal() as the_journal:
         collected = status_mod.collect(the_plan, the_journal, session.inventory)
+    if site is not None:
+        collected = status_mod.for_site(collected, site)
     if json:
         print(_json.dumps(collected, indent=2, ensure_ascii=False, default=str))
         return
     tz = the_plan.tz
+    if collected["sites_matrix"]:
+        console.print(_matrix_table(collected["sites_matrix"], tz))
     expected = forecast(the_plan, step_durations(rehearsal_journal(resolve(cfg.artifacts))))
     table = Table(title=f"{the_plan.plan.name} — {collected['journal'] or 'no journal yet'}")
     for col in ("step", "phase", "state", "planned", "actual", "took", "forecast", "owner",
                 "evidence / acted"):
         table.add_column(col, overflow="fold")
     colour = {"done": "green", "failed": "red", "running": "yellow", "waiting": "yellow",
-              "interrupted": "yellow", "partial": "cyan"}
+              "interrupted": "yellow", "partial": "cyan", "overridden": "magenta"}
     for step in collected["steps"]:
         state = step["state"]
         planned = f"{_short(step['planned_start'], tz)}→{_short(step['planned_end'], tz)}"
@@ -120,8 +126,12 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
         evidence = "; ".join(part for part in [step["evidence_summary"], ", ".join(step["acted_by"]), sites]
                              if part)
         guess = _forecast_cell(expected[step["id"]], state, tz)
+        shown = f"[{colour.get(state, 'white')}]{escape(state)}[/]"
+        here = step.get("state_at_site")
+        if here and here != state:  # --site: where the step stands at that site, then overall
+            shown = f"[{colour.get(here, 'white')}]{escape(here)}[/] at {escape(site or '')}\n({shown})"
         table.add_row(f"{step['id']}\n[dim]{escape(step['title'])}[/]", step["phase"],
-                      f"[{colour.get(state, 'white')}]{state}[/]", planned, actual, took, guess,
+                      shown, planned, actual, took, guess,
                       escape(step["owner"] or ""), escape(evidence))  # names, reasons and host replies: text
     console.print(table)
     sent = collected["notifications"]
@@ -135,6 +145,31 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
 
 
 _json = json
+
+# N17: the province, its cities and counties carry out the window together; the matrix says
+# where each phase stands at each site. Short words, coloured; "—": the phase has no work there.
+CELL = {"done": ("done", "green"), "overridden": ("overridden", "magenta"), "failed": ("FAILED", "bold red"),
+        "running": ("running", "yellow"), "waiting": ("waiting", "yellow"), "partial": ("partial", "cyan"),
+        "pending": ("pending", "dim")}
+
+
+def _matrix_table(matrix: dict, tz) -> Table:
+    table = Table(title="by site (N17)")
+    table.add_column("site", overflow="fold")
+    for phase in matrix["phases"]:  # titles and names are text, never markup
+        table.add_column(Text(f"{phase['id']}\n{phase['title']}"), overflow="fold")
+    table.add_column("actual", overflow="fold")
+    indent = {"province": "", "cities": "  ", "counties": "    "}
+    for row in matrix["rows"]:
+        cells = []
+        for phase in matrix["phases"]:
+            cell = row["cells"][phase["id"]]
+            word, style = CELL.get(cell["state"], (cell["state"], "white")) if cell else ("—", "dim")
+            cells.append(Text(word, style=style))
+        actual = row["actual"]
+        took = (f"{_short(actual['start'], tz)}→{_short(actual['end'], tz)}" if actual["start"] else "")
+        table.add_row(Text(f"{indent.get(row['level'], '')}{row['name']} ({row['site']})"), *cells, took)
+    return table
 
 
 def _short(value: str | None, tz) -> str:

@@ -1,10 +1,11 @@
 """Render the record of a run from the journal, with Jinja2 templates in templates/report/.
 
-The record is what an auditor reads: per step the owner and cooperating departments,
-planned and actual times, result and evidence; overrides and confirmations with names and
-reasons; the data phase's screening, snapshot, export and reconciliation tables (N5–N7); version
-tables; notifications sent. Secrets never reach it: the journal holds only
-evidence that playbooks returned (no_log tasks return none) and this module adds nothing.
+The record is what an auditor reads: where each phase stands at each site, planned vs actual
+(N17); per step the owner and cooperating departments, planned and actual times, result and
+evidence; overrides and confirmations with names and reasons; the data phase's screening,
+snapshot, export and reconciliation tables (N5–N7); version tables; notifications sent.
+Secrets never reach it: the journal holds only evidence that playbooks returned (no_log tasks
+return none) and this module adds nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ _MARKDOWN = jinja2.Environment(loader=_LOADER, autoescape=False, finalize=_markd
 
 def _local(value: str | None, plan: Plan) -> str:
     return fmt(dt.datetime.fromisoformat(value), plan.tz) if value else "—"
+
+
+def _span(span: dict[str, str | None] | None, plan: Plan) -> str:
+    """A planned or actual start → end, short (the year left out); "—" when it has no start."""
+    if not span or not span["start"]:
+        return "—"
+    return f"{_local(span['start'], plan)[5:]} → {_local(span['end'], plan)[5:] if span['end'] else '…'}"
 
 
 def _latest(st: dict[str, Any], key: str) -> Any:
@@ -148,7 +156,8 @@ def build(plan: Plan, journal_path: Path, out_dir: Path) -> dict[str, Path]:
            "excluded": _latest(collected, "export_excluded") or [],
            "handoff": _latest(collected, "handoff") or {},
            "reconciliation": _latest(collected, "reconciliation") or {},
-           "local": lambda v: _local(v, plan), "generated": fmt(dt.datetime.now(plan.tz)),
+           "local": lambda v: _local(v, plan), "span": lambda v: _span(v, plan),
+           "generated": fmt(dt.datetime.now(plan.tz)),
            "phases": plan.phases}
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {kind: out_dir / f"report.{kind}" for kind in ("json", "md", "html")}
