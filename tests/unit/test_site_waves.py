@@ -83,6 +83,16 @@ def test_waves_run_level_by_level_in_batches_each_after_the_last_ended(env):
     assert [sites[site] for site in ("taiyuan-c01", "taiyuan", "datong")] == [a["id"] for a in attempts]
 
 
+def test_with_continue_a_wave_whose_only_site_failed_lets_the_next_waves_go_on(env, monkeypatch):
+    variant(env, lambda doc: doc["phases"][0].update(waves=["cities", "counties"], on_site_failure="continue"))
+    monkeypatch.setenv("CUTOVER_TEST_FAIL", "dt-counter")
+    with pytest.raises(StepFailed, match=r"a1 failed at 大同市 \(datong\)"):
+        run(env, "stop")
+    assert marks(env) == ["a1 ty-counter", "a1 xd-counter"]  # Taiyuan, (Datong failed), then the county
+    rows = site_rows(env)
+    assert (rows[("a1", "taiyuan")], rows[("a1", "datong")], rows[("a1", "taiyuan-c01")]) == ("done", "failed", "done")
+
+
 def test_a_level_no_wave_names_is_refused_before_any_host(env):
     variant(env, lambda doc: doc["phases"][0].update(waves=["cities"]))
     with pytest.raises(CutoverError, match=r"step a1 works at counties sites, but the waves of phase "

@@ -26,23 +26,23 @@ def run_playbook_step(run: Run, step: Step) -> None:
     if (step.kind == "gate" or step.verb == "restore") and _passed_by_override(run, step):
         return
     waves = step_waves(run, step)
-    for number, (label, limit, sites) in enumerate(waves, 1):
+    for number, (label, limit, hosts, sites) in enumerate(waves, 1):
         if len(waves) > 1:
             run.say(f"  wave {number}/{len(waves)}: {label}")
-        _attempt(run, step, limit, sites)
+        _attempt(run, step, limit, hosts, sites)
 
 
-def step_waves(run: Run, step: Step) -> list[tuple[str, str | None, frozenset[str]]]:
-    """(what, limit, sites to record) of each wave the step runs in (N17). Without waves,
+def step_waves(run: Run, step: Step) -> list[tuple[str, str | None, frozenset[str], frozenset[str]]]:
+    """(what, limit, its hosts, sites to record) of each wave the step runs in (N17). Without waves,
     one: the step's hosts at once. With them, one per level the phase names, in its order,
     in batches of wave_size sites: each wave a run of the playbook on exactly its hosts, so
     no host of the next wave starts before the last of this one ended."""
     phase = run.plan.phase(step.phase)
     todo = run.todo.get(step.id, frozenset())
-    if phase is None or not phase.waves:
-        return [("", _limit(run, step), todo)]
-    scope = run.session.scope()
     hosts = run.hosts.get(step.id, frozenset())
+    if phase is None or not phase.waves:
+        return [("", _limit(run, step), hosts, todo)]
+    scope = run.session.scope()
     reached = {scope.site_of(host) for host in hosts}
     waves = []
     for level in phase.waves:
@@ -53,12 +53,12 @@ def step_waves(run: Run, step: Step) -> list[tuple[str, str | None, frozenset[st
             chosen = sorted(host for host in hosts if scope.site_of(host) in batch)
             names = ", ".join(scope.tree.sites[site].name or site for site in batch)
             waves.append((f"{level}: {names} ({len(chosen)} host(s))", ",".join(chosen),
-                          frozenset(batch) & todo))
+                          frozenset(chosen), frozenset(batch) & todo))
     return waves
 
 
-def _attempt(run: Run, step: Step, limit: str | None, sites: frozenset[str]) -> None:
-    """One run of the step's playbook on `limit`, recorded for `sites`."""
+def _attempt(run: Run, step: Step, limit: str | None, hosts: frozenset[str], sites: frozenset[str]) -> None:
+    """One run of the step's playbook on `limit` (`hosts`), recorded for `sites`."""
     journal, opts = run.journal, run.opts
     phase = run.plan.phase(step.phase)
     go_on = phase is not None and phase.on_site_failure == "continue"
@@ -109,13 +109,14 @@ def _attempt(run: Run, step: Step, limit: str | None, sites: frozenset[str]) -> 
                             for key in missing]
     summary = _summary(result, gate)
     contained = go_on and not passed and not wrong and not missing
-    failed = _failed_sites(run, step, result, sites) if contained else None
+    failed = _failed_sites(run, result, hosts) if contained else None
     state, site_state = run.site_outcome(step.id, passed or bool(failed), sites - (failed or set()))
     if failed:
         state = StepState.FAILED
     journal.finish_attempt(attempt, step.id, status=AttemptStatus.OK if passed else AttemptStatus.FAILED,
                            state=None if opts.check else state, sites=sites, site_state=site_state,
-                           failed_sites=failed or (), ident=ident, artifact_dir=str(result.artifact_dir),
+                           failed_sites=(failed or set()) & sites, ident=ident,
+                           artifact_dir=str(result.artifact_dir),
                            stats=result.stats, error=None if passed else result.summary(),
                            evidence=evidence, actual_end=run.now_iso(), summary=summary)
     if passed:
@@ -155,21 +156,18 @@ def _limit(run: Run, step: Step) -> str | None:
     return ",".join(sorted(run.hosts.get(step.id, ()))) or "!all"
 
 
-def _failed_sites(run: Run, step: Step, result: PlaybookResult, sites: frozenset[str]) -> set[str] | None:
-    """The sites where the step failed while others finished (on_site_failure: continue): a
-    site finished when every host the run chose there did the work without a failure. None
-    when the failure is not one of some sites: a failure of no host (a contract problem),
-    or no site finished (the step failed, as with halt)."""
+def _failed_sites(run: Run, result: PlaybookResult, hosts: frozenset[str]) -> set[str] | None:
+    """The sites where the attempt failed while the other sites went on (on_site_failure:
+    continue): those with a host, of the ones it ran on, that did not do the work without a
+    failure. None when the failure is no host's (a contract problem): the step failed, as
+    with halt."""
     if any(failure.host == "-" for failure in result.failures):
         return None
     scope = run.session.scope()
-    worked = work_stats(result)
-    good = {host for host, stats in worked.items() if not stats.get("failures") and not stats.get("dark")}
+    good = {host for host, stats in work_stats(result).items()
+            if not stats.get("failures") and not stats.get("dark")}
     good -= {failure.host for failure in result.failures}
-    chosen = [host for host in run.hosts.get(step.id, ()) if scope.site_of(host) in sites]
-    finished = {site for site in sites
-                if all(host in good for host in chosen if scope.site_of(host) == site)}
-    return set(sites - finished) if finished and finished != sites else None
+    return {scope.site_of(host) for host in hosts if host not in good} or None
 
 
 def _passed_by_override(run: Run, step: Step) -> bool:
