@@ -119,6 +119,12 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
                                                 ", ".join(others)] if part)
         evidence = "; ".join(part for part in [step["evidence_summary"], ", ".join(step["acted_by"]), sites]
                              if part)
+        if step["site_confirmations"]:  # N11, N12: each site confirms; who has, who is still to
+            per_site = step["site_confirmations"]
+            evidence += (f"\n{per_site['level']} confirmed: "
+                         + (", ".join(f"{site} ({row['by']})" for site, row in per_site["confirmed"].items())
+                            or "none")
+                         + (f"; waiting: {', '.join(per_site['waiting'])}" if per_site["waiting"] else ""))
         guess = _forecast_cell(expected[step["id"]], state, tz)
         table.add_row(f"{step['id']}\n[dim]{escape(step['title'])}[/]", step["phase"],
                       f"[{colour.get(state, 'white')}]{state}[/]", planned, actual, took, guess,
@@ -149,12 +155,17 @@ def _forecast_cell(forecast_of_step: dict, state: str, tz) -> str:
 
 
 @task(help={"step": "step id", "by": "who confirms (recorded)", "note": "what was done (recorded)",
-            "plan": COMMON_HELP["plan"], "journal": COMMON_HELP["journal"]})
+            "site": "for a step confirmed site by site (sites: in the plan): the site that confirms; "
+                    "may be given more than once",
+            "plan": COMMON_HELP["plan"], "journal": COMMON_HELP["journal"]},
+      iterable=["site"])
 @refusals
-def confirm(c: Context, step: str, by: str, note: str = "", plan: str | None = None,
-            journal: str | None = None) -> None:
-    """Confirm a manual step, then run its verb again to continue."""
-    console.print(decisions.confirm(options(c, plan, None, journal), step, by, note))
+def confirm(c: Context, step: str, by: str, note: str = "", site: list[str] | None = None,
+            plan: str | None = None, journal: str | None = None) -> None:
+    """Confirm a manual step (with --site, for one site of a step each site confirms), then
+    run its verb again to continue."""
+    said = decisions.confirm(options(c, plan, None, journal), step, by, note, site or [])
+    console.print(said, markup=False, highlight=False)  # names typed by operators: text
 
 
 @task(help={"step": "step id", "by": "who decides (recorded)", "reason": "why (recorded)",

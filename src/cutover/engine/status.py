@@ -11,7 +11,8 @@ from cutover.engine.journal import Journal
 from cutover.engine.states import StepState
 from cutover.errors import CutoverError
 from cutover.inventory import hostvars
-from cutover.plan.model import Plan
+from cutover.plan.model import Plan, Step
+from cutover.sites import SiteTree
 
 
 def _dt(value: str | None) -> dt.datetime | None:
@@ -35,12 +36,27 @@ def _evidence_summary(evidence: list[dict[str, Any]]) -> str:
     return ""
 
 
+def _site_confirmations(step: Step, tree: SiteTree,
+                        confirmations: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """For a step each site of a level confirms (N11, N12): who confirmed where, who is still to."""
+    if not step.sites:
+        return None
+    confirmed = {row["site"]: {"by": row["by"], "note": row["note"], "at": row["at"]}
+                 for row in reversed(confirmations) if row["step_id"] == step.id and row["site"]}
+    level = tree.at_level(step.sites)
+    return {"level": step.sites, "confirmed": {site: confirmed[site] for site in level if site in confirmed},
+            "waiting": [site for site in level if site not in confirmed]}
+
+
 def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, Any]:
     sites: dict[str, str] = {}
+    tree = SiteTree({}, {})
     if inventory is not None:
         try:
-            sites = {host: variables["cutover_site"] for host, variables in hostvars(inventory).items()
+            every_host = hostvars(inventory)
+            sites = {host: variables["cutover_site"] for host, variables in every_host.items()
                      if variables.get("cutover_site")}
+            tree = SiteTree.from_hostvars(every_host)
         except CutoverError:  # status must show even with a broken inventory
             sites = {}
     rows = {row["id"]: dict(row) for row in journal.steps()} if journal else {}
@@ -72,12 +88,14 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
             "attempts": row.get("attempts", 0),
             "acted_by": [f"override: {override['by']}" for override in overrides
                          if override["step_id"] == step.id]
-            + [f"confirmed: {confirmation['by']}" for confirmation in confirmations
-               if confirmation["step_id"] == step.id],
+            + [f"confirmed: {confirmation['by']}"
+               + (f" for {confirmation['site']}" if confirmation["site"] else "")
+               for confirmation in confirmations if confirmation["step_id"] == step.id],
             "evidence_summary": row.get("summary") or _evidence_summary(evidence),
             "evidence": evidence,
             "sites": by_site,
             "site_states": journal.site_states(step.id) if journal else {},
+            "site_confirmations": _site_confirmations(step, tree, confirmations),
         })
     return {
         "plan": plan.plan.name, "plan_hash": plan.digest,
