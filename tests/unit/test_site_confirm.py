@@ -174,6 +174,15 @@ def test_a_city_confirms_once_and_hostile_text_is_stored_as_given(env):
         assert len(journal.all("confirmations")) == 1  # the second one changed nothing
 
 
+def test_what_the_engine_says_is_printed_as_text_never_as_markup():
+    from cutover.cli.cutover import say_text
+    from cutover.ui import console
+
+    with console.capture() as captured:
+        say_text("  confirmed by [/red]王五 :smile: [bold]x: $(rm -rf /)")  # markup would raise here
+    assert captured.get() == "  confirmed by [/red]王五 :smile: [bold]x: $(rm -rf /)\n"
+
+
 V2_DDL = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE confirmations (

@@ -41,8 +41,14 @@ def options(c: Context, plan: str | None, inventory: str | None, journal: str | 
             **kw) -> RunOptions:
     cfg = c.config.cutover
     return RunOptions(plan=plan or cfg.plan, inventory=inventory, journal=journal or cfg.journal,
-                      artifacts=cfg.artifacts, say=console.print,
+                      artifacts=cfg.artifacts, say=say_text,
                       progress_factory=PlaybookProgress, confirm_prompt=_ask, **kw)
+
+
+def say_text(text: str) -> None:
+    """What the engine says, as text: it carries names, notes and reasons operators typed,
+    which are never Rich markup or emoji codes (a name `[/b]` would stop the run)."""
+    console.print(text, markup=False, emoji=False)
 
 
 def _ask(prompt: str) -> bool:
@@ -165,7 +171,7 @@ def confirm(c: Context, step: str, by: str, note: str = "", site: list[str] | No
     """Confirm a manual step (with --site, for one site of a step each site confirms), then
     run its verb again to continue."""
     said = decisions.confirm(options(c, plan, None, journal), step, by, note, site or [])
-    console.print(said, markup=False, highlight=False)  # names typed by operators: text
+    say_text(said)  # names typed by operators: text
 
 
 @task(help={"step": "step id", "by": "who decides (recorded)", "reason": "why (recorded)",
