@@ -42,8 +42,14 @@ def options(c: Context, plan: str | None, inventory: str | None, journal: str | 
             **kw) -> RunOptions:
     cfg = c.config.cutover
     return RunOptions(plan=plan or cfg.plan, inventory=inventory, journal=journal or cfg.journal,
-                      artifacts=cfg.artifacts, say=console.print,
+                      artifacts=cfg.artifacts, say=say_text,
                       progress_factory=PlaybookProgress, confirm_prompt=_ask, **kw)
+
+
+def say_text(text: str) -> None:
+    """What the engine says, as text: it carries names, notes and reasons operators typed,
+    which are never Rich markup or emoji codes (a name `[/b]` would stop the run)."""
+    console.print(text, markup=False, emoji=False)
 
 
 def _ask(prompt: str) -> bool:
@@ -125,6 +131,12 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
                                                 ", ".join(others)] if part)
         evidence = "; ".join(part for part in [step["evidence_summary"], ", ".join(step["acted_by"]), sites]
                              if part)
+        if step["site_confirmations"]:  # N11, N12: each site confirms; who has, who is still to
+            per_site = step["site_confirmations"]
+            evidence += (f"\n{per_site['level']} confirmed: "
+                         + (", ".join(f"{site} ({row['by']})" for site, row in per_site["confirmed"].items())
+                            or "none")
+                         + (f"; waiting: {', '.join(per_site['waiting'])}" if per_site["waiting"] else ""))
         guess = _forecast_cell(expected[step["id"]], state, tz)
         shown = f"[{colour.get(state, 'white')}]{escape(state)}[/]"
         here = step.get("state_at_site")
@@ -184,12 +196,17 @@ def _forecast_cell(forecast_of_step: dict, state: str, tz) -> str:
 
 
 @task(help={"step": "step id", "by": "who confirms (recorded)", "note": "what was done (recorded)",
-            "plan": COMMON_HELP["plan"], "journal": COMMON_HELP["journal"]})
+            "site": "for a step confirmed site by site (sites: in the plan): the site that confirms; "
+                    "may be given more than once",
+            "plan": COMMON_HELP["plan"], "journal": COMMON_HELP["journal"]},
+      iterable=["site"])
 @refusals
-def confirm(c: Context, step: str, by: str, note: str = "", plan: str | None = None,
-            journal: str | None = None) -> None:
-    """Confirm a manual step, then run its verb again to continue."""
-    console.print(decisions.confirm(options(c, plan, None, journal), step, by, note))
+def confirm(c: Context, step: str, by: str, note: str = "", site: list[str] | None = None,
+            plan: str | None = None, journal: str | None = None) -> None:
+    """Confirm a manual step (with --site, for one site of a step each site confirms), then
+    run its verb again to continue."""
+    said = decisions.confirm(options(c, plan, None, journal), step, by, note, site or [])
+    say_text(said)  # names typed by operators: text
 
 
 @task(help={"step": "step id", "by": "who decides (recorded)", "reason": "why (recorded)",

@@ -154,6 +154,10 @@ def _walk(run: Run, order: list[Step]) -> int:
             + "; ".join(f"{step_id} failed at {site_names(run.session, sites)}"
                         for step_id, sites in run.failed_sites.items()),
             f"fix the cause there, then: invoke cutover.{verb} --limit {','.join(failed)}")
+    if run.waiting:  # sites still to confirm: what did not need them is done; the run waits
+        journal.end_run(run.run_id, RunStatus.WAITING)
+        raise StepFailed("; ".join(what for what, _ in run.waiting.values()),
+                         "\n".join(how for _, how in run.waiting.values()), code=EXIT_WAITING)
     journal.end_run(run.run_id, RunStatus.DONE)
     if run.left and not run.opts.limit and not check:  # nothing narrowed: a step left is a fault
         journal.end_run(run.run_id, RunStatus.FAILED)

@@ -23,7 +23,7 @@ from cutover.engine.clock import now_iso
 from cutover.engine.states import AttemptStatus, RunStatus, StepState
 from cutover.errors import CutoverError
 
-SCHEMA_VERSION = 2  # 2: step_sites, each step's state per site (N17)
+SCHEMA_VERSION = 3  # 2: step_sites, each step's state per site (N17); 3: confirmations per site
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS overrides (
     at TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS confirmations (
     id INTEGER PRIMARY KEY, step_id TEXT NOT NULL, by TEXT NOT NULL, note TEXT NOT NULL,
-    at TEXT NOT NULL);
+    at TEXT NOT NULL, site TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS plan_changes (
     id INTEGER PRIMARY KEY, old_hash TEXT NOT NULL, new_hash TEXT NOT NULL, by TEXT NOT NULL,
     at TEXT NOT NULL);
@@ -94,7 +94,22 @@ def _migrate_from_1(conn: sqlite3.Connection, path: Path) -> None:
                            f"run(s) {', '.join(map(str, narrowed))} were narrowed with --limit: which sites "
                            "they did cannot be known", "finish this window with the cutover version that "
                            "started it, or start a new journal knowingly")
-    conn.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+    conn.execute("UPDATE meta SET value='2' WHERE key='schema'")
+
+
+def _migrate_from_2(conn: sqlite3.Connection) -> None:
+    """Schema 3 says which site a confirmation is for ('' : the whole step, as every
+    confirmation of schema 2 was). Additive, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(confirmations)")}
+        if "site" not in columns:
+            conn.execute("ALTER TABLE confirmations ADD COLUMN site TEXT NOT NULL DEFAULT ''")
+        conn.execute("UPDATE meta SET value='3' WHERE key='schema'")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _close_quietly(conn: sqlite3.Connection | None) -> None:
@@ -134,8 +149,10 @@ class Journal:
             version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if version is None:
                 conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(version[0]) == 1:  # step_sites made above; a step done before was done everywhere
-                _migrate_from_1(conn, path)
+            elif int(version[0]) in (1, 2):
+                if int(version[0]) == 1:  # step_sites made above; a step done before was done everywhere
+                    _migrate_from_1(conn, path)
+                _migrate_from_2(conn)
             elif int(version[0]) != SCHEMA_VERSION:
                 raise CutoverError(f"journal {path} has schema {version[0]}, this cutover reads "
                                    f"{SCHEMA_VERSION}", "use the cutover version that wrote it")
@@ -349,13 +366,20 @@ class Journal:
     def use_override(self, override_id: int) -> None:
         self.db.execute("UPDATE overrides SET used=1 WHERE id=?", (override_id,))
 
-    def add_confirmation(self, step_id: str, by: str, note: str) -> None:
-        self.db.execute("INSERT INTO confirmations (step_id, by, note, at) VALUES (?,?,?,?)",
-                        (step_id, by, note, now_iso()))
+    def add_confirmation(self, step_id: str, by: str, note: str, site: str = "") -> None:
+        """A confirmation of the step, for one site of it ('' : the whole step)."""
+        self.db.execute("INSERT INTO confirmations (step_id, by, note, at, site) VALUES (?,?,?,?,?)",
+                        (step_id, by, note, now_iso(), site))
 
-    def confirmation(self, step_id: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM confirmations WHERE step_id=? ORDER BY id DESC",
-                               (step_id,)).fetchone()
+    def confirmation(self, step_id: str, site: str = "") -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM confirmations WHERE step_id=? AND site=? ORDER BY id DESC",
+                               (step_id, site)).fetchone()
+
+    def confirmed_sites(self, step_id: str) -> dict[str, sqlite3.Row]:
+        """The sites a per-site step is confirmed for, each with its (first) confirmation."""
+        rows = self.db.execute("SELECT * FROM confirmations WHERE step_id=? AND site<>'' ORDER BY id DESC",
+                               (step_id,)).fetchall()
+        return {row["site"]: row for row in rows}  # the earliest row of a site is written last
 
     def record_notification(self, event: str, title: str, body: str, targets: int, ok: bool) -> None:
         self.db.execute("INSERT INTO notifications (at, event, title, body, targets, ok)"

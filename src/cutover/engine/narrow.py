@@ -74,6 +74,8 @@ def this_runs_part(run: Run, step: Step, number: int, total: int) -> bool:
 def reached_sites(session: Session, step: Step) -> frozenset[str]:
     """The sites of the step this run reaches (all of them without --limit)."""
     scope = session.scope()
+    if not step.playbook and session.opts.limit is None:  # every site confirms, hosts or none
+        return frozenset(scope.step_sites(step))
     reached = scope.limit_hosts(session.opts.limit)  # the controller too, without a limit: the root
     if not step.playbook:
         return frozenset(scope.step_sites(step) & scope.sites_of(reached))

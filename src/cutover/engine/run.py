@@ -53,6 +53,8 @@ class Run:
     left: list[str] = field(default_factory=list)  # steps a narrowed run left for other sites
     # steps that failed at some sites while the others went on (on_site_failure: continue)
     failed_sites: dict[str, set[str]] = field(default_factory=dict)
+    # per-site confirmations still missing: (what, how to give them); the run ends waiting
+    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def opts(self) -> RunOptions:

@@ -3,8 +3,9 @@
 A step touches the sites of the hosts its plays work on: the plays its tags select, not the
 input checks every entry playbook begins with (`tags: [always]`), within the step's own
 `limit`. A step without a playbook (a confirmation, a wait) stands for the province, the
-root of the tree; so do plays on the controller (`localhost`). An inventory without sites
-is one site, named "".
+root of the tree; so do plays on the controller (`localhost`). A manual step confirmed site
+by site (`sites: cities`) touches every site of that level. An inventory without sites is
+one site, named "".
 
 A run narrowed with `--limit` reaches the sites of the hosts it selects; the step runs for
 those of its sites that are not done yet, and only they are recorded done."""
@@ -134,9 +135,10 @@ class Scope:
         return {self.site_of(host) for host in hosts}
 
     def step_sites(self, step: Step) -> set[str]:
-        """Every site the step touches; a step without a playbook stands for the root."""
+        """Every site the step touches; a step without a playbook stands for the root, or,
+        confirmed site by site (`sites: cities`), for every site of that level."""
         if not step.playbook:
-            return {self.root()}
+            return set(self.tree.at_level(step.sites)) if step.sites else {self.root()}
         return self.sites_of(self.step_hosts(step))
 
     def related(self, site: str, others: Iterable[str]) -> set[str]:

@@ -12,7 +12,7 @@ from cutover.engine.journal import Journal
 from cutover.engine.scope import Scope
 from cutover.engine.states import AttemptStatus, StepState
 from cutover.errors import CutoverError
-from cutover.plan.model import Plan
+from cutover.plan.model import Plan, Step
 from cutover.sites import SiteTree, _close
 
 
@@ -37,6 +37,18 @@ def _evidence_summary(evidence: list[dict[str, Any]]) -> str:
     return ""
 
 
+def _site_confirmations(step: Step, tree: SiteTree,
+                        confirmations: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """For a step each site of a level confirms (N11, N12): who confirmed where, who is still to."""
+    if not step.sites:
+        return None
+    confirmed = {row["site"]: {"by": row["by"], "note": row["note"], "at": row["at"]}
+                 for row in reversed(confirmations) if row["step_id"] == step.id and row["site"]}
+    level = tree.at_level(step.sites)
+    return {"level": step.sites, "confirmed": {site: confirmed[site] for site in level if site in confirmed},
+            "waiting": [site for site in level if site not in confirmed]}
+
+
 def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, Any]:
     scope: Scope | None = None
     if inventory is not None:
@@ -46,6 +58,7 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
             scope = None
     sites = {host: str(site) for host, site in scope.tree.host_site.items() if site} if scope else {}
     touches = {step.id: scope.step_sites(step) for step in plan.steps()} if scope else {}
+    tree = scope.tree if scope else SiteTree({}, {})
     rows = {row["id"]: dict(row) for row in journal.steps()} if journal else {}
     overrides = journal.all("overrides") if journal else []
     confirmations = journal.all("confirmations") if journal else []
@@ -75,13 +88,15 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
             "attempts": row.get("attempts", 0),
             "acted_by": [f"override: {override['by']}" for override in overrides
                          if override["step_id"] == step.id]
-            + [f"confirmed: {confirmation['by']}" for confirmation in confirmations
-               if confirmation["step_id"] == step.id],
+            + [f"confirmed: {confirmation['by']}"
+               + (f" for {confirmation['site']}" if confirmation["site"] else "")
+               for confirmation in confirmations if confirmation["step_id"] == step.id],
             "evidence_summary": row.get("summary") or _evidence_summary(evidence),
             "evidence": evidence,
             "sites": by_site,
             "site_states": journal.site_states(step.id) if journal else {},
             "touches": sorted(touches.get(step.id, ())),  # the sites it works at (N17)
+            "site_confirmations": _site_confirmations(step, tree, confirmations),
         })
     return {
         "plan": plan.plan.name, "plan_hash": plan.digest,

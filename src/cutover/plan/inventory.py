@@ -53,6 +53,10 @@ def lint_inventory(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]],
         add(("plan", "notify"), f"the production inventory {rel(inv_path)} and the plan notify nobody (N16)",
             "set cutover_notify_urls in the inventory (secrets from the vault) or plan.notify", "warning")
     for step in plan.steps():
+        if step.sites and not sites.at_level(step.sites):  # each site of the level confirms it
+            add((*locs[step.id], "sites"), f"step {step.id}: sites: {step.sites}, but inventory "
+                f"{rel(inv_path)} has no site of that level",
+                "declare them in cutover_sites (N17), or name a level the tree has")
         patterns = [("limit", step.limit)] if step.limit else []
         if step.playbook and resolve(step.playbook).is_file():
             patterns += [("playbook", h) for h in play_hosts(resolve(step.playbook))]

@@ -8,13 +8,22 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from cutover.plan.times import parse_time
 
 VERBS = ("stop", "deploy", "restore", "followup")
 Verb = Literal["stop", "deploy", "restore", "followup"]
 Kind = Literal["playbook", "gate", "manual", "wait"]
+SiteLevel = Literal["province", "cities", "counties"]  # the site tree's levels (sites.LEVELS)
 
 
 class _Strict(BaseModel):
@@ -31,6 +40,7 @@ class Step(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     title: str
     kind: Kind = "playbook"
+    sites: SiteLevel | None = None  # a manual step each site of this level confirms (N11, N12)
     playbook: str | None = None
     tags: list[str] = []
     limit: str | None = None
@@ -49,6 +59,14 @@ class Step(_Strict):
     verb: Verb = "stop"
     start: dt.datetime | None = None
     end: dt.datetime | None = None
+
+    @field_validator("sites")
+    @classmethod
+    def _sites_only_for_manual(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind", "manual")  # a bad kind is reported on its own
+        if value is not None and kind != "manual":
+            raise ValueError(f"only a manual step is confirmed site by site; this one is kind {kind}")
+        return value
 
 
 class Phase(_Strict):
@@ -160,4 +178,4 @@ def digest_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-__all__ = ["VERBS", "Phase", "Plan", "Step", "ValidationError", "digest_of", "resolve_times"]
+__all__ = ["VERBS", "Phase", "Plan", "SiteLevel", "Step", "ValidationError", "digest_of", "resolve_times"]
