@@ -232,3 +232,27 @@ def test_plan_check_refuses_sites_it_cannot_mean_at_its_line(tmp_path, step, mes
 def test_a_wrong_site_through_the_api_is_refused_too(env):
     with pytest.raises(CutoverError, match="is of level province"):
         confirm(env, "province")
+
+
+def test_cities_still_to_confirm_hold_up_only_what_needs_their_confirmation(env):
+    """The cities confirm over hours: what does not need the step (here the freeze, a2) goes
+    on; what does (a5) is left for later, said so; the run ends waiting (exit 3)."""
+    env["plan"].write_text(PLAN.read_text().replace(
+        "      - id: a2\n",
+        "      - id: a4\n        title: 各市跟踪检查柜面业务办理情况\n        kind: manual\n"
+        "        sites: cities\n        after: [a1]\n"
+        "      - id: a5\n        title: 汇总各市跟踪情况\n        kind: manual\n        after: [a4]\n"
+        "      - id: a2\n"))
+    decisions.confirm(opts(env, say=lambda *_: None), "a3", "张三", "")
+    decisions.confirm(opts(env, say=lambda *_: None), "a5", "李四", "")
+    said: list[str] = []
+    with pytest.raises(StepFailed) as caught:
+        Executor("stop", opts(env, say=said.append)).run()
+    assert caught.value.code == EXIT_WAITING
+    assert "step a4 (各市跟踪检查柜面业务办理情况) waits for confirmation from" in caught.value.message
+    marked = (env["tmp"] / "marker").read_text().splitlines()
+    assert sorted(marked) == ["a1 dt-counter", "a1 ty-counter", "a2 prov-db"]  # the freeze went on
+    assert any(line.startswith("[3/5] a5: left for later: a4 is not done for") for line in said), said
+    with Journal.open(env["journal"]) as journal:
+        st = {row["id"]: row["state"] for row in journal.steps()}
+    assert [st[step] for step in ("a2", "a3", "a4", "a5")] == ["done", "done", "waiting", "pending"]

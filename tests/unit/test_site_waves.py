@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cutover.engine import decisions
 from cutover.engine.executor import Executor
 from cutover.engine.journal import Journal
 from cutover.engine.run import StepFailed
@@ -30,8 +31,12 @@ PLAN = ROOT / "tests" / "data" / "sites" / "plan-waves.yml"
 def env(tmp_path, monkeypatch):
     marker = tmp_path / "marker"
     monkeypatch.setenv("CUTOVER_TEST_MARKER", str(marker))
-    monkeypatch.delenv("CUTOVER_TEST_FAIL", raising=False)
-    return {"tmp": tmp_path, "marker": marker, "journal": tmp_path / "j.sqlite", "plan": PLAN}
+    for name in ("CUTOVER_TEST_FAIL", "CUTOVER_TEST_FAIL_ONCE", "CUTOVER_TEST_BAD_INPUT"):
+        monkeypatch.delenv(name, raising=False)
+    out = {"tmp": tmp_path, "marker": marker, "journal": tmp_path / "j.sqlite", "plan": PLAN}
+    yield out
+    if out["plan"] != PLAN:  # this test's variant only: tests run side by side (-n)
+        out["plan"].unlink(missing_ok=True)
 
 
 def variant(env, change) -> None:
@@ -41,13 +46,6 @@ def variant(env, change) -> None:
     path = PLAN.parent / f".variant-{env['tmp'].name}.yml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     env["plan"] = path
-
-
-@pytest.fixture(autouse=True)
-def _remove_variants(request):
-    yield
-    for path in PLAN.parent.glob(".variant-*.yml"):
-        path.unlink()
 
 
 def run(env, verb: str, limit: str | None = None) -> tuple[int, list[str]]:
@@ -146,25 +144,67 @@ def test_with_halt_nothing_after_the_failed_stage_starts(env, monkeypatch):
         run(env, "restore")
     assert marks(env) == ["r1 prov-db"]  # one counter's failure stopped every counter, and r3
     rows = site_rows(env)
-    assert {rows[("r2", site)] for site in ("taiyuan", "datong", "taiyuan-c01")} == {"failed"}
+    # Datong failed; the others were stopped by its failure, not failed themselves
+    assert [rows[("r2", site)] for site in ("datong", "taiyuan", "taiyuan-c01")] == [
+        "failed", "interrupted", "interrupted"]
     assert ("r3", "province") not in rows
 
-
-    # the next stage starts when every site of this one is done or let pass by name and reason
-    from cutover.engine import decisions
-
+    # the next stage starts when every site of this one is done or let pass by name and reason:
+    # the override lets Datong pass (as it is); the sites merely stopped run the stage now
     opts = RunOptions(plan=str(env["plan"]), journal=str(env["journal"]), artifacts=str(env["tmp"] / "art"),
                       rehearsal=True, notify_urls=[], say=lambda _: None)
     decisions.override(opts, "r2", "王工", "大同柜面线下恢复")
     monkeypatch.setenv("CUTOVER_TEST_FAIL", "")  # brought back by hand
     code, said = run(env, "restore")
     assert code == 0
-    assert "  passed by override of 王工: 大同柜面线下恢复" in said
-    assert marks(env)[1] == "r3 prov-db"  # r2 not run again
-    assert sorted(marks(env)[2:]) == ["r4 dt-counter", "r4 ty-counter", "r4 xd-counter"]
+    assert "  passed at 大同市 (datong) by override of 王工: 大同柜面线下恢复" in said
+    done = marks(env)
+    assert sorted(done[1:3]) == ["r2 ty-counter", "r2 xd-counter"]  # not Datong's
+    assert done[3] == "r3 prov-db"
+    assert sorted(done[4:]) == ["r4 dt-counter", "r4 ty-counter", "r4 xd-counter"]
     with Journal.open(env["journal"]) as journal:
         attempts = [row["status"] for row in journal.all("attempts") if row["step_id"] == "r2"]
-    assert attempts == ["failed", "overridden"]
+    assert attempts == ["failed", "overridden", "ok"]
+
+
+def test_a_run_once_failure_stops_every_site_even_with_continue_and_none_is_recorded_done(env, monkeypatch):
+    """Ansible counts a run_once task's failure against one host but stops them all: the
+    others did not finish their work, so no site is done and nothing after starts."""
+    variant(env, lambda doc: doc["phases"][2]["steps"][0].update(tags=["once"]))
+    run(env, "stop")
+    env["marker"].unlink()
+    monkeypatch.setenv("CUTOVER_TEST_FAIL_ONCE", "1")
+    with pytest.raises(StepFailed, match="step r2 failed"):
+        run(env, "restore")
+    assert [line for line in marks(env) if not line.startswith("start ")] == ["r1 prov-db"]
+    rows = site_rows(env)
+    assert "done" not in {rows[("r2", site)] for site in ("datong", "taiyuan", "taiyuan-c01")}
+    assert ("r3", "province") not in rows
+
+
+def test_a_failed_input_check_at_one_host_is_everyones_failure_even_with_continue(env, monkeypatch):
+    variant(env, lambda doc: doc["phases"][1].update(on_site_failure="continue"))
+    run(env, "stop")
+    monkeypatch.setenv("CUTOVER_TEST_BAD_INPUT", "ty-counter")
+    said: list[str] = []
+    opts = RunOptions(plan=str(env["plan"]), journal=str(env["journal"]), artifacts=str(env["tmp"] / "a"),
+                      rehearsal=True, auto_confirm=True, notify_urls=[], say=said.append)
+    with pytest.raises(StepFailed, match="step r1 failed"):
+        Executor("restore", opts).run()
+    assert not any("the other sites went on" in line for line in said)
+
+
+def test_a_restore_step_that_proves_something_is_never_let_pass(env, monkeypatch):
+    variant(env, lambda doc: doc["phases"][3]["steps"][1].update(evidence=["versions"]))
+    run(env, "stop")
+    with pytest.raises(StepFailed, match="returned no `versions` evidence"):
+        run(env, "restore")
+    opts = RunOptions(plan=str(env["plan"]), journal=str(env["journal"]), artifacts=str(env["tmp"] / "art"),
+                      rehearsal=True, notify_urls=[], say=lambda _: None)
+    decisions.override(opts, "r4", "Mallory", "skip it")
+    with pytest.raises(StepFailed, match="returned no `versions` evidence") as again:
+        run(env, "restore")
+    assert "cutover.override r4" not in again.value.hint
 
 
 def test_continue_refuses_a_play_that_halts_every_site(env):

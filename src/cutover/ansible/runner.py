@@ -62,6 +62,10 @@ class PlaybookResult:
     failures: list[HostFailure] = field(default_factory=list)
     evidence: dict[str, Any] = field(default_factory=dict)  # set_stats data (gates)
     hosts_by_play: dict[str, list[str]] = field(default_factory=dict)  # hosts with a result, per play
+    # hosts that, in some play, have no result for the last task any host had one for:
+    # stopped early (by another host's failure under any_errors_fatal or run_once, by
+    # end_host), not finished, though no failure of their own is counted
+    unfinished: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -115,6 +119,29 @@ def _label(item_result: dict[str, Any]) -> str:
     return str(label)[:120]
 
 
+@dataclass
+class _Plays:
+    """What the playbook as a whole reports: its set_stats data, and which host reached the
+    end of each play (the last task, not a handler, that any host had a result for)."""
+
+    evidence: dict[str, Any] = field(default_factory=dict)
+    handlers: set[str] = field(default_factory=set)
+    last: dict[str, str] = field(default_factory=dict)  # play → its last task with a host result
+    reached: dict[tuple[str, str], str] = field(default_factory=dict)  # (play, host) → its last task
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "playbook_on_stats":
+            self.evidence.update(data.get("artifact_data") or {})
+        elif kind == "playbook_on_handler_task_start":
+            self.handlers.add(str(data.get("task_uuid", "")))
+        elif kind in HOST_EVENTS and data.get("task_uuid") not in self.handlers:
+            play, task = str(data.get("play", "")), str(data.get("task_uuid", ""))
+            self.last[play] = self.reached[(play, str(data.get("host", "")))] = task
+
+    def unfinished(self) -> set[str]:
+        return {host for (play, host), task in self.reached.items() if task != self.last[play]}
+
+
 def run_playbook(
     playbook: str | Path,
     inventory: str | Path,
@@ -147,14 +174,13 @@ def run_playbook(
         (private / "env" / name).unlink(missing_ok=True)
 
     failures: list[HostFailure] = []
-    evidence: dict[str, Any] = {}
     hosts_by_play: dict[str, list[str]] = {}
+    plays = _Plays()
 
     def handler(event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
         data = event.get("event_data", {})
-        if kind == "playbook_on_stats":
-            evidence.update(data.get("artifact_data") or {})
+        plays.event(kind, data)
         status = HOST_EVENTS.get(kind)
         if status is None:
             return True
@@ -224,8 +250,9 @@ def run_playbook(
         artifact_dir=private / "artifacts" / ident,
         stats=per_host,
         failures=failures,
-        evidence=evidence,
+        evidence=plays.evidence,
         hosts_by_play=hosts_by_play,
+        unfinished=plays.unfinished(),
     )
     if not result.ok and not failures:
         # Failed before any host ran (syntax error, missing role, bad inventory):

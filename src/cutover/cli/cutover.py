@@ -215,7 +215,7 @@ def confirm(c: Context, step: str, by: str, note: str = "", site: list[str] | No
 def override(c: Context, step: str, by: str, reason: str, plan: str | None = None,
              journal: str | None = None) -> None:
     """Let a failed gate (or an overdue step) pass; recorded and notified."""
-    console.print(decisions.override(options(c, plan, None, journal), step, by, reason))
+    say_text(decisions.override(options(c, plan, None, journal), step, by, reason))
 
 
 @task(help={"plan": COMMON_HELP["plan"], "inventory": COMMON_HELP["inventory"],
@@ -241,9 +241,9 @@ def rollback(c: Context, plan: str | None = None, inventory: str | None = None,
         raise CutoverError("--by and --reason go with --discard-writes-since-snapshot", "nothing was changed")
     out = rollback_mod.rollback(opts, data=data, discard=discard)
     if out.get("discard_writes"):
-        console.print(f"writes since the snapshot discarded by {by}: {reason}")
+        say_text(f"writes since the snapshot discarded by {by}: {reason}")
         for line in out["discard_writes"]["databases"]:
-            console.print(f"  {line}")
+            say_text(f"  {line}")
     probes = out["versions"]
     hosts = {probe["host"] for probe in probes}
     console.print(f"rolled back: {len(probes)} probe(s) on {len(hosts)} host(s) report the previous release")

@@ -153,7 +153,8 @@ def _walk(run: Run, order: list[Step]) -> int:
             f"cutover.{verb}: every other site went on, but "
             + "; ".join(f"{step_id} failed at {site_names(run.session, sites)}"
                         for step_id, sites in run.failed_sites.items()),
-            f"fix the cause there, then: invoke cutover.{verb} --limit {','.join(failed)}")
+            f"fix the cause there, then: invoke cutover.{verb} --limit {','.join(failed)}"
+            + "".join(f"\n{what}: {how}" for what, how in run.waiting.values()))
     if run.waiting:  # sites still to confirm: what did not need them is done; the run waits
         journal.end_run(run.run_id, RunStatus.WAITING)
         raise StepFailed("; ".join(what for what, _ in run.waiting.values()),

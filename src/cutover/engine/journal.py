@@ -335,6 +335,15 @@ class Journal:
             return None
         return {site for site, state in states.items() if state == StepState.DONE}
 
+    def contained_failures(self, step_id: str) -> set[str]:
+        """The sites where the step failed while the others went on (on_site_failure:
+        continue): failed by an attempt that recorded the failure as those sites' own."""
+        rows = self.db.execute(
+            "SELECT s.site, e.data FROM step_sites s JOIN evidence e ON e.attempt_id = s.attempt_id"
+            " AND e.step_id = s.step_id AND e.kind = 'site_failure' WHERE s.step_id=? AND s.state=?",
+            (step_id, StepState.FAILED)).fetchall()
+        return {row["site"] for row in rows if row["site"] in json.loads(row["data"]).get("sites", [])}
+
     def set_site_states(self, step_id: str, sites: set[str], state: StepState, *, run_id: int | None = None,
                         attempt_id: int | None = None) -> None:
         for site in sorted(sites):

@@ -119,12 +119,13 @@ def held_sites(session: Session, journal: Journal, step: Step) -> dict[str, str]
 
 
 def failed_while_others_went_on(session: Session, journal: Journal, step_id: str) -> set[str]:
-    """The sites where the step failed, when its phase lets the other sites go on."""
+    """The sites where the step failed while the others went on, as the journal recorded it
+    (a failure of every site, or of no host, never is), when its phase lets them go on."""
     step = session.plan.step(step_id)
     phase = session.plan.phase(step.phase) if step else None
     if phase is None or phase.on_site_failure != "continue":
         return set()
-    return {site for site, state in journal.site_states(step_id).items() if state == StepState.FAILED}
+    return journal.contained_failures(step_id)
 
 
 def site_names(session: Session, sites: set[str]) -> str:

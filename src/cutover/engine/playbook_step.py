@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from cutover.ansible import HostFailure, PlaybookResult, run_playbook
-from cutover.contract import PlaybookVars, check_evidence, work_stats
+from cutover.contract import INPUT_PLAY, PlaybookVars, check_evidence, work_stats
 from cutover.engine.narrow import site_names
 from cutover.engine.run import Run, StepFailed, attempt_ident, attempt_mark
 from cutover.engine.states import AttemptStatus, StepState
@@ -23,7 +23,7 @@ def step_vars(plan: Plan, step: Step, *, artifacts: str, journal_id: str, rehear
 
 
 def run_playbook_step(run: Run, step: Step) -> None:
-    if (step.kind == "gate" or step.verb == "restore") and _passed_by_override(run, step):
+    if _may_be_let_pass(step) and _passed_by_override(run, step):
         return
     waves = step_waves(run, step)
     for number, (label, limit, hosts, sites) in enumerate(waves, 1):
@@ -108,30 +108,41 @@ def _attempt(run: Run, step: Step, limit: str | None, hosts: frozenset[str], sit
                                         + (" (the plan's step declares it)" if key in step.evidence else ""))
                             for key in missing]
     summary = _summary(result, gate)
-    contained = go_on and not passed and not wrong and not missing
-    failed = _failed_sites(run, result, hosts) if contained else None
-    state, site_state = run.site_outcome(step.id, passed or bool(failed), sites - (failed or set()))
-    if failed:
+    own, finished = _own_failures(run, result, hosts) if not (passed or wrong or missing) else (None, False)
+    contained = go_on and bool(own) and finished  # the others went on (on_site_failure: continue)
+    state, site_state = run.site_outcome(step.id, passed or contained, sites - (own or set()))
+    failed = (own or set()) & sites
+    if contained:
         state = StepState.FAILED
+        evidence.append(("site_failure", {"sites": sorted(failed)}))
+    elif not passed and failed:  # halted: the sites whose hosts failed; the others were stopped
+        site_state = StepState.INTERRUPTED
     journal.finish_attempt(attempt, step.id, status=AttemptStatus.OK if passed else AttemptStatus.FAILED,
                            state=None if opts.check else state, sites=sites, site_state=site_state,
-                           failed_sites=(failed or set()) & sites, ident=ident,
+                           failed_sites=failed if not passed else (), ident=ident,
                            artifact_dir=str(result.artifact_dir),
                            stats=result.stats, error=None if passed else result.summary(),
                            evidence=evidence, actual_end=run.now_iso(), summary=summary)
     if passed:
         run.say(f"  ✓ {summary}")
-        return
-    if failed:
-        run.failed_sites.setdefault(step.id, set()).update(failed)
-        names = site_names(run.session, failed)
-        run.say(f"  ✗ failed at {names}; the other sites went on (on_site_failure: continue)\n"
-                f"  {result.summary()}\n  log: {result.artifact_dir / 'stdout'}")
-        if not opts.check:
-            run.notify("site_failure", f"{step.id} {step.title}: {names}",
-                       detail=f"{result.summary()}\nresume after the fix: invoke cutover.{run.verb} "
-                       f"--limit {','.join(sorted(failed))}")
-        return
+    elif contained:
+        _report_site_failure(run, step, result, own or set())
+    else:
+        _raise_failure(run, step, result, gate)
+
+
+def _report_site_failure(run: Run, step: Step, result: PlaybookResult, failed: set[str]) -> None:
+    """Say and notify where the step failed while the other sites went on."""
+    run.failed_sites.setdefault(step.id, set()).update(failed)
+    names = site_names(run.session, failed)
+    run.say(f"  ✗ failed at {names}; the other sites went on (on_site_failure: continue)\n"
+            f"  {result.summary()}\n  log: {result.artifact_dir / 'stdout'}")
+    run.notify("site_failure", f"{step.id} {step.title}: {names}",
+               detail=f"{result.summary()}\nresume after the fix: invoke cutover.{run.verb} "
+               f"--limit {','.join(sorted(failed))}")
+
+
+def _raise_failure(run: Run, step: Step, result: PlaybookResult, gate: dict | None) -> None:
     detail = [result.summary()]
     if gate:
         detail.append(_findings(gate))
@@ -140,7 +151,7 @@ def _attempt(run: Run, step: Step, limit: str | None, hosts: frozenset[str], sit
                if step.kind == "gate" else "")
             + (f"; or, to let the next stage start without the sites where it failed (they stay "
                f"as they are): invoke cutover.override {step.id} --by NAME --reason TEXT"
-               if step.kind != "gate" and step.verb == "restore" else "")
+               if _may_be_let_pass(step) and step.kind != "gate" else "")
             + f"\n  log: {result.artifact_dir / 'stdout'}")
     raise StepFailed(f"step {step.id} failed\n" + "\n".join(line for line in detail if line), hint)
 
@@ -156,35 +167,54 @@ def _limit(run: Run, step: Step) -> str | None:
     return ",".join(sorted(run.hosts.get(step.id, ()))) or "!all"
 
 
-def _failed_sites(run: Run, result: PlaybookResult, hosts: frozenset[str]) -> set[str] | None:
-    """The sites where the attempt failed while the other sites went on (on_site_failure:
-    continue): those with a host, of the ones it ran on, that did not do the work without a
-    failure. None when the failure is no host's (a contract problem): the step failed, as
-    with halt."""
+def _own_failures(run: Run, result: PlaybookResult, hosts: frozenset[str]) -> tuple[set[str] | None, bool]:
+    """The sites whose hosts failed in the step's work by their own failure, and whether every
+    other host of the attempt finished its work. (None, False) when the failure is no host's
+    own in the work: a contract problem, or an input check (every entry playbook stops all
+    its hosts when one fails them). Not finished when a host never reached the work, or
+    stopped before the end of a play without a failure of its own (another's failure in a
+    run_once or any_errors_fatal task stops every host): then the failure is everyone's, as
+    with halt (fail closed)."""
     if any(failure.host == "-" for failure in result.failures):
-        return None
-    scope = run.session.scope()
-    good = {host for host, stats in work_stats(result).items()
-            if not stats.get("failures") and not stats.get("dark")}
-    good -= {failure.host for failure in result.failures}
-    return {scope.site_of(host) for host in hosts if host not in good} or None
+        return None, False
+    worked = {host for play, seen in result.hosts_by_play.items() if play != INPUT_PLAY for host in seen}
+    bad = {host for host, stats in result.stats.items() if stats.get("failures") or stats.get("dark")}
+    bad |= {failure.host for failure in result.failures}
+    if not bad or bad - worked:
+        return None, False
+    good = (worked & hosts) - bad
+    finished = hosts <= worked | bad and not good & result.unfinished
+    return run.session.scope().sites_of(bad), finished
+
+
+def _may_be_let_pass(step: Step) -> bool:
+    """A gate, or a restore stage (a restore playbook step that proves nothing by declared
+    evidence), may be let pass by an override. A freeze, a snapshot, an export, a version
+    check never is."""
+    return step.kind == "gate" or (step.verb == "restore" and step.kind == "playbook" and not step.evidence)
 
 
 def _passed_by_override(run: Run, step: Step) -> bool:
-    """A gate, or a restore stage, that failed (or was interrupted) and has an override
-    waiting passes by it, at the sites where it failed only (N17): a site where it never ran
-    runs it. The next restore stage starts when every site of this one is done or let pass
-    by name and reason. No other step is let pass without its work (a freeze, a snapshot)."""
+    """A step that may be let pass (`_may_be_let_pass`) and failed, with an override waiting,
+    passes by it at the sites where it failed only (N17), recorded with the name and reason.
+    A gate passes where it failed or was interrupted, and only when this run reaches no other
+    site. A restore stage passes where its hosts failed; the sites it was merely stopped at,
+    or never ran at, run it now: the next stage starts when every site of this one is done
+    or let pass. True when nothing is left to run."""
     journal = run.journal
     override = journal.open_override(step.id)
     if override is None:
         return False
     sites = run.todo.get(step.id, frozenset())
     states = journal.site_states(step.id)
-    stopped = (StepState.FAILED, StepState.INTERRUPTED)
+    stopped = (StepState.FAILED, StepState.INTERRUPTED) if step.kind == "gate" else (StepState.FAILED,)
     if states:
         failed = {site for site, state in states.items() if state in stopped}
-        if not sites or not sites <= failed:
+        if step.kind != "gate":
+            sites = frozenset(sites & failed)
+            if not sites:
+                return False
+        elif not sites or not sites <= failed:
             if failed & sites:
                 run.say(f"  the override of {override['by']} covers the sites where it failed; "
                         "it runs again here: this run also reaches sites where it has not "
@@ -195,16 +225,24 @@ def _passed_by_override(run: Run, step: Step) -> bool:
     attempt = journal.begin_attempt(step.id, run.run_id, check=run.opts.check, actual_start=run.now_iso(),
                                     sites=sites)
     journal.use_override(override["id"])
-    state, site_state = run.site_outcome(step.id, True)
+    state, site_state = run.site_outcome(step.id, True, sites)
     journal.finish_attempt(attempt, step.id, status=AttemptStatus.OVERRIDDEN, sites=sites,
                            site_state=site_state,
                            state=None if run.opts.check else state, actual_end=run.now_iso(),
                            evidence=[("override", {"by": override["by"], "reason": override["reason"],
-                                                   "at": override["at"]})],
+                                                   "at": override["at"], "sites": sorted(sites)})],
                            summary=f"passed by override of {override['by']}: {override['reason']}")
-    run.say(f"  {'gate ' if step.kind == 'gate' else ''}passed by override of {override['by']}: "
+    where = f" at {site_names(run.session, set(sites))}" if step.kind != "gate" else ""
+    run.say(f"  {'gate ' if step.kind == 'gate' else ''}passed{where} by override of {override['by']}: "
             f"{override['reason']}")
-    return True
+    rest = run.todo.get(step.id, frozenset()) - sites
+    if step.kind == "gate" or not rest:
+        return True
+    scope = run.session.scope()  # the other sites run it now
+    run.todo[step.id] = rest
+    run.hosts[step.id] = frozenset(host for host in run.hosts.get(step.id, ())
+                                   if scope.site_of(host) not in sites)
+    return False
 
 
 def _summary(result: PlaybookResult, gate: dict | None) -> str:

@@ -147,19 +147,46 @@ def work_plays(path: Path, tags: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def _stops_every_host(play: dict[str, Any]) -> str | None:
+    """What in a play stops all its hosts when one fails, or runs once for all: the play's
+    any_errors_fatal, serial or max_fail_percentage, a task's (or block's) any_errors_fatal
+    or run_once. Roles and included files are not read: the engine also refuses at run time
+    to count a site done when its hosts were stopped by another's failure."""
+    if play.get("any_errors_fatal") is True:
+        return "says any_errors_fatal: true"
+    for key in ("serial", "max_fail_percentage"):
+        if play.get(key) is not None:
+            return f"says {key}"
+
+    def walk(tasks: Any) -> str | None:
+        for task in tasks if isinstance(tasks, list) else []:
+            if not isinstance(task, dict):
+                continue
+            if task.get("any_errors_fatal") is True or task.get("run_once") not in (None, False):
+                key = "any_errors_fatal: true" if task.get("any_errors_fatal") is True else "run_once"
+                return f"has a task ({task.get('name', 'unnamed')!r}) with {key}"
+            found = walk(task.get("block")) or walk(task.get("rescue")) or walk(task.get("always"))
+            if found:
+                return found
+        return None
+
+    return next(filter(None, (walk(play.get(key)) for key in ("pre_tasks", "tasks", "post_tasks"))), None)
+
+
 def lint_site_failure(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]]) -> None:
     """A phase that lets the other sites go on when one fails (N17) needs plays that let
-    them: a play that says `any_errors_fatal: true` stops every host at the first failure."""
+    them: a play or task that stops every host at the first failure, or a task run once for
+    all, would make one site's failure everyone's."""
     for pi, phase in enumerate(plan.phases):
         if phase.on_site_failure != "continue":
             continue
         for step in phase.steps:
             path = resolve(step.playbook) if step.playbook else None
             for play in work_plays(path, step.tags) if path and path.is_file() else []:
-                if play.get("any_errors_fatal") is True:
+                why = _stops_every_host(play)
+                if why:
                     add(("phases", pi, "on_site_failure"),
                         f"phase {phase.id}: on_site_failure is continue, but play {play.get('name')!r} of "
-                        f"{step.playbook} (step {step.id}) says any_errors_fatal: true and stops every "
-                        "site when one fails",
-                        "leave any_errors_fatal out of that play (ansible.cfg halts by default; the "
-                        "engine lets a continue phase go on), or say on_site_failure: halt")
+                        f"{step.playbook} (step {step.id}) {why}: one site's failure would stop every site",
+                        "leave it out of that play (ansible.cfg halts by default; the engine lets a "
+                        "continue phase go on), or say on_site_failure: halt")
