@@ -166,10 +166,17 @@ CELL = {"done": ("done", "green"), "overridden": ("overridden", "magenta"), "fai
 
 
 def _matrix_table(matrix: dict, tz) -> Table:
-    table = Table(title="by site (N17)")
-    table.add_column("site", overflow="fold")
-    for phase in matrix["phases"]:  # titles and names are text, never markup
-        table.add_column(Text(f"{phase['id']}\n{phase['title']}"), overflow="fold")
+    # one column per phase, headed by its short id (n9-core → n9): fifteen phases fit a
+    # terminal; the step list below has the titles
+    ids = [phase["id"] for phase in matrix["phases"]]
+    heads = [_short_id(phase_id) for phase_id in ids]
+    heads = [head if heads.count(head) == 1 else phase_id for head, phase_id in zip(heads, ids, strict=True)]
+    table = Table(title="by site (N17)", caption=", ".join(
+        f"{head} {phase_id}" for head, phase_id in zip(heads, ids, strict=True) if head != phase_id),
+        caption_justify="left")
+    table.add_column("site", no_wrap=True)
+    for head in heads:  # ids are the plan's: text, never markup
+        table.add_column(Text(head), overflow="fold")
     table.add_column("actual", overflow="fold")
     indent = {"province": "", "cities": "  ", "counties": "    "}
     for row in matrix["rows"]:
@@ -182,6 +189,11 @@ def _matrix_table(matrix: dict, tz) -> Table:
         took = (f"{_short(actual['start'], tz)}→{_short(actual['end'], tz)}" if actual["start"] else "")
         table.add_row(Text(f"{indent.get(row['level'], '')}{row['name']} ({row['site']})"), *cells, took)
     return table
+
+
+def _short_id(phase_id: str) -> str:
+    head = phase_id.split("-", 1)[0]
+    return head if head[:1] == "n" and head[1:].isdigit() else phase_id
 
 
 def _short(value: str | None, tz) -> str:
