@@ -150,3 +150,25 @@ def test_lab_down_on_a_machine_without_podman_removes_nothing_and_goes_on(tmp_pa
     assert labmod.down(say=said.append) == []
     assert said == ["no lab to remove (podman is not installed yet)"]
     assert not state.exists()  # a stale state of an earlier machine's lab is not kept
+
+
+def test_many_containers_raise_the_inotify_limit_as_root_or_say_how(tmp_path, monkeypatch):
+    """34 systemd containers under the usual limit of 128: the last ones came up without sshd."""
+    limit = tmp_path / "max_user_instances"
+    limit.write_text("128\n")
+    said: list[str] = []
+    monkeypatch.setattr(podman.os, "geteuid", lambda: 0)
+    podman.ensure_inotify(34, said.append, limit)
+    assert limit.read_text() == "236\n"
+    assert said == ["==> raised fs.inotify.max_user_instances from 128 to 236: each of the 34 containers' "
+                    "systemd needs its own"]
+    podman.ensure_inotify(23, said.append, limit)  # enough already: left as it is
+    assert limit.read_text() == "236\n"
+    assert len(said) == 1
+
+    limit.write_text("128\n")
+    monkeypatch.setattr(podman.os, "geteuid", lambda: 1000)
+    podman.ensure_inotify(34, said.append, limit)
+    assert limit.read_text() == "128\n"
+    assert said[-1] == ("warning: fs.inotify.max_user_instances is 128; 34 containers need about 236, or the "
+                        "last ones start without sshd: sudo sysctl -w fs.inotify.max_user_instances=236")

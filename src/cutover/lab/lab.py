@@ -24,7 +24,7 @@ from cutover.ansible import run_playbook
 from cutover.errors import CutoverError
 from cutover.inventory import active_limit, lab_state
 from cutover.lab import artifacts, image
-from cutover.lab.podman import ensure_host_tools, podman
+from cutover.lab.podman import ensure_host_tools, ensure_inotify, podman
 from cutover.lab.topology import LabHost, lab_hosts, select
 from cutover.paths import LAB_INVENTORY, LAB_STATE, LAB_STATE_FILE, ROOT
 
@@ -136,7 +136,9 @@ def _wait_ssh(hosts: list[LabHost], timeout: float = 180) -> None:
             time.sleep(0.3)
     if pending:
         raise CutoverError(f"sshd did not start in {', '.join(sorted(pending))}",
-                           "see `podman logs cutover-lab-HOST`; then `invoke lab.down` and `lab.up`")
+                           "see `podman logs cutover-lab-HOST` and `podman exec cutover-lab-HOST systemctl "
+                           "status ssh` (too low fs.inotify.max_user_instances for this many containers "
+                           "leaves sshd down); then `invoke lab.down` and `lab.up`")
 
 
 def _provision_hash(hosts: list[LabHost], tag: str, extravars: dict[str, Any]) -> str:
@@ -167,6 +169,7 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
     all_hosts = lab_hosts(LAB_INVENTORY)
     hosts = select(all_hosts, cities, counties)
     ensure_host_tools(say)
+    ensure_inotify(len(hosts), say)
     tag = image.ensure_image(say)
     ensure_keys(hosts)
     artifacts.build()

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from cutover.errors import CutoverError
 from cutover.paths import ROOT
@@ -77,3 +78,31 @@ def ensure_host_tools(say=print, tools: dict[str, str] | None = None) -> None:
     still = missing_tools()
     if still:
         raise CutoverError(f"{', '.join(still)} still missing after apt-get install")
+
+
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def ensure_inotify(containers: int, say=print, limit: Path = INOTIFY_INSTANCES) -> None:
+    """Each container's systemd takes about five inotify instances of the host's per-user
+    limit (often 128): past about 25 containers the last ones start without sshd. Raise the
+    limit when it is too low (root), or say how; a host that does not let it be raised gets
+    a warning, and the lab may still come up."""
+    need = 32 + 6 * containers
+    try:
+        have = int(limit.read_text().strip())
+    except (OSError, ValueError):
+        return  # not Linux's /proc: nothing to check
+    if have >= need:
+        return
+    how = f"sudo sysctl -w fs.inotify.max_user_instances={need}"
+    if os.geteuid() == 0:
+        try:
+            limit.write_text(f"{need}\n")
+            say(f"==> raised fs.inotify.max_user_instances from {have} to {need}: each of the "
+                f"{containers} containers' systemd needs its own")
+            return
+        except OSError as exc:
+            how = f"{how} (here: {exc.strerror})"
+    say(f"warning: fs.inotify.max_user_instances is {have}; {containers} containers need about {need}, "
+        f"or the last ones start without sshd: {how}")
