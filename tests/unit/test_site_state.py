@@ -17,15 +17,15 @@ from cutover.engine.run import EXIT_WAITING, StepFailed
 from cutover.engine.session import RunOptions
 from cutover.errors import CutoverError
 
+from .site_runs import marked_env, marks
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = ROOT / "tests" / "data" / "sites" / "plan.yml"
 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    marker = tmp_path / "marker"
-    monkeypatch.setenv("CUTOVER_TEST_MARKER", str(marker))
-    return {"tmp": tmp_path, "marker": marker, "journal": tmp_path / "j.sqlite"}
+    return marked_env(tmp_path, monkeypatch)
 
 
 def run(env, verb: str, limit: str | None = None, **kw) -> tuple[int, list[str]]:
@@ -33,10 +33,6 @@ def run(env, verb: str, limit: str | None = None, **kw) -> tuple[int, list[str]]
     opts = RunOptions(plan=str(PLAN), journal=str(env["journal"]), artifacts=str(env["tmp"] / "art"),
                       rehearsal=True, auto_confirm=True, notify_urls=[], limit=limit, say=said.append, **kw)
     return Executor(verb, opts).run(), said
-
-
-def marks(env) -> list[str]:
-    return env["marker"].read_text().splitlines() if env["marker"].exists() else []
 
 
 def journal_rows(env) -> tuple[dict[str, str], dict[tuple[str, str], tuple[str, int]]]:

@@ -23,17 +23,17 @@ from cutover.engine.session import RunOptions
 from cutover.errors import CutoverError
 from cutover.plan.lint import load_plan
 
+from .site_runs import marked_env, marks
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = ROOT / "tests" / "data" / "sites" / "plan-waves.yml"
 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    marker = tmp_path / "marker"
-    monkeypatch.setenv("CUTOVER_TEST_MARKER", str(marker))
     for name in ("CUTOVER_TEST_FAIL", "CUTOVER_TEST_FAIL_ONCE", "CUTOVER_TEST_BAD_INPUT"):
         monkeypatch.delenv(name, raising=False)
-    out = {"tmp": tmp_path, "marker": marker, "journal": tmp_path / "j.sqlite", "plan": PLAN}
+    out = marked_env(tmp_path, monkeypatch) | {"plan": PLAN}
     yield out
     if out["plan"] != PLAN:  # this test's variant only: tests run side by side (-n)
         out["plan"].unlink(missing_ok=True)
@@ -53,10 +53,6 @@ def run(env, verb: str, limit: str | None = None) -> tuple[int, list[str]]:
     opts = RunOptions(plan=str(env["plan"]), journal=str(env["journal"]), artifacts=str(env["tmp"] / "art"),
                       rehearsal=True, auto_confirm=True, notify_urls=[], limit=limit, say=said.append)
     return Executor(verb, opts).run(), said
-
-
-def marks(env) -> list[str]:
-    return env["marker"].read_text().splitlines() if env["marker"].exists() else []
 
 
 def site_rows(env) -> dict[tuple[str, str], str]:

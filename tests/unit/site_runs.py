@@ -1,0 +1,19 @@
+"""What the per-site tests (test_site_state, test_site_waves) share: a place for the marker
+file the playbook tests/data/sites/site-mark.yml appends "<step> <host>" to, and reading it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def marked_env(tmp_path: Path, monkeypatch: Any) -> dict[str, Any]:
+    """A temporary journal and marker file; the marker's path in CUTOVER_TEST_MARKER."""
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("CUTOVER_TEST_MARKER", str(marker))
+    return {"tmp": tmp_path, "marker": marker, "journal": tmp_path / "j.sqlite"}
+
+
+def marks(env: dict[str, Any]) -> list[str]:
+    """Every "<step> <host>" the playbook marked, in order."""
+    return env["marker"].read_text().splitlines() if env["marker"].exists() else []
