@@ -34,7 +34,7 @@ import psycopg
 import pytest
 
 from cutover.ansible import run_playbook
-from cutover.engine import decisions, rollback
+from cutover.engine import abort, decisions, rollback
 from cutover.engine.executor import Executor
 from cutover.engine.journal import Journal
 from cutover.engine.run import StepFailed
@@ -103,6 +103,36 @@ def test_a_quality_rule_that_is_not_sql_stops_the_stop_before_any_host_is_touche
     assert code != 503, body  # the core answers, no maintenance notice
     assert "MAINTENANCE" not in body
     assert json.loads(body)["component"] == "si-online"
+
+
+def test_a_window_called_off_after_the_freeze_comes_back_as_before_and_goes_no_further(run, tmp_path):
+    # N14, N18: a journal of its own; the stop halts at the N3 gate with collection frozen (N2)
+    opts = dataclasses.replace(run, journal=str(tmp_path / "journal.sqlite"), artifacts=str(tmp_path / "art"))
+    timers = host("jobs1").check_output("systemctl list-unit-files 'si-job-*.timer' --no-legend")
+    with pytest.raises(StepFailed, match="n3-gate-payments-approvals failed"):
+        Executor("stop", opts).run()
+    assert request("http://127.0.0.1:28080/online/collection", {"line": "gs"})[0] == 503
+    hostile = "税务准备不足 <b>x</b> {{ 7*7 }}"
+    out = abort.abort(opts, "省社保局 王", hostile)
+    # no rollback (nothing of the deploy ran), then the restore's playbook steps in its order
+    assert out["stages"] == ["n9-restore-core", "n10-restore-interfaces", "n11-restore-counters",
+                             "n12-restore-online", "n12-verify-versions", "n13-restore-jobs"]
+    assert out["versions"]
+    assert all(row["ok"] and row["found"] == artifacts.OLD for row in out["versions"])
+    assert out["jobs_untouched"] == ["jobs1"]  # the window never switched them off
+    assert host("jobs1").check_output("systemctl list-unit-files 'si-job-*.timer' --no-legend") == timers
+    for path in CHANNELS:  # no notice: collection reaches the core again (an incomplete request)
+        code, body = request(f"http://127.0.0.1:28080{path}collection", {"line": "gs"})
+        assert code == 400, (path, body)
+        assert "MAINTENANCE" not in body
+    for url in ("http://127.0.0.1:28011/collection", "http://127.0.0.1:28101/account"):
+        assert request(url, {"line": "qyyl"})[0] == 400  # the core's own front and a counter
+    with pytest.raises(CutoverError, match="the window was called off by 省社保局 王"):
+        Executor("stop", opts).run()
+    with Journal.open(opts.journal) as j:
+        assert j.called_off()["options"]["reason"] == hostile
+        assert "called_off" in [n["event"] for n in j.all("notifications")]
+        assert j.step("n4-jobs-off")["state"] == "pending"
 
 
 def test_stop_halts_at_the_n3_gate_naming_agency_and_approval(run, datagen):

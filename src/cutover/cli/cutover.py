@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cutover.cli.common import refusals
+from cutover.engine import abort as abort_mod
 from cutover.engine import decisions
 from cutover.engine import rollback as rollback_mod
 from cutover.engine import status as status_mod
@@ -106,6 +107,10 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
         print(_json.dumps(collected, indent=2, ensure_ascii=False, default=str))
         return
     tz = the_plan.tz
+    called = collected["called_off"]
+    if called:  # N14: before anything else, the window is over
+        console.print(Text(f"CALLED OFF by {called['by']} at {_short(called['at'], tz)} (cutover.abort run "
+                           f"{called['run']}, {called['status']}): {called['reason']}", style="bold red"))
     if collected["sites_matrix"]:
         console.print(_matrix_table(collected["sites_matrix"], tz))
     expected = forecast(the_plan, step_durations(rehearsal_journal(resolve(cfg.artifacts))))
@@ -267,6 +272,35 @@ def rollback(c: Context, plan: str | None = None, inventory: str | None = None,
                           + (" (frozen, as the snapshot was: cutover.restore's 08:00 stage, or "
                              "invoke data.unfreeze after it, makes it read-write)"
                              if restored.get("frozen") else ""))
+
+
+@task(help={"plan": COMMON_HELP["plan"], "inventory": COMMON_HELP["inventory"],
+            "journal": COMMON_HELP["journal"], "yes": COMMON_HELP["yes"],
+            "rehearsal": "recorded as a rehearsal (the lab)",
+            "accept_plan_change": COMMON_HELP["accept_plan_change"],
+            "by": "who called the window off (recorded, notified)",
+            "reason": "why (recorded, notified)",
+            "past_point_of_no_return": "call it off although a step marked point_of_no_return has run "
+                                       "(recorded with --by and --reason)"})
+@refusals
+def abort(c: Context, by: str = "", reason: str = "", past_point_of_no_return: bool = False,
+          plan: str | None = None, inventory: str | None = None, journal: str | None = None,
+          yes: bool = False, rehearsal: bool = False, accept_plan_change: bool = False) -> None:
+    """Call the window off (N14, N18): everything back as before the stop, in the restore's
+    order and checked: the previous release where the deploy switched one, databases read-write,
+    services started, the notice removed, timed jobs as before; a hand-off already made is
+    reported as withdrawn. Past the plan's point_of_no_return only with --past-point-of-no-return.
+    The plan's verbs no longer run in this journal afterwards."""
+    opts = options(c, plan, inventory, journal, yes=yes, rehearsal=rehearsal,
+                   accept_plan_change=accept_plan_change)
+    out = abort_mod.abort(opts, by, reason, past_point_of_no_return=past_point_of_no_return)
+    probes = out.get("versions") or []
+    console.print(f"called off: {len(out['stages'])} stage(s) done ({', '.join(out['stages'])}); "
+                  f"{len(probes)} probe(s) on {len({probe['host'] for probe in probes})} host(s) report the "
+                  "release that ran before the window")
+    if out.get("jobs_untouched"):
+        console.print(f"timed jobs left as they were (this window never switched them off) on "
+                      f"{', '.join(sorted(out['jobs_untouched']))}")
 
 
 @task(help={"plan": COMMON_HELP["plan"], "journal": COMMON_HELP["journal"],

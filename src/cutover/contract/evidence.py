@@ -218,6 +218,8 @@ EVIDENCE: dict[str, Any] = {
     "export_excluded": list[str],
     "handoff": Handoff | Nothing,  # data/handoff.yml
     "reconciliation": Reconciliation | Nothing,  # data/reconcile.yml
+    # restore/restore.yml in a call-off (cutover.abort): the jobs hosts this window switched nothing off on
+    "jobs_untouched": list[Host],
 }
 _ADAPTERS = {key: TypeAdapter(shape) for key, shape in EVIDENCE.items()}
 

@@ -37,6 +37,10 @@ class PlaybookVars(BaseModel):
     cutover_release_manifest: str | None = None
     # verify.versions: a stopped service's HTTP probe fails (true) or reads "not running"
     cutover_require_running: bool | None = None
+    # cutover.abort (N14, N18): the window is called off, so every host must run the release the
+    # manifest replaces (its `previous`), and timed jobs this window never switched off stay as
+    # they are (restore, verify-versions)
+    cutover_abort: bool | None = None
     # the plan author's variables: plan.vars, then the step's vars (which win)
     plan_vars: dict[str, Any] = {}
     step_vars: dict[str, Any] = {}

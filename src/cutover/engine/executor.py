@@ -59,10 +59,23 @@ class Executor:
                 journal.mark_run_crashed(crashed["id"])
                 self.opts.say(f"run {crashed['id']} (cutover.{crashed['verb']}, {crashed['operator']}) "
                               "ended without closing: recorded as crashed")
+            _refuse_if_called_off(journal)
             _check_cross_verb_dependencies(session, journal, steps)
             _check_waves(session, steps)
             order = ordered(steps, {step.id: index for index, step in enumerate(plan.steps())})
             return _walk(_start(session, journal, self.verb, order), order)
+
+
+def _refuse_if_called_off(journal: Journal) -> None:
+    """Once `cutover.abort` started, the window is over in this journal (N14, N18)."""
+    called = journal.called_off()
+    if called is None:
+        return
+    how = called["options"]
+    raise CutoverError(f"the window was called off by {how.get('by', '?')} ({called['started_at']}, "
+                       f"cutover.abort run {called['id']}, {called['status']}): {how.get('reason', '')}",
+                       "the plan's verbs no longer run in this journal. A call-off that did not finish: "
+                       "invoke cutover.abort again. A new window: a new journal (--journal PATH)")
 
 
 def _check_cross_verb_dependencies(session: Session, journal: Journal, steps: list[Step]) -> None:
@@ -184,7 +197,7 @@ def _run_step(run: Run, step: Step, number: int, total: int) -> None:
     if row["state"] == StepState.RUNNING:
         run.say(f"[{number}/{total}] {step.id}: was left running by a run that did not finish; "
                 "checking it again before anything else")
-        _wait_for_earlier_attempts(run, step)
+        wait_for_earlier_attempts(run, step)
         journal.abandon_running(step.id)
     phase = plan.phase(step.phase)
     first_of_phase, _ = _phase_edges(run, step)
@@ -222,7 +235,7 @@ def _phase_edges(run: Run, step: Step) -> tuple[bool, bool]:
     return first, last
 
 
-def _wait_for_earlier_attempts(run: Run, step: Step) -> None:
+def wait_for_earlier_attempts(run: Run, step: Step) -> None:
     """A killed run's work can outlive it: its ansible-playbook (which, its output gone,
     may hang forever) and the helpers it started (an upload, an export, a remote dump's
     caller). Before the step runs again, the orphaned ansible-playbook is stopped and the

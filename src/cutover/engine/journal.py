@@ -251,6 +251,12 @@ class Journal:
     def interrupted_runs(self) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM runs WHERE status=?", (RunStatus.RUNNING,)).fetchall()
 
+    def called_off(self) -> dict[str, Any] | None:
+        """The window's call-off (`cutover.abort`), its latest run, once one started (whatever its
+        end): the plan's verbs no longer go on in this journal. None: not called off."""
+        row = self.db.execute("SELECT * FROM runs WHERE verb='abort' ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else {**dict(row), "options": json.loads(row["options"])}
+
     def mark_run_crashed(self, run_id: int) -> None:
         self.db.execute("UPDATE runs SET status=?, ended_at=COALESCE(ended_at, ?) WHERE id=?",
                         (RunStatus.CRASHED, now_iso(), run_id))

@@ -72,29 +72,41 @@ def rollback(opts: RunOptions, data: bool = False, discard: dict[str, str] | Non
 def _stage(session: Session, journal: Journal, run_id: int, name: str, playbook: str, kind: str,
            extravars: dict[str, Any]) -> Any:
     """One playbook of the way back, its evidence recorded; a failure (or no host) ends the run."""
+    good = run_stage(session, journal, run_id, name=name, playbook=playbook, extravars=extravars,
+                     evidence_step=EVIDENCE_STEP, run_dir=f"run-{run_id:04d}-rollback", keep=(kind,))
+    return good.get(kind) or ([] if kind == "versions" else {})
+
+
+def run_stage(session: Session, journal: Journal, run_id: int, *, name: str, playbook: str,
+              extravars: dict[str, Any], evidence_step: str, run_dir: str, tags: list[str] | None = None,
+              limit: str | None = None, keep: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """One playbook run of a recorded run outside the plan's steps (the way back, a call-off):
+    its evidence held to the contract and kept under `evidence_step` (only the kinds in `keep`,
+    when given); a failure, or a run whose plays matched no host, ends the run FAILED."""
     opts = session.opts
     with opts.progress(name) as on_progress:
         result = run_playbook(resolve(playbook), session.inventory, ident=f"run{run_id:04d}-{name}",
-                              artifacts_dir=resolve(opts.artifacts) / f"run-{run_id:04d}-rollback",
-                              limit=session.limit(),
+                              artifacts_dir=resolve(opts.artifacts) / run_dir, tags=tags,
+                              limit=limit if limit is not None else session.limit(),
                               extravars=extravars, on_progress=on_progress)
     log = f"log: {result.artifact_dir / 'stdout'}"
-    # a --limit without the hosts (Ansible refuses a limit that leaves none with rc 1): nothing rolled back
+    # a --limit without the hosts (Ansible refuses a limit that leaves none with rc 1): nothing done there
     if not work_stats(result) and (result.ok or (opts.limit and result.rc == 1)):
         journal.end_run(run_id, RunStatus.FAILED)
         raise CutoverError(f"{name}: its plays match no host under --limit {opts.limit}; nothing "
-                           "was rolled back there", "run it with a limit that includes those hosts")
+                           "was done there", "run it with a limit that includes those hosts")
     good, wrong = check_evidence(result.evidence, playbook)
     if wrong:  # held to the contract before it is stored, as a step's is
         journal.end_run(run_id, RunStatus.FAILED)
         raise CutoverError(f"{name} failed:\n  " + "\n  ".join(wrong)
                            + ("" if result.ok else "\n" + result.summary()), log)
-    found = good.get(kind) or ([] if kind == "versions" else {})
-    journal.add_evidence(EVIDENCE_STEP, kind, found)
+    for kind, found in good.items():
+        if keep is None or kind in keep:
+            journal.add_evidence(evidence_step, kind, found)
     if not result.ok:
         journal.end_run(run_id, RunStatus.FAILED)
         raise CutoverError(f"{name} failed:\n" + result.summary(), log)
-    return found
+    return good
 
 
 def _reopened(verified: dict[str, Any]) -> list[str]:

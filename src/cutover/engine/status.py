@@ -106,10 +106,25 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
         "sites_matrix": site_matrix(plan, journal, scope.tree, touches, rows, attempts) if scope else None,
         "overrides": overrides, "confirmations": confirmations,
         "notifications": journal.all("notifications") if journal else [],
+        # N14, N18: the window called off (cutover.abort): by whom, why, and what came of it
+        "called_off": _called_off(journal) if journal else None,
         # N18: who let a data rollback discard writes made since the snapshot, and which
         "discarded_writes": [record["data"] | {"at": record["at"]} for record in journal.evidence("rollback")
                              if record["kind"] == "discard_writes"] if journal else [],
     }
+
+
+def _called_off(journal: Journal) -> dict[str, Any] | None:
+    """The call-off: who, why, when, how its run ended, and the hand-off it withdrew."""
+    run = journal.called_off()
+    if run is None:
+        return None
+    withdrawn = [record["data"] for record in journal.evidence("abort")
+                 if record["kind"] == "handoff_withdrawn"]
+    return {"by": run["options"].get("by"), "reason": run["options"].get("reason"),
+            "past_point_of_no_return": run["options"].get("past_point_of_no_return", []),
+            "at": run["started_at"], "ended_at": run["ended_at"], "status": run["status"], "run": run["id"],
+            "handoff_withdrawn": withdrawn[-1] if withdrawn else None}
 
 
 # ---------------------------------------------------------------- by site (N17)

@@ -1,0 +1,129 @@
+"""`cutover.abort` (N14, N18): the window called off. Refused, changing nothing, without a name
+and a reason, before anything started, and past a point of no return unless said; otherwise the
+restore's playbook steps run at once in their order with cutover_abort, the call-off is
+recorded, notified and reported, and the plan's verbs no longer run in that journal. A call-off
+that fails half-way is finished by running it again.
+
+tests/data/sites/plan-abort.yml on tests/data/sites/inventory-counties.yml (every host on this
+machine); the playbook marks "abort <step> <host>" for each host it works on in a call-off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cutover.engine import abort, status
+from cutover.engine.executor import Executor
+from cutover.engine.journal import Journal
+from cutover.engine.session import RunOptions
+from cutover.errors import CutoverError
+from cutover.plan.lint import load_plan
+from cutover.report import render
+
+from .site_runs import marked_env, marks
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAN = ROOT / "tests" / "data" / "sites" / "plan-abort.yml"
+HOSTILE = "<script>alert(1)</script> {{ 7*7 }} [red]x[/] `rm -rf /`"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    for name in ("CUTOVER_TEST_FAIL", "CUTOVER_TEST_FAIL_ONCE", "CUTOVER_TEST_BAD_INPUT"):
+        monkeypatch.delenv(name, raising=False)
+    return marked_env(tmp_path, monkeypatch)
+
+
+def opts(env, said: list[str] | None = None) -> RunOptions:
+    return RunOptions(plan=str(PLAN), journal=str(env["journal"]), artifacts=str(env["tmp"] / "art"),
+                      rehearsal=True, auto_confirm=True, notify_urls=[],
+                      say=(said if said is not None else []).append)
+
+
+def runs(env) -> list[dict]:
+    with Journal.open(env["journal"]) as journal:
+        return journal.all("runs")
+
+
+def stop(env, limit: str | None = None) -> None:
+    Executor("stop", RunOptions(**{**opts(env).__dict__, "limit": limit})).run()
+
+
+def call_off(env, said: list[str] | None = None, **kw) -> dict:
+    return abort.abort(opts(env, said), kw.pop("by", "省社保局 王"), kw.pop("reason", "the tax side is not ready"),
+                       **kw)
+
+
+def test_a_call_off_needs_a_name_a_reason_and_a_started_window_and_changes_nothing_otherwise(env):
+    for by, reason in (("", "why"), ("who", "  ")):
+        with pytest.raises(CutoverError, match="--by NAME --reason TEXT"):
+            call_off(env, by=by, reason=reason)
+    assert not env["journal"].exists()
+    with pytest.raises(CutoverError, match="nothing to call off: no step of plan sites-abort has started"):
+        call_off(env)
+    assert runs(env) == []
+    assert marks(env) == []
+
+
+def test_before_the_point_of_no_return_the_restore_steps_run_at_once_in_order_and_the_window_is_over(env):
+    stop(env, limit="taiyuan")  # a1 at Taiyuan only; a2 (the point of no return) not reached
+    said: list[str] = []
+    out = call_off(env, said, reason=HOSTILE)
+    assert out["stages"] == ["r1", "r2"]  # no rollback: nothing of the deploy ran; r3 is manual
+    called = [line for line in marks(env) if line.startswith("abort ")]
+    assert called[0] == "abort r1 prov-db"
+    assert len(called) == 4
+    assert {line.split()[2] for line in called[1:]} == {"ty-counter", "dt-counter", "xd-counter"}
+    assert any("the window is called off by 省社保局 王" in line for line in said)
+    with Journal.open(env["journal"]) as journal:
+        run = journal.called_off()
+        assert run["status"] == "done"
+        assert run["options"]["reason"] == HOSTILE
+        assert [n["event"] for n in journal.all("notifications")][-2:] == ["called_off", "run_end"]
+        assert journal.step("r1")["state"] == "pending"  # the window's restore did not happen
+    for verb in ("stop", "restore"):
+        with pytest.raises(CutoverError, match="the window was called off by 省社保局 王") as err:
+            Executor(verb, opts(env)).run()
+        assert "a new journal (--journal PATH)" in err.value.hint
+    collected = status.collect(load_plan(PLAN)[0], Journal.open(env["journal"]))
+    assert collected["called_off"]["by"] == "省社保局 王"
+    out_dir = env["tmp"] / "report"
+    paths = render.build(load_plan(PLAN)[0], env["journal"], out_dir)
+    html = Path(paths["html"]).read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert" not in html
+    assert "{{ 7*7 }}" in html  # shown, not evaluated
+    assert "called off" in Path(paths["md"]).read_text(encoding="utf-8").lower()
+
+
+def test_past_the_point_of_no_return_the_call_off_is_refused_unless_said_and_then_recorded(env):
+    stop(env)  # a2, the point of no return, done
+    before = runs(env)
+    with pytest.raises(CutoverError, match=r"past its point of no return: a2 \(done\); nothing was changed") \
+            as err:
+        call_off(env)
+    assert "--past-point-of-no-return" in err.value.hint
+    assert runs(env) == before
+    assert not [line for line in marks(env) if line.startswith("abort ")]
+    out = call_off(env, past_point_of_no_return=True)
+    assert out["record"]["past_point_of_no_return"] == ["a2"]
+    with Journal.open(env["journal"]) as journal:
+        assert journal.called_off()["options"]["past_point_of_no_return"] == ["a2"]
+
+
+def test_a_call_off_that_fails_half_way_is_finished_by_running_it_again(env, monkeypatch):
+    stop(env, limit="taiyuan")
+    monkeypatch.setenv("CUTOVER_TEST_FAIL", "dt-counter")
+    with pytest.raises(CutoverError, match="r2 failed") as err:
+        call_off(env)
+    assert "invoke cutover.abort again" in err.value.hint
+    with Journal.open(env["journal"]) as journal:
+        assert journal.called_off()["status"] == "failed"
+        assert [n["event"] for n in journal.all("notifications")][-1] == "failure"
+    with pytest.raises(CutoverError, match="called off"):  # the window does not go on half called off
+        Executor("stop", opts(env)).run()
+    monkeypatch.delenv("CUTOVER_TEST_FAIL")
+    said: list[str] = []
+    assert call_off(env, said)["stages"] == ["r1", "r2"]
+    assert any("again: call-off run" in line and "ended failed" in line for line in said)
