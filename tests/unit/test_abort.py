@@ -127,3 +127,13 @@ def test_a_call_off_that_fails_half_way_is_finished_by_running_it_again(env, mon
     said: list[str] = []
     assert call_off(env, said)["stages"] == ["r1", "r2"]
     assert any("again: call-off run" in line and "ended failed" in line for line in said)
+
+
+def test_the_shipped_plan_is_called_off_by_the_rollback_once_its_deploy_started_then_the_restore_in_order():
+    plan = load_plan(ROOT / "plans" / "shanxi-2023-11.yml")[0]
+    restore = ["n9-restore-core", "n10-restore-interfaces", "n11-restore-counters", "n12-restore-online",
+               "n12-verify-versions", "n13-restore-jobs"]  # n11-track-counters is the cities' own
+    stop_only = plan.steps("stop")
+    assert [name for name, _, _ in abort._stages(plan, stop_only)] == restore
+    with_deploy = [*stop_only, plan.step("n5-organise")]
+    assert [name for name, _, _ in abort._stages(plan, with_deploy)] == ["rollback", *restore]
