@@ -27,6 +27,9 @@ def confirm(opts: RunOptions, step_id: str, by: str, note: str, sites: Sequence[
                            "a failed gate is let through with cutover.override")
     if not by.strip():
         raise CutoverError("a confirmation needs --by NAME", "the name is recorded")
+    if step.note_required and not note.strip():
+        raise CutoverError(f"step {step_id} is confirmed with a note saying {step.note_required}",
+                           f"invoke cutover.confirm {step_id} --by NAME --note TEXT; nothing was recorded")
     if step.sites:
         return _confirm_sites(session, step, by.strip(), note, list(dict.fromkeys(sites)))
     if sites:

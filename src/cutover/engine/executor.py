@@ -148,8 +148,7 @@ def _walk(run: Run, order: list[Step]) -> int:
         journal.end_run(run.run_id, RunStatus.DONE)
         return 0
     try:
-        for number, step in enumerate(order, 1):
-            _run_step(run, step, number, len(order))
+        _run_steps(run, order)
     except StepFailed as exc:
         status = RunStatus.WAITING if exc.code == EXIT_WAITING else RunStatus.FAILED
         journal.end_run(run.run_id, status)
@@ -187,6 +186,49 @@ def _walk(run: Run, order: list[Step]) -> int:
     run.notify("run_end", f"cutover.{verb} {'checked' if check else 'complete'}")
     run.say(f"cutover.{verb}: {'check complete' if check else 'all steps done'}")
     return 0
+
+
+def _run_steps(run: Run, order: list[Step]) -> None:
+    """Each step in order. A failure stops the run there, unless the step says
+    `on_failure: hold_dependents`: then only what depends on it waits, the others go on, and
+    the run ends failed with it (raised at the end)."""
+    held: dict[str, StepFailed | None] = {}  # failed here (the failure), or waiting on one (None)
+    for number, step in enumerate(order, 1):
+        if _held_by(run, step, number, len(order), held):
+            continue
+        try:
+            _run_step(run, step, number, len(order))
+        except StepFailed as exc:
+            if step.on_failure == "hold_dependents" and exc.code != EXIT_WAITING:
+                held[step.id] = exc
+                run.say(f"  ✗ {exc.message}\n  the steps that do not depend on {step.id} go on "
+                        "(on_failure: hold_dependents)")
+                continue
+            if not any(held.values()):
+                raise
+            _raise_held(held, exc)  # what failed earlier is said with what stopped the run now
+    if any(held.values()):
+        _raise_held(held)
+
+
+def _raise_held(held: dict[str, StepFailed | None], last: StepFailed | None = None) -> None:
+    failures = [failure for failure in held.values() if failure is not None] + ([last] if last else [])
+    waited = [step_id for step_id, failure in held.items() if failure is None]
+    raise StepFailed("; ".join(failure.message for failure in failures),
+                     "\n".join(failure.hint for failure in failures)
+                     + f"\nheld in this run by what failed: {', '.join(waited) or 'nothing'}")
+
+
+def _held_by(run: Run, step: Step, number: int, total: int, held: dict[str, StepFailed | None]) -> bool:
+    """A step that depends on one that failed in this run (on_failure: hold_dependents), or on
+    one held by it, waits; recorded in `held` (as None) so its own dependents wait too."""
+    waits = [dep for dep in step.after if dep in held]
+    if not waits:
+        return False
+    held[step.id] = None
+    run.say(f"[{number}/{total}] {step.id}: held: it depends on {', '.join(waits)}, which did not "
+            "finish in this run")
+    return True
 
 
 def _run_step(run: Run, step: Step, number: int, total: int) -> None:

@@ -52,6 +52,13 @@ class Step(_Strict):
     cooperating: list[str] = []
     rollback: str | None = None
     point_of_no_return: bool = False
+    # what a failure of this step stops: the whole run (halt), or only the steps that depend on
+    # it, the others going on and the run ending failed (hold_dependents: N7's receipt may come
+    # days after the hand-off while N8's deploy goes on beside it)
+    on_failure: Literal["halt", "hold_dependents"] = "halt"
+    # a manual step whose confirmation must say something (e.g. the version the tax side
+    # deployed, N8): the text says what; `cutover.confirm` refuses an empty --note
+    note_required: str | None = None
     evidence: list[str] = []
     requirement: str | None = None  # the mission's N-number this step serves
     # filled in by the loader: the phase, resolved times
@@ -59,6 +66,14 @@ class Step(_Strict):
     verb: Verb = "stop"
     start: dt.datetime | None = None
     end: dt.datetime | None = None
+
+    @field_validator("note_required")
+    @classmethod
+    def _note_only_for_manual(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind", "manual")
+        if value is not None and kind != "manual":
+            raise ValueError(f"only a manual step is confirmed with a note; this one is kind {kind}")
+        return value
 
     @field_validator("sites")
     @classmethod
