@@ -198,9 +198,12 @@ def test_override_then_the_province_a_city_and_the_rest_do_each_site_once_in_the
     assert Executor("stop", dataclasses.replace(run, limit="province", say=said.append)).run() == 0
     st = states(run)
     assert st["n3-gate-payments-approvals"] == st["n4-jobs-off"] == st["n4-channels-off"] == "done"
+    # checked again before the full stop: only the approval the override accepted, nothing new
+    assert st["n4-recheck-payments"] == "done"
+    assert any("nothing new since n3-gate-payments-approvals was let pass" in line for line in said), said
     assert st["n4-counters-off"] == st["n4-interfaces-off"] == st["n4-core-off"] == "pending"
-    assert any(line.startswith("[10/12] n4-counters-off: not part of this run") for line in said), said
-    assert any(line.startswith("[11/12] n4-interfaces-off: left for later: n4-counters-off is not done for")
+    assert any(line.startswith("[11/13] n4-counters-off: not part of this run") for line in said), said
+    assert any(line.startswith("[12/13] n4-interfaces-off: left for later: n4-counters-off is not done for")
                for line in said), said  # the province's interfaces wait for every city's counters
     assert all(counter_runs(name) for name in ("counter-taiyuan", "counter-datong", "counter-taiyuan-c01"))
     assert host("gw1").service("si-gateway").is_running

@@ -4,6 +4,8 @@ playbook publishes `gate` evidence that says so, or when an override lets a fail
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from typing import Any
 
 from cutover.ansible import HostFailure, PlaybookResult, run_playbook
@@ -13,6 +15,7 @@ from cutover.engine.run import Run, StepFailed, attempt_ident, attempt_mark
 from cutover.engine.states import AttemptStatus, StepState
 from cutover.paths import resolve
 from cutover.plan.model import Plan, Step
+from cutover.plan.times import fmt
 
 
 def step_vars(plan: Plan, step: Step, *, artifacts: str, journal_id: str, rehearsal: bool) -> PlaybookVars:
@@ -22,14 +25,41 @@ def step_vars(plan: Plan, step: Step, *, artifacts: str, journal_id: str, rehear
                                  step=step)
 
 
+class GateNotYet(StepFailed):
+    """A gate whose playbook ran and said "not passed" (as opposed to one that could not tell)."""
+
+
 def run_playbook_step(run: Run, step: Step) -> None:
-    if _may_be_let_pass(step) and _passed_by_override(run, step):
-        return
-    waves = step_waves(run, step)
-    for number, (label, limit, hosts, sites) in enumerate(waves, 1):
-        if len(waves) > 1:
-            run.say(f"  wave {number}/{len(waves)}: {label}")
-        _attempt(run, step, limit, hosts, sites)
+    while True:
+        if _may_be_let_pass(step) and _passed_by_override(run, step):
+            return
+        try:
+            waves = step_waves(run, step)
+            for number, (label, limit, hosts, sites) in enumerate(waves, 1):
+                if len(waves) > 1:
+                    run.say(f"  wave {number}/{len(waves)}: {label}")
+                _attempt(run, step, limit, hosts, sites)
+            return
+        except GateNotYet as exc:
+            if not _poll_again(run, step, exc):
+                raise
+
+
+def _poll_again(run: Run, step: Step, verdict: GateNotYet) -> bool:
+    """N1: a gate with `poll` whose verdict is "not yet" is checked again after the interval, as
+    long as that is before its due_by (a real clock; a rehearsal, or check mode, checks once).
+    What is still missing is said each time, and each check is an attempt in the journal."""
+    clock = run.clock
+    if not step.poll or clock.rehearsal or run.opts.check or step.end is None:
+        return False
+    again = clock.now() + dt.timedelta(seconds=int(step.poll))
+    if again > step.end:
+        return False
+    tz = run.plan.tz
+    run.say(f"  not yet: {verdict.message}\n  checked again at {fmt(again, tz)} (every {step.poll} s until "
+            f"its due_by {fmt(step.end, tz)}); an override lets it pass meanwhile")
+    clock.wait_until(again)
+    return True
 
 
 def step_waves(run: Run, step: Step) -> list[tuple[str, str | None, frozenset[str], frozenset[str]]]:
@@ -87,6 +117,11 @@ def _attempt(run: Run, step: Step, limit: str | None, hosts: frozenset[str], sit
     if extra:
         evidence.append(("facts", extra))
     passed = result.ok and not wrong and (gate is None or gate["passed"] is True)
+    if gate is not None and not passed and not wrong and _nothing_new(run, step, gate, result):
+        passed = True  # N3 checked again: only what the earlier gate's override accepted is found
+        gate = {**gate, "summary": f"nothing new since {step.recheck_of} was let pass: "
+                                   f"{len(gate.get('findings') or [])} finding(s) accepted then"}
+        evidence.append(("recheck", {"of": step.recheck_of, "accepted": gate.get("findings") or []}))
     # no play matched a host (Ansible refuses a limit that leaves none: rc 1, no host's
     # result; its own line is kept beside ours): nothing was done, never "done" (N18), and
     # the operator is told which limits
@@ -153,7 +188,10 @@ def _raise_failure(run: Run, step: Step, result: PlaybookResult, gate: dict | No
                f"as they are): invoke cutover.override {step.id} --by NAME --reason TEXT"
                if _may_be_let_pass(step) and step.kind != "gate" else "")
             + f"\n  log: {result.artifact_dir / 'stdout'}")
-    raise StepFailed(f"step {step.id} failed\n" + "\n".join(line for line in detail if line), hint)
+    # the gate ran and said so (not a contract problem, not a host it could not ask)
+    not_yet = gate is not None and gate.get("passed") is False and all(f.host != "-" for f in result.failures)
+    raise (GateNotYet if not_yet else StepFailed)(f"step {step.id} failed\n"
+                                                  + "\n".join(line for line in detail if line), hint)
 
 
 def _limit(run: Run, step: Step) -> str | None:
@@ -185,6 +223,31 @@ def _own_failures(run: Run, result: PlaybookResult, hosts: frozenset[str]) -> tu
     good = (worked & hosts) - bad
     finished = hosts <= worked | bad and not good & result.unfinished
     return run.session.scope().sites_of(bad), finished
+
+
+def _nothing_new(run: Run, step: Step, gate: dict, result: PlaybookResult) -> bool:
+    """A gate that checks again an earlier one (`recheck_of`) finds only what an override let
+    pass there: every finding is one the earlier gate reported in the attempt the override
+    let by. Fail closed: the earlier gate passed on its own (nothing was accepted), a finding
+    the override never saw, a playbook that could not ask a host, or no findings to compare."""
+    if step.recheck_of is None or gate.get("passed") is not False:
+        return False
+    if any(failure.host == "-" for failure in result.failures) or not gate.get("findings"):
+        return False
+    accepted: list[Any] | None = None
+    last_gate: list[Any] = []
+    for record in run.journal.evidence(step.recheck_of):
+        if record["kind"] == "gate":
+            last_gate = list(record["data"].get("findings") or [])
+        elif record["kind"] == "override":
+            accepted = last_gate
+    if accepted is None:
+        return False
+    def key(finding: Any) -> str:
+        return json.dumps(finding, sort_keys=True, ensure_ascii=False)
+
+    seen = {key(finding) for finding in accepted}
+    return all(key(finding) in seen for finding in gate["findings"])
 
 
 def _may_be_let_pass(step: Step) -> bool:

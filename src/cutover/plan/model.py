@@ -59,6 +59,14 @@ class Step(_Strict):
     # a manual step whose confirmation must say something (e.g. the version the tax side
     # deployed, N8): the text says what; `cutover.confirm` refuses an empty --note
     note_required: str | None = None
+    # a gate that is checked again every `poll` (e.g. "10m", "1h", seconds as a number) until its
+    # due_by while its verdict is "not yet" (N1: collection plans are due at 18:00, not at 09:00);
+    # a real clock only: a rehearsal checks once
+    poll: int | str | None = None
+    # a gate that checks again what an earlier gate checked (N3, right before the 18:00 full stop:
+    # new approvals arrive during the day): what an override let pass there is not found again,
+    # only what is new since fails it
+    recheck_of: str | None = None
     evidence: list[str] = []
     requirement: str | None = None  # the mission's N-number this step serves
     # filled in by the loader: the phase, resolved times
@@ -75,6 +83,28 @@ class Step(_Strict):
             raise ValueError(f"only a manual step is confirmed with a note; this one is kind {kind}")
         return value
 
+    @field_validator("poll")
+    @classmethod
+    def _poll(cls, value: int | str | None, info: ValidationInfo) -> int | None:
+        if value is None:
+            return None
+        kind = info.data.get("kind", "gate")
+        if kind != "gate":
+            raise ValueError(f"only a gate is checked again until its due_by; this one is kind {kind}")
+        seconds = poll_seconds(value)
+        if seconds is None or seconds < 1:
+            raise ValueError(f"poll is an interval such as 30s, 10m or 1h (or seconds), not {value!r}")
+        return seconds
+
+    @field_validator("recheck_of")
+    @classmethod
+    def _recheck_only_for_gates(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind", "gate")
+        if value is not None and kind != "gate":
+            raise ValueError("only a gate checks again what an earlier gate checked; this one is kind "
+                             f"{kind}")
+        return value
+
     @field_validator("sites")
     @classmethod
     def _sites_only_for_manual(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -82,6 +112,18 @@ class Step(_Strict):
         if value is not None and kind != "manual":
             raise ValueError(f"only a manual step is confirmed site by site; this one is kind {kind}")
         return value
+
+
+def poll_seconds(value: int | str) -> int | None:
+    """An interval as a plan writes it ("30s", "10m", "1h", or seconds) in seconds; None: not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    return int(number) * unit if number.isdigit() else None
 
 
 class Phase(_Strict):

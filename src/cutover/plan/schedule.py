@@ -60,10 +60,29 @@ def lint_dependencies(plan: Plan, add: Add, locs: Locs, by_id: dict[str, Any]) -
                 add((*loc, "after"), f"step {step.id} is scheduled ({_t(step.start)}) before "
                     f"{dep} ({_t(other.start)}), which it depends on",
                     "move its not_before later, or drop the dependency")
+        if step.recheck_of is not None:  # N3 checked again: an earlier gate it depends on
+            other = by_id.get(step.recheck_of)
+            if other is None or other.kind != "gate" or step.recheck_of not in _upstream(step, by_id):
+                add((*loc, "recheck_of"), f"step {step.id} checks again {step.recheck_of!r}, which is not "
+                    "a gate it depends on", "name a gate step of this plan that this one comes after "
+                    "(through after:)" if other is not None else close_match(step.recheck_of, by_id))
     cycle = _find_cycle({s.id: [d for d in s.after if d in by_id] for s in plan.steps()})
     if cycle:
         add((*locs[cycle[0]], "after"), "dependency cycle: " + " → ".join([*cycle, cycle[0]]),
             "a step cannot wait for itself; remove one of these `after:` entries")
+
+
+def _upstream(step: Any, by_id: dict[str, Any]) -> set[str]:
+    """Every step `step` depends on, through `after`, transitively."""
+    seen: set[str] = set()
+    todo = list(step.after)
+    while todo:
+        dep = todo.pop()
+        if dep in seen or dep not in by_id:
+            continue
+        seen.add(dep)
+        todo += by_id[dep].after
+    return seen
 
 
 def lint_verb_order(plan: Plan, add: Add, locs: Locs) -> None:
