@@ -67,9 +67,11 @@ def load_contract(table: Path = TABLE) -> HostVarsContract:
     for name, raw in data["variables"].items():
         spec = {**role_option(raw["feeds"]), **raw} if raw.get("feeds") else dict(raw)
         if spec.get("type") not in TYPES:
-            raise CutoverError(f"{table}: {name}: type {spec.get('type')!r} is not one of {', '.join(TYPES)}")
+            raise CutoverError(f"{table}: {name}: type {spec.get('type')!r} is not one of "
+                               f"{', '.join(TYPES)}")
+        secret = bool(spec.get("secret") or spec.get("no_log"))
         variables[name] = VarSpec(name, spec["type"], str(raw.get("about", "")), spec.get("elements"),
-                                  tuple(spec.get("choices") or ()), bool(spec.get("secret") or spec.get("no_log")))
+                                  tuple(spec.get("choices") or ()), secret)
     plays = {book: {play: PlayNeeds({g: tuple(v) for g, v in (p.get("needs") or {}).items()},
                                     tuple(p.get("optional") or ()), bool(p.get("lab_only")))
                     for play, p in book_plays.items()}

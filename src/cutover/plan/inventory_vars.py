@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cutover.contract.host_vars import HostVarsContract, load_contract, value_problem
+from cutover.contract.host_vars import HostVarsContract, PlayNeeds, load_contract, value_problem
 from cutover.inventory import inventory_yaml_files
 from cutover.paths import resolve
 from cutover.plan.model import Plan
@@ -74,15 +75,59 @@ class _Finding:
     hosts: list[str] = field(default_factory=list)
     uses: list[str] = field(default_factory=list)  # "play 'P' of BOOK (step S)"
 
+    def add(self, host: str, use: str) -> None:
+        if host not in self.hosts:
+            self.hosts.append(host)
+        if use not in self.uses:
+            self.uses.append(use)
+
 
 def lint_inventory_vars(plan: Plan, add: Add, data: dict[str, Any], inv_path: Path, production: bool,
                         contract: HostVarsContract | None = None) -> None:
     contract = contract or load_contract()
     hostvars = data.get("_meta", {}).get("hostvars", {})
     groups = InventoryGroups(data)
-    order = {host: n for n, host in enumerate(hostvars)}  # the inventory's order: the first named is near the top
     missing: dict[tuple[str, str], _Finding] = {}  # (variable, group to add it to)
     wrong: dict[tuple[str, str, tuple[str, int]], _Finding] = {}  # (variable, problem, where it is set)
+    for use, pattern, needs, reached in _plays_run(plan, contract, groups, list(hostvars)):
+        if needs.lab_only and production and reached:
+            add(("plan", "inventory"), f"the production inventory {rel(inv_path)} gives hosts "
+                f"({', '.join(reached[:3])}) to {use}, which stands in for another party's system in the lab",
+                "leave that group empty in production (its hosts belong to the other party)",
+                at=_host_line(inv_path, reached[0]))
+            continue
+        for group, names in needs.needs.items():
+            for host in (h for h in reached if group == "all" or h in groups.members(group)):
+                for var in names:
+                    if var not in hostvars[host]:
+                        home = group if group != "all" else _home_group(groups, host, pattern)
+                        finding = missing.setdefault((var, home), _Finding())
+                    else:
+                        problem = value_problem(hostvars[host][var], contract.variables[var])
+                        if problem is None:
+                            continue
+                        where = _var_line(inv_path, host, groups.of_host(host), var)
+                        finding = wrong.setdefault((var, problem, where), _Finding())
+                    finding.add(host, use)
+    inv = rel(inv_path)
+    base = inv_path if inv_path.is_dir() else inv_path.parent
+    for (var, home), finding in missing.items():
+        spec = contract.variables[var]
+        into = f"{rel(base / 'group_vars' / home / 'vars.yml')} (every host of {home})" if home \
+            else f"{rel(base / 'host_vars' / finding.hosts[0])}.yml"
+        add(("plan", "inventory"), f"inventory {inv}: {var} is missing on {_named(finding.hosts)}, "
+            f"needed by {_uses(finding.uses)}", f"add {spec.describe()} to {into}, or to each host",
+            at=_host_line(inv_path, finding.hosts[0]))
+    for (var, problem, where), finding in wrong.items():
+        spec = contract.variables[var]
+        add(("plan", "inventory"), f"inventory {inv}: {var} of {_named(finding.hosts)} {problem}, "
+            f"needed by {_uses(finding.uses)}", f"write {spec.describe()}", at=where)
+
+
+def _plays_run(plan: Plan, contract: HostVarsContract, groups: InventoryGroups,
+               order: list[str]) -> Iterator[tuple[str, str, PlayNeeds, list[str]]]:
+    """Each play a step runs that the contract knows: (which play of which step, its hosts
+    pattern, what it needs, the hosts it reaches in the inventory's order)."""
     for step in plan.steps():
         path = resolve(step.playbook) if step.playbook else None
         book = contract.plays.get(rel(path)) if path and path.is_file() else None
@@ -90,49 +135,10 @@ def lint_inventory_vars(plan: Plan, add: Add, data: dict[str, Any], inv_path: Pa
             continue
         for play in work_plays(path, step.tags):
             name = str(play.get("name", ""))
-            needs = book.get(name)
-            if needs is None:
-                continue
-            reached = sorted(groups.matching(str(play["hosts"])), key=order.__getitem__)
-            use = f"play {name!r} of {rel(path)} (step {step.id})"
-            if needs.lab_only and production and reached:
-                add(("plan", "inventory"), f"the production inventory {rel(inv_path)} gives hosts "
-                    f"({', '.join(reached[:3])}) to {use}, which stands in for another party's system in the lab",
-                    "leave that group empty in production (its hosts belong to the other party)",
-                    at=_host_line(inv_path, reached[0]))
-                continue
-            for group, names in needs.needs.items():
-                for host in reached:
-                    if group != "all" and host not in groups.members(group):
-                        continue
-                    for var in names:
-                        spec = contract.variables[var]
-                        if var not in hostvars[host]:
-                            target = group if group != "all" else _home_group(groups, host, str(play["hosts"]))
-                            finding = missing.setdefault((var, target), _Finding())
-                        else:
-                            problem = value_problem(hostvars[host][var], spec)
-                            if problem is None:
-                                continue
-                            where = _var_line(inv_path, host, groups.of_host(host), var)
-                            finding = wrong.setdefault((var, problem, where), _Finding())
-                        if host not in finding.hosts:
-                            finding.hosts.append(host)
-                        if use not in finding.uses:
-                            finding.uses.append(use)
-    inv = rel(inv_path)
-    base = inv_path if inv_path.is_dir() else inv_path.parent
-    for (var, target), finding in missing.items():
-        spec = contract.variables[var]
-        home = f"{rel(base / 'group_vars' / target / 'vars.yml')} (every host of {target})" if target \
-            else f"{rel(base / 'host_vars' / finding.hosts[0])}.yml"
-        add(("plan", "inventory"), f"inventory {inv}: {var} is missing on {_named(finding.hosts)}, "
-            f"needed by {_uses(finding.uses)}", f"add {spec.describe()} to {home}, or to each host",
-            at=_host_line(inv_path, finding.hosts[0]))
-    for (var, problem, where), finding in wrong.items():
-        spec = contract.variables[var]
-        add(("plan", "inventory"), f"inventory {inv}: {var} of {_named(finding.hosts)} {problem}, "
-            f"needed by {_uses(finding.uses)}", f"write {spec.describe()}", at=where)
+            if name in book:
+                reached = groups.matching(str(play["hosts"]))
+                yield (f"play {name!r} of {rel(path)} (step {step.id})", str(play["hosts"]), book[name],
+                       [host for host in order if host in reached])
 
 
 def _named(hosts: list[str]) -> str:
@@ -187,8 +193,8 @@ def _var_line(inv_path: Path, host: str, host_groups: list[str], var: str) -> tu
 
     def under(*parts: str) -> list[Path]:
         top = base.joinpath(*parts)
-        return [f for f in files if f == top or top in f.parents or f.name.startswith(f"{parts[-1]}.")
-                and f.parent == top.parent]
+        return [f for f in files if f == top or top in f.parents
+                or (f.name.startswith(f"{parts[-1]}.") and f.parent == top.parent)]
 
     on_host_line = re.compile(rf"^\s*{re.escape(host)}\s*:.*(^|[\s{{,]){re.escape(var)}\s*:")
     for candidates, pattern in ((under("host_vars", host), key), (_host_files(inv_path), on_host_line),
