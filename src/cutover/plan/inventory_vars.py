@@ -94,7 +94,7 @@ def lint_inventory_vars(plan: Plan, add: Add, data: dict[str, Any], inv_path: Pa
             add(("plan", "inventory"), f"the production inventory {rel(inv_path)} gives hosts "
                 f"({', '.join(reached[:3])}) to {use}, which stands in for another party's system in the lab",
                 "leave that group empty in production (its hosts belong to the other party)",
-                at=_host_line(inv_path, reached[0]))
+                at=host_line(inv_path, reached[0]))
             continue
         for group, names in needs.needs.items():
             for host in (h for h in reached if group == "all" or h in groups.members(group)):
@@ -106,7 +106,7 @@ def lint_inventory_vars(plan: Plan, add: Add, data: dict[str, Any], inv_path: Pa
                         problem = value_problem(hostvars[host][var], contract.variables[var])
                         if problem is None:
                             continue
-                        where = _var_line(inv_path, host, groups.of_host(host), var)
+                        where = var_line(inv_path, host, groups.of_host(host), var)
                         finding = wrong.setdefault((var, problem, where), _Finding())
                     finding.add(host, use)
     inv = rel(inv_path)
@@ -115,12 +115,12 @@ def lint_inventory_vars(plan: Plan, add: Add, data: dict[str, Any], inv_path: Pa
         spec = contract.variables[var]
         into = f"{rel(base / 'group_vars' / home / 'vars.yml')} (every host of {home})" if home \
             else f"{rel(base / 'host_vars' / finding.hosts[0])}.yml"
-        add(("plan", "inventory"), f"inventory {inv}: {var} is missing on {_named(finding.hosts)}, "
+        add(("plan", "inventory"), f"inventory {inv}: {var} is missing on {named_hosts(finding.hosts)}, "
             f"needed by {_uses(finding.uses)}", f"add {spec.describe()} to {into}, or to each host",
-            at=_host_line(inv_path, finding.hosts[0]))
+            at=host_line(inv_path, finding.hosts[0]))
     for (var, problem, where), finding in wrong.items():
         spec = contract.variables[var]
-        add(("plan", "inventory"), f"inventory {inv}: {var} of {_named(finding.hosts)} {problem}, "
+        add(("plan", "inventory"), f"inventory {inv}: {var} of {named_hosts(finding.hosts)} {problem}, "
             f"needed by {_uses(finding.uses)}", f"write {spec.describe()}", at=where)
 
 
@@ -141,7 +141,7 @@ def _plays_run(plan: Plan, contract: HostVarsContract, groups: InventoryGroups,
                        [host for host in order if host in reached])
 
 
-def _named(hosts: list[str]) -> str:
+def named_hosts(hosts: list[str]) -> str:
     more = f" and {len(hosts) - 3} more hosts" if len(hosts) > 3 else ""
     return ", ".join(hosts[:3]) + more
 
@@ -178,13 +178,13 @@ def _find(files: list[Path], pattern: re.Pattern[str]) -> tuple[str, int] | None
     return None
 
 
-def _host_line(inv_path: Path, host: str) -> tuple[str, int]:
+def host_line(inv_path: Path, host: str) -> tuple[str, int]:
     """Where the inventory defines a host (its first mention as a key)."""
     found = _find(_host_files(inv_path), re.compile(rf"^\s*{re.escape(host)}\s*:"))
     return found or (rel(inv_path), 1)
 
 
-def _var_line(inv_path: Path, host: str, host_groups: list[str], var: str) -> tuple[str, int]:
+def var_line(inv_path: Path, host: str, host_groups: list[str], var: str) -> tuple[str, int]:
     """Where a host's variable is set: its host_vars, its line in the hosts file, its groups'
     group_vars, then group_vars/all (the order of Ansible's precedence, best effort)."""
     base = inv_path if inv_path.is_dir() else inv_path.parent
@@ -203,4 +203,4 @@ def _var_line(inv_path: Path, host: str, host_groups: list[str], var: str) -> tu
         found = _find(candidates, pattern)
         if found:
             return found
-    return _host_line(inv_path, host)
+    return host_line(inv_path, host)
