@@ -29,8 +29,9 @@ _KEYSCAN = ("add each host's key (ssh-keyscan -t ed25519 ADDRESS >> the file) an
 
 def lint_host_keys(add: Add, data: dict[str, Any], inv_path: Path) -> None:
     """Checks of a production inventory (the caller knows it is one)."""
-    hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
     groups = InventoryGroups(data)
+    written = data.get("_meta", {}).get("hostvars", {})
+    hostvars: dict[str, dict[str, Any]] = {host: written[host] for host in groups.in_order()}
     at = ("plan", "inventory")
     inv = rel(inv_path)
     for host, hv in hostvars.items():

@@ -40,6 +40,20 @@ class InventoryGroups:
                 out |= self.members(child, seen | {group})
         return out
 
+    def in_order(self) -> list[str]:
+        """Every host, in the order the inventory writes them (its groups depth first)."""
+        out: dict[str, None] = {}
+
+        def walk(group: str, seen: frozenset[str]) -> None:
+            entry = self._data.get(group) or {}
+            out.update(dict.fromkeys(entry.get("hosts", [])))
+            for child in entry.get("children", []):
+                if child not in seen:
+                    walk(child, seen | {child})
+
+        walk("all", frozenset({"all"}))
+        return [*out, *sorted(self.hosts - set(out))]
+
     def of_host(self, host: str) -> list[str]:
         return sorted(g for g in self.names if g not in ("all", "ungrouped") and host in self.members(g))
 
@@ -89,7 +103,7 @@ def lint_inventory_vars(plan: Plan, add: Add, data: dict[str, Any], inv_path: Pa
     groups = InventoryGroups(data)
     missing: dict[tuple[str, str], _Finding] = {}  # (variable, group to add it to)
     wrong: dict[tuple[str, str, tuple[str, int]], _Finding] = {}  # (variable, problem, where it is set)
-    for use, pattern, needs, reached in _plays_run(plan, contract, groups, list(hostvars)):
+    for use, pattern, needs, reached in _plays_run(plan, contract, groups, groups.in_order()):
         if needs.lab_only and production and reached:
             add(("plan", "inventory"), f"the production inventory {rel(inv_path)} gives hosts "
                 f"({', '.join(reached[:3])}) to {use}, which stands in for another party's system in the lab",
