@@ -12,6 +12,7 @@ from typing import Any
 
 import paramiko
 
+from cutover.ansible.runner import NO_PROMPT_SSH_OPTIONS
 from cutover.errors import CutoverError
 from cutover.inventory import resolved_var
 from cutover.plan.inventory_vars import InventoryGroups, host_line, named_hosts, var_line
@@ -20,7 +21,7 @@ from cutover.plan.problems import Add, rel
 KNOWN_HOSTS_VAR = "cutover_known_hosts"
 SSH_ARG_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_ssh_args")
 _OFF = re.compile(r"StrictHostKeyChecking[=\s]+(no|off|accept-new)\b", re.IGNORECASE)
-_HINT = (f"set {KNOWN_HOSTS_VAR}: \"{{{{ inventory_dir }}}}/known_hosts\" and ansible_ssh_common_args: "
+_HINT = (f"set {KNOWN_HOSTS_VAR}: \"{{{{ inventory_dir }}}}/known_hosts.txt\" and ansible_ssh_common_args: "
          f"-o UserKnownHostsFile={{{{ {KNOWN_HOSTS_VAR} }}}} in group_vars/all/vars.yml, as "
          "inventories/example does")
 _KEYSCAN = ("add each host's key (ssh-keyscan -t ed25519 ADDRESS >> the file) and check its fingerprint "
@@ -34,18 +35,27 @@ def lint_host_keys(add: Add, data: dict[str, Any], inv_path: Path) -> None:
     hostvars: dict[str, dict[str, Any]] = {host: written[host] for host in groups.in_order()}
     at = ("plan", "inventory")
     inv = rel(inv_path)
+    # (what is wrong, the variable, the hint) → the hosts it is wrong for: said once, naming them
+    found: dict[tuple[str, str, str], list[str]] = {}
+    strict = " ".join(f"-o {option}" for option in NO_PROMPT_SSH_OPTIONS)
+    off = ("switches host key checking off", "remove it: an unknown host key must fail, not be trusted")
+    trust = ("tells ssh to trust unknown host keys",
+             "write -o StrictHostKeyChecking=yes, or leave it to ansible.cfg")
+    replaced = (f"replaces ansible.cfg's ssh_args without {strict}",
+                "remove it (ansible_ssh_common_args adds to them), or say both")
     for host, hv in hostvars.items():
         for var in ("ansible_host_key_checking", "ansible_ssh_host_key_checking"):
             if var in hv and str(hv[var]).lower() in ("false", "no", "0", "off"):
-                add(at, f"the production inventory {inv} switches host key checking off for {host} ({var})",
-                    "remove it: an unknown host key must fail, not be trusted",
-                    at=var_line(inv_path, host, groups.of_host(host), var))
+                found.setdefault((off[0], var, off[1]), []).append(host)
+        if "ansible_ssh_args" in hv and not all(f"-o {o}" in str(hv["ansible_ssh_args"])
+                                                for o in NO_PROMPT_SSH_OPTIONS):
+            found.setdefault((replaced[0], "ansible_ssh_args", replaced[1]), []).append(host)
         for var in SSH_ARG_VARS:
             if _OFF.search(str(hv.get(var, ""))):
-                add(at, f"the production inventory {inv} tells ssh to trust unknown host keys for {host} "
-                    f"({var})",
-                    "write -o StrictHostKeyChecking=yes, or leave it to ansible.cfg",
-                    at=var_line(inv_path, host, groups.of_host(host), var))
+                found.setdefault((trust[0], var, trust[1]), []).append(host)
+    for (what, var, hint), hosts in found.items():
+        add(at, f"the production inventory {inv} {what} ({var}) for {named_hosts(hosts)}", hint,
+            at=var_line(inv_path, hosts[0], groups.of_host(hosts[0]), var))
     without = [h for h, hv in hostvars.items() if not hv.get(KNOWN_HOSTS_VAR)]
     if without:
         add(at, f"the production inventory {inv} names no known_hosts ({KNOWN_HOSTS_VAR}) for "
