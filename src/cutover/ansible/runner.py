@@ -8,6 +8,7 @@ journal, and a `PlaybookResult` that says what failed where, in words.
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import os
 import signal
@@ -30,6 +31,25 @@ HOST_EVENTS = {
     "runner_on_unreachable": "unreachable",
     "runner_on_skipped": "skipped",
 }
+
+
+# What ssh must be told so that it never asks (issue #15): an unknown or changed host key
+# fails the host at once instead of waiting for "yes" in ansible-runner's pty.
+NO_PROMPT_SSH_OPTIONS = ("StrictHostKeyChecking=yes", "BatchMode=yes")
+
+
+def ssh_args(config: Path = ANSIBLE_CFG) -> str:
+    """ansible.cfg's ssh_args, which say NO_PROMPT_SSH_OPTIONS; refused if they do not. The runner
+    passes them itself, so no ANSIBLE_SSH_ARGS of the operator's shell replaces them."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(config)
+    args = parser.get("ssh_connection", "ssh_args", fallback="")
+    missing = [option for option in NO_PROMPT_SSH_OPTIONS if f"-o {option}" not in args]
+    if missing:
+        said = ", ".join(f"-o {option}" for option in missing)
+        raise CutoverError(f"{config}: ssh_args does not say {said}: an unknown host key would wait for an "
+                           "answer", "add them to [ssh_connection] ssh_args")
+    return args
 
 
 @dataclass
@@ -216,6 +236,9 @@ def run_playbook(
         # says so too, for a playbook run alone); a phase with on_site_failure: continue
         # lets the other hosts go on (N17), said here so no outside setting decides it
         "ANSIBLE_ANY_ERRORS_FATAL": str(halt_on_failure),
+        # ssh fails at once on an unknown host key, never asks (ansible.cfg; issue #15)
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_SSH_ARGS": ssh_args(),
     }
     # Every process this attempt starts on this machine (ansible-playbook, its workers, the
     # helpers they run) carries the attempt's mark, so a resumed step can tell whether the

@@ -13,6 +13,8 @@ from cutover.data import sql
 from cutover.errors import CutoverError
 from cutover.inventory import load_inventory
 from cutover.paths import resolve
+from cutover.plan.host_keys import lint_host_keys
+from cutover.plan.inventory_vars import InventoryGroups, lint_inventory_vars
 from cutover.plan.model import Plan
 from cutover.plan.playbooks import play_hosts
 from cutover.plan.problems import Add, close_match, rel
@@ -34,9 +36,12 @@ def lint_inventory(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]],
         return None
     hostvars = data.get("_meta", {}).get("hostvars", {})
     hosts = set(hostvars)
-    groups = {g for g in data if g != "_meta"}
+    groups = InventoryGroups(data).names  # an empty group too (production's `tax`)
     _lint_export_fragments(hostvars, add, inv_path)
     production = any(hv.get("cutover_environment") == "production" for hv in hostvars.values())
+    lint_inventory_vars(plan, add, data, inv_path, production)
+    if production:
+        lint_host_keys(add, data, inv_path)
     sites = SiteTree.from_hostvars(hostvars, groups)
     for problem in sites.problems(production=production):  # N17: every host stands in the tree
         add(("plan", "inventory"), f"inventory {rel(inv_path)}: {problem.message}", problem.hint,
