@@ -7,9 +7,14 @@ manifest's own checksum SQL under the manifest's session settings, and writes ba
 drop `receipts/<batch>/receipt.json` (per line and table: rows loaded, checksum) and a
 backup copy of every file it loaded (`receipts/<batch>/backup/<line>/<file>`).
 
-`--lose-row TABLE` (or the file /etc/si-lab/receiver-fault holding `lose-row TABLE`) plants
-a fault: the last row of that table (every line) is not loaded, the way a receiver's loader
-might drop a row; reconciliation must catch it.
+`--watch` is how the lab runs it (the service si-lab-receiver on tax1, started by `lab.up`):
+every `--interval` seconds it looks at every batch in the inbox and answers each whose index
+no receipt answers yet, as the tax department would on its own, outside cutover (N7). To
+answer a batch anew (a receiver that fixed its loader), remove its receipt from the drop.
+
+`--lose-row TABLE` (or the file /etc/si-lab/receiver-fault holding `lose-row TABLE`, read
+when a batch is answered) plants a fault: the last row of that table (every line) is not
+loaded, the way a receiver's loader might drop a row; reconciliation must catch it.
 Uses only the standard library and psycopg 3 (Debian's python3-psycopg).
 """
 
@@ -24,6 +29,7 @@ import io
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -62,7 +68,9 @@ def put(ftp: ftplib.FTP, data: io.BufferedIOBase, remote: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--batch", required=True)
+    ap.add_argument("--batch", help="answer this batch once (without: --watch)")
+    ap.add_argument("--watch", action="store_true", help="answer every new batch, for ever")
+    ap.add_argument("--interval", type=float, default=2.0)
     ap.add_argument("--ftp-host", default="127.0.0.1")
     ap.add_argument("--ftp-port", type=int, default=21)
     ap.add_argument("--ftp-user", required=True)
@@ -71,22 +79,69 @@ def main() -> int:
     ap.add_argument("--dsn", required=True)
     ap.add_argument("--lose-row", default="")
     a = ap.parse_args()
-    fault = Path("/etc/si-lab/receiver-fault")
-    if not a.lose_row and fault.exists():
-        words = fault.read_text().split()
-        a.lose_row = words[1] if len(words) == 2 and words[0] == "lose-row" else ""
+    if not a.watch:
+        if not a.batch:
+            ap.error("--batch BATCH, or --watch")
+        with _drop(a) as ftp:
+            return receive(ftp, a, a.batch)
+    while True:  # a pass over the inbox; a drop or database that is away is tried again
+        try:
+            with _drop(a) as ftp:
+                for batch in _unanswered(ftp, a):
+                    receive(ftp, a, batch)
+        except (OSError, EOFError, ftplib.Error, psycopg.Error, ValueError, KeyError) as exc:
+            print(f"receiver: {exc!r}; trying again", file=sys.stderr, flush=True)
+        time.sleep(a.interval)
+
+
+@contextlib.contextmanager
+def _drop(a: argparse.Namespace):
     ftp = ftplib.FTP()
     ftp.connect(a.ftp_host, a.ftp_port, timeout=30)
-    ftp.login(a.ftp_user, os.environ["DROP_PASSWORD"])
-    base = f"{a.inbox}/{a.batch}"
-    work = WORK / a.batch
+    try:
+        ftp.login(a.ftp_user, os.environ["DROP_PASSWORD"])
+        yield ftp
+    finally:
+        with contextlib.suppress(OSError, EOFError, ftplib.Error):
+            ftp.quit()
+
+
+def _unanswered(ftp: ftplib.FTP, a: argparse.Namespace) -> list[str]:
+    """The batches in the inbox with an index (a complete hand-off) that no receipt answers."""
+    try:
+        batches = [name.rsplit("/", 1)[-1] for name in ftp.nlst(a.inbox)]
+    except ftplib.error_perm:  # no inbox yet
+        return []
+    out = []
+    for batch in batches:
+        try:
+            index = hashlib.sha256(b"".join(_chunks(ftp, f"{a.inbox}/{batch}/manifest.json"))).hexdigest()
+        except ftplib.error_perm:
+            continue  # no index: the hand-off is not complete
+        try:
+            receipt = json.loads(b"".join(_chunks(ftp, f"{a.receipts}/{batch}/receipt.json")))
+        except (ftplib.error_perm, ValueError):
+            receipt = {}
+        if receipt.get("handoff_sha256") != index:
+            out.append(batch)
+    return out
+
+
+def receive(ftp: ftplib.FTP, a: argparse.Namespace, batch: str) -> int:
+    lose_row = a.lose_row
+    fault = Path("/etc/si-lab/receiver-fault")
+    if not lose_row and fault.exists():
+        words = fault.read_text().split()
+        lose_row = words[1] if len(words) == 2 and words[0] == "lose-row" else ""
+    base = f"{a.inbox}/{batch}"
+    work = WORK / batch
     try:
         index_raw = b"".join(_chunks(ftp, f"{base}/manifest.json"))
         index = json.loads(index_raw)
     except ftplib.error_perm as exc:
         print(f"error: no hand-off at {base}/manifest.json on the drop: {exc}", file=sys.stderr)
         return 1
-    receipt = {"format": "cutover-receipt/1", "batch": a.batch, "receiver": "lab tax1 (tax_receive)",
+    receipt = {"format": "cutover-receipt/1", "batch": batch, "receiver": "lab tax1 (tax_receive)",
                "handoff_sha256": hashlib.sha256(index_raw).hexdigest(),  # which hand-off this answers
                "received_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                "lines": {}, "backup": {"path": "backup", "files": []}, "problems": []}
@@ -110,13 +165,13 @@ def main() -> int:
                 cols = ", ".join(f"{ident(c['name'])} {c['type']}" for c in t["columns"])
                 conn.execute(f"CREATE TABLE {ident(t['table'])} ({cols})")
                 data = local.read_bytes()
-                if a.lose_row == t["table"] and data.count(b"\n") > 1:
+                if lose_row == t["table"] and data.count(b"\n") > 1:
                     data = data[: data.rstrip(b"\n").rfind(b"\n") + 1]
                 with conn.cursor().copy(f"COPY {ident(t['table'])} FROM STDIN (FORMAT csv, HEADER)") as cp:
                     cp.write(data)
                 rows, checksum = conn.execute(t["checksum_sql"]).fetchone()
                 tables[t["table"]] = {"rows": int(rows), "checksum": str(checksum)}
-                remote = f"{a.receipts}/{a.batch}/backup/{line}"
+                remote = f"{a.receipts}/{batch}/backup/{line}"
                 ensure_dir(ftp, remote)
                 with local.open("rb") as f:
                     put(ftp, f, f"{remote}/{t['file']}")
@@ -124,11 +179,11 @@ def main() -> int:
             receipt["lines"][line] = {"tables": tables}
             print(f"{line}: {len(tables)} tables, {sum(v['rows'] for v in tables.values()):,} rows loaded",
                   file=sys.stderr)
-    ensure_dir(ftp, f"{a.receipts}/{a.batch}")
+    ensure_dir(ftp, f"{a.receipts}/{batch}")
     put(ftp, io.BytesIO(json.dumps(receipt, ensure_ascii=False, indent=2).encode()),
-        f"{a.receipts}/{a.batch}/receipt.json")
-    ftp.quit()
-    print(json.dumps({"lines": len(receipt["lines"]), "problems": receipt["problems"]}))
+        f"{a.receipts}/{batch}/receipt.json")
+    print(json.dumps({"batch": batch, "lines": len(receipt["lines"]), "problems": receipt["problems"]}),
+          flush=True)
     return 0
 
 

@@ -40,7 +40,6 @@ class VarSpec:
 class PlayNeeds:
     needs: dict[str, tuple[str, ...]]  # a group of the play's hosts (or "all") → variables
     optional: tuple[str, ...] = ()
-    lab_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ def load_contract(table: Path = TABLE) -> HostVarsContract:
         variables[name] = VarSpec(name, spec["type"], str(raw.get("about", "")), spec.get("elements"),
                                   tuple(spec.get("choices") or ()), secret)
     plays = {book: {play: PlayNeeds({g: tuple(v) for g, v in (p.get("needs") or {}).items()},
-                                    tuple(p.get("optional") or ()), bool(p.get("lab_only")))
+                                    tuple(p.get("optional") or ()))
                     for play, p in book_plays.items()}
              for book, book_plays in data["plays"].items()}
     return HostVarsContract(variables, plays)

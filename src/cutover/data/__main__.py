@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ import psycopg
 from cutover.data import drop as dropmod
 from cutover.data.export import export_line
 from cutover.data.files import write_json
-from cutover.data.handoff import handoff
+from cutover.data.handoff import batch_index, handoff
 from cutover.data.reconcile import receipt_path, reconcile, table_text, wait_for_receipt
 from cutover.data.screen import screen_line
 from cutover.engine import notify
@@ -120,8 +121,10 @@ def _handoff(spec: dict[str, Any]) -> dict[str, Any]:
 def _reconcile(spec: dict[str, Any]) -> dict[str, Any]:
     wait = float(spec.get("wait") or 0)
     path = receipt_path(spec["drop"]["receipts"], spec["batch"])
+    index = batch_index(Path(spec["dir"]) / "export", spec["lines"], spec["batch"])
     if wait > 0 and not wait_for_receipt(lambda: _drop(spec), path, wait=wait,
-                                         poll=float(spec.get("poll") or 60), say=say):
+                                         poll=float(spec.get("poll") or 60), say=say,
+                                         answering=hashlib.sha256(index).hexdigest()):
         raise CutoverError(f"no receipt at {path} after waiting {wait:.0f} s",
                            "the receiver has not answered; ask it, then run data.reconcile again "
                            "(cutover.deploy resumes here); si_drop_receipt_wait sets the wait")

@@ -72,7 +72,7 @@ def batch_index(export_dir: Path, lines: list[str], batch: str) -> bytes:
     return json.dumps(index, ensure_ascii=False, indent=2).encode()
 
 
-def _answers(drop: Drop, receipt: str) -> str | None:
+def answers(drop: Drop, receipt: str) -> str | None:
     """The hand-off (index sha256) a receipt on the drop names, if it is readable at all."""
     try:
         data = json.loads(drop.get_bytes(receipt))
@@ -96,7 +96,7 @@ def handoff(drop: Drop, export_dir: Path, lines: list[str], *, batch: str, remot
     base = join(remote_root, batch)
     index = batch_index(export_dir, lines, batch)
     digest = hashlib.sha256(index).hexdigest()
-    if drop.size(receipt) is not None and _answers(drop, receipt) != digest:
+    if drop.size(receipt) is not None and answers(drop, receipt) != digest:
         # left by a dry run or an earlier batch: never read as this one's (one that answers
         # this very hand-off, on a re-run to notify again, stays)
         drop.remove(receipt)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.data.drop import Drop, join
-from cutover.data.handoff import batch_index
+from cutover.data.handoff import answers, batch_index
 from cutover.errors import CutoverError
 
 
@@ -124,20 +124,24 @@ def receipt_path(receipts_root: str, batch: str) -> str:
 
 def wait_for_receipt(open_drop: Callable[[], Drop], path: str, *, wait: float, poll: float,
                      say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep,
-                     clock: Callable[[], float] = time.monotonic) -> bool:
+                     clock: Callable[[], float] = time.monotonic, answering: str | None = None) -> bool:
     """Look for the receipt every `poll` seconds for up to `wait` seconds; True once it is
-    there. A new connection each time: a drop that drops idle sessions cannot break a long wait."""
+    there (with `answering`, once it answers that hand-off: a receiver still answering an
+    earlier one, or half-way through writing, is waited for). A new connection each time: a
+    drop that drops idle sessions cannot break a long wait."""
     deadline = clock() + wait
     while True:
         with open_drop() as d:
-            if d.size(path) is not None:
+            there = d.size(path) is not None
+            if there and (answering is None or answers(d, path) == answering):
                 return True
             where = f"{d.name}/{path}"
         left = deadline - clock()
         if left <= 0:
             return False
         pause = min(poll, left)
-        say(f"no receipt yet at {where}; looking again in {pause:.0f} s ({left:.0f} s of {wait:.0f} s left)")
+        what = "a receipt of another hand-off" if there else "no receipt yet"
+        say(f"{what} at {where}; looking again in {pause:.0f} s ({left:.0f} s of {wait:.0f} s left)")
         sleep(pause)
 
 

@@ -39,7 +39,7 @@ def lint_inventory(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]],
     groups = InventoryGroups(data).names  # an empty group too (production's `tax`)
     _lint_export_fragments(hostvars, add, inv_path)
     production = any(hv.get("cutover_environment") == "production" for hv in hostvars.values())
-    lint_inventory_vars(plan, add, data, inv_path, production)
+    lint_inventory_vars(plan, add, data, inv_path)
     if production:
         lint_host_keys(add, data, inv_path)
     sites = SiteTree.from_hostvars(hostvars, groups)

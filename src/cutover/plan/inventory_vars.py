@@ -96,7 +96,7 @@ class _Finding:
             self.uses.append(use)
 
 
-def lint_inventory_vars(plan: Plan, add: Add, data: dict[str, Any], inv_path: Path, production: bool,
+def lint_inventory_vars(plan: Plan, add: Add, data: dict[str, Any], inv_path: Path,
                         contract: HostVarsContract | None = None) -> None:
     contract = contract or load_contract()
     hostvars = data.get("_meta", {}).get("hostvars", {})
@@ -104,12 +104,6 @@ def lint_inventory_vars(plan: Plan, add: Add, data: dict[str, Any], inv_path: Pa
     missing: dict[tuple[str, str], _Finding] = {}  # (variable, group to add it to)
     wrong: dict[tuple[str, str, tuple[str, int]], _Finding] = {}  # (variable, problem, where it is set)
     for use, pattern, needs, reached in _plays_run(plan, contract, groups, groups.in_order()):
-        if needs.lab_only and production and reached:
-            add(("plan", "inventory"), f"the production inventory {rel(inv_path)} gives hosts "
-                f"({', '.join(reached[:3])}) to {use}, which stands in for another party's system in the lab",
-                "leave that group empty in production (its hosts belong to the other party)",
-                at=host_line(inv_path, reached[0]))
-            continue
         for group, names in needs.needs.items():
             for host in (h for h in reached if group == "all" or h in groups.members(group)):
                 for var in names:
