@@ -7,18 +7,27 @@ the check starts jobs only in a rehearsal, which these runs are not."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
 from pathlib import Path
 
+import pytest
 import yaml
+from ansible.errors import AnsibleFilterError
 
 from cutover.ansible import run_playbook
 from cutover.paths import ROOT
 
 CHECK = ROOT / "playbooks" / "followup" / "check-jobs.yml"
 HOST = "jobs-a"
+
+_spec = importlib.util.spec_from_file_location("job_filters", ROOT / "filter_plugins" / "jobs.py")
+assert _spec
+assert _spec.loader
+filters = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(filters)
 
 
 def _inventory(tmp_path: Path) -> Path:
@@ -206,3 +215,30 @@ def test_jobs_allowed_an_empty_output_must_be_a_list_of_names(tmp_path):
     assert not result.ok
     assert result.failures[0].message.startswith("cutover_job_allow_empty is a list of job names")
     assert "gate" not in result.evidence
+
+
+# --------------------------------------------------------------- the comparison alone
+
+
+def test_a_volume_exactly_at_the_tolerance_is_normal_and_one_row_beyond_it_is_not():
+    rows = filters.job_volumes(["a 200 120", "b 200 79"], {"a": "100", "b": 100}, "100", "0.2")
+    assert [(r["job"], r["ok"]) for r in rows] == [("a", True), ("b", False)]
+    assert rows[1]["problem"] == "79 rows against a baseline of 100: more than 20% apart"
+
+
+def test_output_written_before_the_restore_is_not_a_run():
+    [row] = filters.job_volumes(["a 99 100"], {"a": 100}, 100, 0.2)
+    assert row["ran_after_restore"] is False
+    assert row["problem"] == "did not run after the restore"
+
+
+@pytest.mark.parametrize(("lines", "baseline", "tolerance", "allow", "says"), [
+    (["a 1"], {"a": 1}, 0.2, [], "not '<job> <mtime> <rows>'"),
+    (["a 1 x"], {"a": 1}, 0.2, [], "the rows of a's output is 'x', not a whole number"),
+    ([], {"a": -1}, 0.2, [], "the baseline of a is -1, not a whole number"),
+    ([], {}, "-0.1", [], "not a share such as 0.2"),
+    ([], {}, 0.2, "cert", "not a list of names"),
+])
+def test_data_that_is_not_what_the_check_reads_is_refused(lines, baseline, tolerance, allow, says):
+    with pytest.raises(AnsibleFilterError, match=says.replace("(", r"\(")):
+        filters.job_volumes(lines, baseline, 100, tolerance, allow)
