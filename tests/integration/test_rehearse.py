@@ -130,8 +130,11 @@ def test_next_day_check_compares_each_jobs_volume_with_its_baseline(rehearsal):
     gate = json.loads(data[0])
     assert gate["passed"] is True
     jobs = {j["job"]: j for j in gate["jobs"]}
-    assert set(jobs) == {"stats-report", "cert-pause-restore", "card-extract"}  # not legacy-export
-    assert all(j["ran_after_restore"] and j["rows"] == j["baseline_rows"] for j in jobs.values())
+    # exactly the jobs on when this window stopped (its baseline): not legacy-export, off before it
+    assert set(jobs) == {"stats-report", "cert-pause-restore", "card-extract"}
+    assert gate["findings"] == []
+    # a baseline of 0 rows would be a finding (N13): each job had rows to compare with
+    assert all(j["ran_after_restore"] and j["rows"] == j["baseline_rows"] > 0 for j in jobs.values())
 
 
 def test_no_vault_secret_appears_in_the_journal_report_or_any_artifact(rehearsal):

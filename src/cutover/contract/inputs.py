@@ -82,6 +82,8 @@ PLAN_VARS: dict[str, str] = {
                        "stopped for the window (default false)",
     "cutover_job_tolerance": "check-jobs.yml: the share by which a job's output may differ from its "
                              "baseline (default 0.2)",
+    "cutover_job_allow_empty": "check-jobs.yml: the timed jobs whose baseline of 0 rows is normal, a list "
+                               "of names (default []: a 0-row baseline is a finding, N13)",
 }
 
 # Set by an operator's `-e` only (bench/overhead.py brings a lab back before a window), never by

@@ -1,4 +1,5 @@
-"""After the window: the jobs that were on are on again; the one that was off stays off."""
+"""After the window: the jobs that were on are on again; the one that was off stays off. The
+baseline the next-day check compares with (N13) is this window's, of exactly the jobs that were on."""
 
 import json
 import os
@@ -32,3 +33,11 @@ def test_the_record_names_what_was_on_and_is_marked_restored(host):
     assert record["cron"] == ["/etc/cron.d/si-job-card"]
     assert record["recorded"] is False
     assert "restored_at" in record
+
+
+def test_the_baseline_is_this_windows_and_counts_only_the_jobs_that_were_on(host):
+    baseline = json.loads(host.file("/etc/ansible/facts.d/job_baseline.fact").content_string)
+    assert baseline["key"] == "this-window"  # the earlier window's record was replaced
+    # a: 3 rows, from the first run (the re-run under the same key kept it, not the newer 10);
+    # "off" and "old" were off before the window: neither counted nor expected
+    assert baseline["rows"] == {"a": 3, "card": 2}
