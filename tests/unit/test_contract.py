@@ -160,6 +160,7 @@ VALID: dict[str, Any] = {
                  {"host": "portal1", "component": "si-online", "expected": "2023.11.0",
                   "probe": "http http://127.0.0.1:28031/version", "found": "not running", "ok": True}],
     "collection_freeze": {"portal1": ["http://127.0.0.1:28080/online/"], "core-qyyl": ["http://127.0.0.1:28011/"]},
+    "jobs_untouched": ["jobs1"],  # a call-off before the jobs were switched off
     "freeze": {"db1": {"si_qyyl": {"frozen": True, "guarded": True, "changed": True, "sessions_ended": 2,
                                    "probe": "ERROR:  cannot execute CREATE TABLE in a read-only transaction",
                                    "business_probe": "si_owner: refused"}},
