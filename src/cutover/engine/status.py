@@ -106,6 +106,7 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
         "sites_matrix": site_matrix(plan, journal, scope.tree, touches, rows, attempts) if scope else None,
         "overrides": overrides, "confirmations": confirmations,
         "notifications": journal.all("notifications") if journal else [],
+        "escalations": journal.all("escalations") if journal else [],  # who was told of a fault (N14)
         # N18: who let a data rollback discard writes made since the snapshot, and which
         "discarded_writes": [record["data"] | {"at": record["at"]} for record in journal.evidence("rollback")
                              if record["kind"] == "discard_writes"] if journal else [],
