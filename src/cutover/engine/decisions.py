@@ -84,6 +84,7 @@ def override(opts: RunOptions, step_id: str, by: str, reason: str) -> str:
     if not by.strip() or not reason.strip():
         raise CutoverError("an override needs --by NAME and --reason TEXT", "both are recorded")
     plan = session.plan
+    contacts = escalation.contact_urls(plan, session.inventory)  # before anything is recorded
     with session.journal() as journal:
         journal.add_override(step_id, by.strip(), reason.strip())
         urls = (opts.notify_urls if opts.notify_urls is not None
@@ -92,12 +93,13 @@ def override(opts: RunOptions, step_id: str, by: str, reason: str) -> str:
         notify.send(urls, "override", journal, plan=plan, subject=f"{step.id} {step.title}",
                     phase=plan.phase(step.phase), detail=f"{by}: {reason}", operator=operator(),
                     at=at, rehearsal=opts.rehearsal)
-        if plan.plan.escalation:  # N14: a waived safeguard is every escalation contact's business
-            _escalate_override(session, journal, step, by.strip(), reason.strip(), at)
+        if contacts:  # N14: a waived safeguard is every escalation contact's business
+            _escalate_override(session, journal, contacts, step, by.strip(), reason.strip(), at)
     return f"override of {step_id} by {by} recorded; run cutover.{step.verb} to continue"
 
 
-def _escalate_override(session: Session, journal, step: Step, by: str, reason: str, at: str) -> None:
+def _escalate_override(session: Session, journal, contacts: dict[str, list[str]], step: Step, by: str,
+                       reason: str, at: str) -> None:
     """Tell every escalation contact what the override lets pass: where the step stands
     stopped and what it found there, by whom and why."""
     row = journal.step(step.id)
@@ -106,6 +108,5 @@ def _escalate_override(session: Session, journal, step: Step, by: str, reason: s
     sites = ", ".join(session.scope().tree.label(site) if site else "the inventory" for site in stopped)
     evidence = f"override by {by}: {reason}\nthe step is {row['state'] if row else 'not started'}" + (
         f": {row['summary']}" if row and row["summary"] else "")
-    urls = escalation.contact_urls(session.plan, session.inventory)
-    escalation.escalate(session.plan, journal, urls, event="override", step=step, sites=sites,
+    escalation.escalate(session.plan, journal, contacts, event="override", step=step, sites=sites,
                         evidence=evidence, at=at, operator=operator(), rehearsal=session.opts.rehearsal)

@@ -115,13 +115,14 @@ def _start(session: Session, journal: Journal, verb: str, order: list[Step]) -> 
     clock = opts.clock or (RehearsalClock(first) if opts.rehearsal else Clock())
     urls = opts.notify_urls if opts.notify_urls is not None else notify.notify_urls(session.plan,
                                                                                    session.inventory)
+    contacts = escalation.contact_urls(session.plan, session.inventory)  # N14; resolved before the run starts
     run_id = journal.start_run(verb, rehearsal=opts.rehearsal, check=opts.check,
                                plan_hash=session.plan.digest, who=operator(),
                                options={"limit": opts.limit, "inventory": str(session.inventory),
                                         "auto_confirm": opts.auto_confirm})
     run = Run(session=session, journal=journal, verb=verb, run_id=run_id, clock=clock, notify_urls=urls,
               artifacts=resolve(opts.artifacts) / f"run-{run_id:04d}-{verb}",
-              escalation_urls=escalation.contact_urls(session.plan, session.inventory))
+              escalation_urls=contacts)
     mode = "rehearsal" if opts.rehearsal else "real clock"
     run.say(f"cutover.{verb}: plan {session.plan.plan.name}, run {run_id}, {mode}"
             f"{', check mode (nothing is marked done)' if opts.check else ''}, journal {journal.path}")
