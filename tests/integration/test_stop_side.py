@@ -671,8 +671,10 @@ def test_restore_stops_at_the_failing_stage_naming_host_and_service_then_resumes
     try:
         order = [r["id"] for r in j.db.execute(
             "SELECT id FROM steps WHERE verb='restore' ORDER BY actual_start, rowid")]
-        assert order[:6] == ["n9-restore-core", "n10-restore-interfaces", "n11-restore-counters",
-                             "n11-track-counters", "n12-restore-online", "n12-verify-versions"]
+        # the stand-by (N14) begins once the core is back, before the interfaces
+        assert order[:7] == ["n9-restore-core", "n14-emergency-standby", "n10-restore-interfaces",
+                             "n11-restore-counters", "n11-track-counters", "n12-restore-online",
+                             "n12-verify-versions"]
     finally:
         j.close()
 

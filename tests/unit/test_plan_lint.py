@@ -61,7 +61,7 @@ def test_restore_phases_follow_the_notice_times():
     starts = [(p.id, p.start.strftime("%m-%d %H:%M")) for p in plan.phases if p.verb == "restore"]
     assert starts == [("n9-core", "12-01 08:00"), ("n10-interfaces", "12-01 08:30"),
                       ("n11-counters", "12-01 09:00"), ("n12-online", "12-01 13:00"),
-                      ("n13-jobs", "12-01 20:00")]
+                      ("n13-jobs", "12-01 20:00"), ("n14-standby", "12-01 08:00")]  # N14: from 12-01
 
 
 def test_a_date_that_does_not_exist(tmp_path):

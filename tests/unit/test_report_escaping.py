@@ -31,7 +31,8 @@ def hostile(field: str) -> str:
 FIELDS = ("plan title", "step title", "operator", "override by", "override reason",
           "confirmation by", "confirmation note", "receipt", "receiver", "received_at",
           "reconciled table", "version component", "version found", "version probe",
-          "step summary", "notification title")
+          "step summary", "notification title", "escalation contact", "escalation sites",
+          "escalation title")
 
 
 def build_hostile_report(tmp: Path, hostile: Callable[[str], str] = hostile) -> dict[str, Path]:
@@ -69,6 +70,9 @@ def build_hostile_report(tmp: Path, hostile: Callable[[str], str] = hostile) -> 
         j.add_override("s3", hostile("override by"), hostile("override reason"))
         j.add_confirmation("s4", hostile("confirmation by"), hostile("confirmation note"))
         j.record_notification("failure", hostile("notification title"), "body", 1, True)
+        j.record_escalation(event="failure", kinds=["system"], contact=hostile("escalation contact"),
+                            step_id="s1", sites=hostile("escalation sites"), title=hostile("escalation title"),
+                            body=hostile("escalation message"), targets=1, ok=False)
         j.end_run(run, "failed")
     finally:
         j.close()
@@ -106,6 +110,8 @@ def test_the_json_keeps_every_outside_field_exactly(report):
     assert [(c["by"], c["note"]) for c in data["confirmations"]] == [
         (hostile("confirmation by"), hostile("confirmation note"))]
     assert data["notifications"][0]["title"] == hostile("notification title")
+    assert [(e["contact"], e["sites"], e["body"]) for e in data["escalations"]] == [
+        (hostile("escalation contact"), hostile("escalation sites"), hostile("escalation message"))]
     facts = {s: next(e["data"] for e in steps[s]["evidence"] if e["kind"] == "facts") for s in ("s1", "s2")}
     rec = facts["s1"]["reconciliation"]
     assert (rec["receipt"], rec["receiver"], rec["received_at"], rec["tables"][0]["table"]) == (

@@ -159,6 +159,11 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
                           escape(f"{message['event']} {message['title']} ({message['targets']} target(s))")
                           for message in missed[-5:])),
                       markup=True, highlight=False)
+    for told in collected["escalations"][-5:]:  # N14: who was told of the last faults
+        where = f" at {escape(told['sites'])}" if told["sites"] else ""
+        console.print(f"escalated to {escape(told['contact'])} ({escape(told['kinds'])}): "
+                      f"{escape(told['event'])} {escape(told['step_id'])}{where}"
+                      + ("" if told["ok"] else " [red]NOT delivered[/]"), markup=True, highlight=False)
 
 
 _json = json

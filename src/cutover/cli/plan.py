@@ -94,6 +94,9 @@ def _timeline(plan: Plan, expected: dict | None = None) -> None:
                           + (f" [dim]({step.requirement})[/]" if step.requirement else ""), step.kind,
                           ", ".join(step.after), step.owner or "", "、".join(step.cooperating), *extra)
     console.print(table)
+    for contact in plan.plan.escalation:  # N14: whom a fault is escalated to
+        console.print(f"escalation: {', '.join(contact.handles)} faults → {contact.name}"
+                      + (f" ({contact.role})" if contact.role else ""), markup=False, highlight=False)
 
 
 @task(help={"output": "write the schema here instead of stdout"})

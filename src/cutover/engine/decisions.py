@@ -7,9 +7,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from cutover.engine import notify
+from cutover.engine import escalation, notify
 from cutover.engine.journal import operator
 from cutover.engine.session import RunOptions, Session
+from cutover.engine.states import StepState
 from cutover.errors import CutoverError
 from cutover.plan.model import Step
 from cutover.plan.problems import close_match
@@ -86,11 +87,29 @@ def override(opts: RunOptions, step_id: str, by: str, reason: str) -> str:
     if not by.strip() or not reason.strip():
         raise CutoverError("an override needs --by NAME and --reason TEXT", "both are recorded")
     plan = session.plan
+    contacts = escalation.contact_urls(plan, session.inventory)  # before anything is recorded
     with session.journal() as journal:
         journal.add_override(step_id, by.strip(), reason.strip())
         urls = (opts.notify_urls if opts.notify_urls is not None
                 else notify.notify_urls(plan, session.inventory))
+        at = fmt(dt.datetime.now(plan.tz))
         notify.send(urls, "override", journal, plan=plan, subject=f"{step.id} {step.title}",
                     phase=plan.phase(step.phase), detail=f"{by}: {reason}", operator=operator(),
-                    at=fmt(dt.datetime.now(plan.tz)), rehearsal=opts.rehearsal)
+                    at=at, rehearsal=opts.rehearsal)
+        if contacts:  # N14: a waived safeguard is every escalation contact's business
+            _escalate_override(session, journal, contacts, step, by.strip(), reason.strip(), at)
     return f"override of {step_id} by {by} recorded; run cutover.{step.verb} to continue"
+
+
+def _escalate_override(session: Session, journal, contacts: dict[str, list[str]], step: Step, by: str,
+                       reason: str, at: str) -> None:
+    """Tell every escalation contact what the override lets pass: where the step stands
+    stopped and what it found there, by whom and why."""
+    row = journal.step(step.id)
+    stopped = sorted(site for site, state in journal.site_states(step.id).items()
+                     if state in (StepState.FAILED, StepState.INTERRUPTED))
+    sites = ", ".join(session.scope().tree.label(site) if site else "the inventory" for site in stopped)
+    evidence = f"override by {by}: {reason}\nthe step is {row['state'] if row else 'not started'}" + (
+        f": {row['summary']}" if row and row["summary"] else "")
+    escalation.escalate(session.plan, journal, contacts, event="override", step=step, sites=sites,
+                        evidence=evidence, at=at, operator=operator(), rehearsal=session.opts.rehearsal)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from cutover.ansible import is_driver, processes_of, stop_processes
-from cutover.engine import notify
+from cutover.engine import escalation, notify
 from cutover.engine.clock import Clock, RehearsalClock
 from cutover.engine.journal import Journal, operator
 from cutover.engine.manual_step import run_manual_step, run_wait_step
@@ -128,12 +128,14 @@ def _start(session: Session, journal: Journal, verb: str, order: list[Step]) -> 
     clock = opts.clock or (RehearsalClock(first) if opts.rehearsal else Clock())
     urls = opts.notify_urls if opts.notify_urls is not None else notify.notify_urls(session.plan,
                                                                                    session.inventory)
+    contacts = escalation.contact_urls(session.plan, session.inventory)  # N14; resolved before the run starts
     run_id = journal.start_run(verb, rehearsal=opts.rehearsal, check=opts.check,
                                plan_hash=session.plan.digest, who=operator(),
                                options={"limit": opts.limit, "inventory": str(session.inventory),
                                         "auto_confirm": opts.auto_confirm})
     run = Run(session=session, journal=journal, verb=verb, run_id=run_id, clock=clock, notify_urls=urls,
-              artifacts=resolve(opts.artifacts) / f"run-{run_id:04d}-{verb}")
+              artifacts=resolve(opts.artifacts) / f"run-{run_id:04d}-{verb}",
+              escalation_urls=contacts)
     mode = "rehearsal" if opts.rehearsal else "real clock"
     run.say(f"cutover.{verb}: plan {session.plan.plan.name}, run {run_id}, {mode}"
             f"{', check mode (nothing is marked done)' if opts.check else ''}, journal {journal.path}")
@@ -256,6 +258,8 @@ def _run_step(run: Run, step: Step, number: int, total: int) -> None:
         if clock.overdue(step.end):
             override = journal.open_override(step.id)
             if override is None:
+                run.escalate("overdue", step, site_names(run.session, set(run.todo.get(step.id, ()))),
+                             f"due_by {fmt(step.end, plan.tz)}, now {fmt(clock.now(), plan.tz)}: not started")
                 raise StepFailed(f"step {step.id} is past its due_by {fmt(step.end, plan.tz)}",
                                  f"to run it anyway: invoke cutover.override {step.id} --by NAME "
                                  "--reason TEXT (recorded)")

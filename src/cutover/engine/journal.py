@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS plan_changes (
 CREATE TABLE IF NOT EXISTS notifications (
     id INTEGER PRIMARY KEY, at TEXT NOT NULL, event TEXT NOT NULL, title TEXT NOT NULL,
     body TEXT NOT NULL, targets INTEGER NOT NULL, ok INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS escalations (
+    id INTEGER PRIMARY KEY, at TEXT NOT NULL, event TEXT NOT NULL, kinds TEXT NOT NULL,
+    contact TEXT NOT NULL, step_id TEXT NOT NULL, sites TEXT NOT NULL, title TEXT NOT NULL,
+    body TEXT NOT NULL, targets INTEGER NOT NULL, ok INTEGER NOT NULL);
 """
 
 
@@ -400,6 +404,15 @@ class Journal:
         self.db.execute("INSERT INTO notifications (at, event, title, body, targets, ok)"
                         " VALUES (?,?,?,?,?,?)", (now_iso(), event, title, body, targets, int(ok)))
 
+    def record_escalation(self, *, event: str, kinds: list[str], contact: str, step_id: str, sites: str,
+                          title: str, body: str, targets: int, ok: bool) -> None:
+        """Who was told of a fault (N14), what, and whether it reached them. A table of its own,
+        added where missing when a journal is opened: older journals simply have none."""
+        self.db.execute("INSERT INTO escalations (at, event, kinds, contact, step_id, sites, title, body,"
+                        " targets, ok) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (now_iso(), event, ",".join(kinds), contact, step_id, sites, title, body, targets,
+                         int(ok)))
+
     # ----------------------------------------------------------- reading
 
     def evidence(self, step_id: str) -> list[dict[str, Any]]:
@@ -410,7 +423,7 @@ class Journal:
 
     def all(self, table: str) -> list[dict[str, Any]]:
         assert table in {"runs", "steps", "step_sites", "attempts", "evidence", "overrides", "confirmations",
-                         "plan_changes", "notifications"}
+                         "plan_changes", "notifications", "escalations"}
         return [dict(row) for row in self.db.execute(f"SELECT * FROM {table} ORDER BY rowid")]  # noqa: S608 - fixed names
 
     def phase_durations(self) -> dict[str, float]:

@@ -19,6 +19,9 @@ from cutover.plan.model import Plan
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROOT / "templates")),
                           autoescape=False, trim_blocks=True, lstrip_blocks=True,  # noqa: S701 - plain text
                           undefined=jinja2.StrictUndefined)
+# a value from outside (a step's title, a reason, a host's answer) stays on its line: a newline
+# in it must not forge a line of the message (an "operator:" of its own)
+_env.filters["oneline"] = lambda value: " ".join(str(value).split())
 
 
 def render(event: str, **context: Any) -> tuple[str, str]:
@@ -31,33 +34,43 @@ def send(urls: list[str], event: str, journal=None, **context: Any) -> bool:
     """Delivered only when there was a target and every target took it: a message sent to
     nobody, or to a URL apprise cannot use, is recorded as not delivered."""
     title, body = render(event, **context)
-    ok = False
-    if urls:
-        targets = apprise.Apprise()
-        usable = [targets.add(url) for url in urls]
-        # plain text: an e-mail target would otherwise read outside text as HTML
-        ok = all(usable) and bool(targets.notify(title=title, body=body,
-                                                 body_format=apprise.NotifyFormat.TEXT))
+    ok = deliver(urls, title, body)
     if journal is not None:
         journal.record_notification(event, title, body, len(urls), ok)
     return ok
 
 
+def deliver(urls: list[str], title: str, body: str) -> bool:
+    """True only when there was a target and every target took the message."""
+    if not urls:
+        return False
+    targets = apprise.Apprise()
+    usable = [targets.add(url) for url in urls]
+    # plain text: an e-mail target would otherwise read outside text as HTML
+    return all(usable) and bool(targets.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT))
+
+
 def notify_urls(plan: Plan, inventory: Path) -> list[str]:
-    """The plan's notification URLs and the inventory's `cutover_notify_urls` (N16), resolved
-    as Ansible resolves them (templates, vault), once per distinct value in the inventory."""
+    """The plan's notification URLs and the inventory's `cutover_notify_urls` (N16)."""
     urls = list(plan.plan.notify)
+    return urls + [url for url in inventory_urls(inventory, "cutover_notify_urls") if url not in urls]
+
+
+def inventory_urls(inventory: Path, var: str) -> list[str]:
+    """The apprise URLs an inventory variable holds, resolved as Ansible resolves them
+    (templates, vault), once per distinct value in the inventory."""
+    urls: list[str] = []
     seen: list[Any] = []
     for host, variables in sorted(hostvars(inventory).items()):
-        raw = variables.get("cutover_notify_urls")
+        raw = variables.get(var)
         if not raw or raw in seen:
             continue
         seen.append(raw)
-        value = resolved_var(inventory, host, "cutover_notify_urls")
+        value = resolved_var(inventory, host, var)
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(url, str) for url in value):
-            raise CutoverError(f"cutover_notify_urls of {host} in {inventory} is not a list of URLs",
+            raise CutoverError(f"{var} of {host} in {inventory} is not a list of URLs",
                                "write it as a YAML list of apprise URLs")
         urls += [url for url in value if url not in urls]
     return urls

@@ -163,7 +163,7 @@ def _attempt(run: Run, step: Step, limit: str | None, hosts: frozenset[str], sit
     elif contained:
         _report_site_failure(run, step, result, own or set())
     else:
-        _raise_failure(run, step, result, gate)
+        _raise_failure(run, step, result, gate, failed or sites)
 
 
 def _report_site_failure(run: Run, step: Step, result: PlaybookResult, failed: set[str]) -> None:
@@ -175,12 +175,17 @@ def _report_site_failure(run: Run, step: Step, result: PlaybookResult, failed: s
     run.notify("site_failure", f"{step.id} {step.title}: {names}",
                detail=f"{result.summary()}\nresume after the fix: invoke cutover.{run.verb} "
                f"--limit {','.join(sorted(failed))}")
+    run.escalate("site_failure", step, names, f"{result.summary()}\nlog: {result.artifact_dir / 'stdout'}")
 
 
-def _raise_failure(run: Run, step: Step, result: PlaybookResult, gate: dict | None) -> None:
+def _raise_failure(run: Run, step: Step, result: PlaybookResult, gate: dict | None,
+                   sites: set[str] | frozenset[str]) -> None:
     detail = [result.summary()]
     if gate:
         detail.append(_findings(gate))
+    run.escalate("failure", step, site_names(run.session, set(sites)),
+                 "\n".join([*filter(None, detail), f"log: {result.artifact_dir / 'stdout'}"]),
+                 verdict=gate is not None)
     hint = (f"fix the cause and run cutover.{run.verb} again (it resumes here)"
             + (f"; or let the gate pass: invoke cutover.override {step.id} --by NAME --reason TEXT"
                if step.kind == "gate" else "")

@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cutover.engine import notify
+from cutover.engine import escalation, notify
 from cutover.engine.clock import Clock
 from cutover.engine.journal import Journal, operator
 from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import StepState
 from cutover.errors import CutoverError
-from cutover.plan.model import Phase, Plan
+from cutover.plan.model import Phase, Plan, Step
 from cutover.plan.times import fmt
 
 EXIT_FAILED = 1
@@ -45,6 +45,7 @@ class Run:
     clock: Clock
     notify_urls: list[str]
     artifacts: Path  # this run's own directory: run-NNNN-<verb>
+    escalation_urls: dict[str, list[str]] = field(default_factory=dict)  # per escalation contact (N14)
     # per step: the sites this run does it for, and all the sites it touches (N17)
     todo: dict[str, frozenset[str]] = field(default_factory=dict)
     touches: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -88,6 +89,19 @@ class Run:
             self.say(f"  warning: notification '{subject}' was not delivered to every target"
                      if self.notify_urls else f"  warning: notification '{subject}' reached nobody: no "
                      "target (the plan's notify, the inventory's cutover_notify_urls)")
+
+    def escalate(self, event: str, step: Step, sites: str, evidence: str, verdict: bool = True) -> None:
+        """Tell the escalation contacts that own this fault (N14; never in check mode); say
+        whom, and when a message reached nobody."""
+        if self.opts.check or not self.plan.plan.escalation:
+            return
+        told = escalation.escalate(self.plan, self.journal, self.escalation_urls, event=event, step=step,
+                                   sites=sites, evidence=evidence, operator=operator(),
+                                   at=fmt(self.clock.now(), self.plan.tz), rehearsal=self.opts.rehearsal,
+                                   verdict=verdict)
+        for contact, ok in told:
+            self.say(f"  escalated to {contact}" if ok else
+                     f"  warning: the escalation to {contact} was not delivered (its notify, notify_var)")
 
     def say(self, text: str) -> None:
         self.session.opts.say(text)

@@ -108,6 +108,7 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
         "notifications": journal.all("notifications") if journal else [],
         # N14, N18: the window called off (cutover.abort): by whom, why, and what came of it
         "called_off": _called_off(journal) if journal else None,
+        "escalations": journal.all("escalations") if journal else [],  # who was told of a fault (N14)
         # N18: who let a data rollback discard writes made since the snapshot, and which
         "discarded_writes": [record["data"] | {"at": record["at"]} for record in journal.evidence("rollback")
                              if record["kind"] == "discard_writes"] if journal else [],

@@ -57,6 +57,7 @@ def lint_inventory(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]],
     if production and not plan.plan.notify and not targets:
         add(("plan", "notify"), f"the production inventory {rel(inv_path)} and the plan notify nobody (N16)",
             "set cutover_notify_urls in the inventory (secrets from the vault) or plan.notify", "warning")
+    _lint_escalation_targets(plan, add, hostvars, inv_path)
     for step in plan.steps():
         if step.sites and not sites.at_level(step.sites):  # each site of the level confirms it
             add((*locs[step.id], "sites"), f"step {step.id}: sites: {step.sites}, but inventory "
@@ -74,6 +75,16 @@ def lint_inventory(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]],
                 continue
             _check_pattern(step, field, pattern, hosts, groups, add, locs, inv_path)
     return groups
+
+
+def _lint_escalation_targets(plan: Plan, add: Add, hostvars: dict[str, Any], inv_path: Path) -> None:
+    """N14: the inventory variable a contact is told through is set somewhere."""
+    for index, contact in enumerate(plan.plan.escalation):
+        if contact.notify_var and not any(hv.get(contact.notify_var) for hv in hostvars.values()):
+            add(("plan", "escalation", index, "notify_var"), f"escalation contact {contact.name!r}: no host "
+                f"of inventory {rel(inv_path)} sets {contact.notify_var}, so a fault would reach nobody",
+                "set it in the inventory (group_vars/all, secrets from the vault), or name the variable "
+                "that holds the contact's apprise URLs")
 
 
 def _lint_export_fragments(hostvars: dict[str, Any], add: Add, inv_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 Errors stop a run before the first host is touched; warnings are printed and recorded.
 This module loads the plan and runs the checks, one module per subject: schedule (ids,
-owners, windows, dependencies), playbooks (files and tags), inventory (hosts, groups, SQL
+owners, windows, dependencies), escalation (N14), playbooks (files and tags), inventory (hosts, groups, SQL
 fragments, production safety), variables (what the plan's vars may set) and release (the
 release manifest).
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.paths import resolve
+from cutover.plan.escalation_check import lint_escalation
 from cutover.plan.inventory import lint_inventory
 from cutover.plan.loader import LoadedYaml, load_yaml
 from cutover.plan.model import Plan, ValidationError, digest_of, resolve_times
@@ -97,6 +98,7 @@ def _lint(plan: Plan, doc: LoadedYaml, add: Add, inventory: str | Path | None,
     by_id = lint_ids_windows_owners(plan, doc, add, locs)
     lint_dependencies(plan, add, locs, by_id)
     lint_verb_order(plan, add, locs)
+    lint_escalation(plan, add)
     lint_playbooks(plan, add, locs)
     lint_site_failure(plan, add, locs)
     lint_data_exclusion(plan, add)

@@ -24,6 +24,10 @@ VERBS = ("stop", "deploy", "restore", "followup")
 Verb = Literal["stop", "deploy", "restore", "followup"]
 Kind = Literal["playbook", "gate", "manual", "wait"]
 SiteLevel = Literal["province", "cities", "counties"]  # the site tree's levels (sites.LEVELS)
+# N14: who answers for a fault. system: the systems themselves (vendors, cloud, network,
+# hardware, software); business: continuity of the service people get (a contingency plan)
+FaultKind = Literal["system", "business"]
+FAULT_KINDS: tuple[str, ...] = ("system", "business")
 
 
 class _Strict(BaseModel):
@@ -31,9 +35,15 @@ class _Strict(BaseModel):
 
 
 class Contact(_Strict):
-    name: str
+    """An escalation contact (N14): the kinds of fault it owns, and where it is told of one:
+    apprise URLs in the plan (`notify`) and/or an inventory variable holding a list of them
+    (`notify_var`, resolved as Ansible resolves it: templates, vault)."""
+    name: str = Field(min_length=1)
     role: str = ""
     contact: str = ""
+    handles: list[FaultKind] = Field(min_length=1)
+    notify: list[str] = []
+    notify_var: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Step(_Strict):
@@ -69,6 +79,7 @@ class Step(_Strict):
     recheck_of: str | None = None
     evidence: list[str] = []
     requirement: str | None = None  # the mission's N-number this step serves
+    fault: FaultKind | None = None  # whose its failure is (N14); default: a gate's business, else system
     # filled in by the loader: the phase, resolved times
     phase: str = ""
     verb: Verb = "stop"
@@ -135,6 +146,7 @@ class Phase(_Strict):
     owner: str | None = None
     cooperating: list[str] = []
     requirement: str | None = None
+    fault: FaultKind | None = None  # inherited by steps without one (N14)
     # how its sites move (N17): all at once (no waves), or wave by wave, each a level of
     # the tree (province, cities, counties) in batches of wave_size sites; a wave starts when
     # the one before it ended
@@ -227,6 +239,8 @@ def resolve_times(plan: Plan, errors: list[tuple[tuple[Any, ...], str, str]]) ->
                 step.owner = phase.owner
             if step.requirement is None:
                 step.requirement = phase.requirement
+            if step.fault is None:
+                step.fault = phase.fault
             if not step.cooperating:
                 step.cooperating = list(phase.cooperating)
 
@@ -235,4 +249,5 @@ def digest_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-__all__ = ["VERBS", "Phase", "Plan", "SiteLevel", "Step", "ValidationError", "digest_of", "resolve_times"]
+__all__ = ["FAULT_KINDS", "VERBS", "Contact", "FaultKind", "Phase", "Plan", "SiteLevel", "Step",
+           "ValidationError", "digest_of", "resolve_times"]
