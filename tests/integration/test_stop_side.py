@@ -192,8 +192,22 @@ def counter_runs(name: str) -> bool:
     return host(name).service("si-counter").is_running
 
 
-def test_override_then_the_province_a_city_and_the_rest_do_each_site_once_in_the_notices_order(run):
+def test_override_then_the_province_a_city_and_the_rest_do_each_site_once_in_the_notices_order(run, lab_vars):
     decisions.override(run, "n3-gate-payments-approvals", "张工", "审批101已线下完成")
+    # N3 checked again before the full stop: the override covers the approval it was given for,
+    # not the benefit payment paid during the freeze (the test above), which has no return file yet
+    with pytest.raises(StepFailed) as err:
+        Executor("stop", dataclasses.replace(run, limit="province")).run()
+    assert "step n4-recheck-payments failed" in err.value.message
+    new = [line for line in err.value.message.splitlines() if "benefit payment batch without return file" in line]
+    assert len(new) == 1, err.value.message
+    assert "line=gs, agency=140100" in new[0]
+    assert states(run)["n4-jobs-off"] == "pending"  # nothing of the full stop started
+    dsn = (f"host=127.0.0.1 port={lab_vars['si_db_port']} user={lab_vars['si_db_user']} "
+           f"password={lab_vars['vault_si_db_password']} dbname=si_gs options='-c default_transaction_read_only=off'")
+    with psycopg.connect(dsn) as conn:  # the agency receives the batch's return file
+        conn.execute("UPDATE payment_batch SET status = 'paid', return_received = true "
+                     "WHERE agency_id = '140100' AND NOT return_received")
     said: list[str] = []
     assert Executor("stop", dataclasses.replace(run, limit="province", say=said.append)).run() == 0
     st = states(run)
@@ -224,9 +238,10 @@ def test_override_then_the_province_a_city_and_the_rest_do_each_site_once_in_the
         for a in attempts.values():
             counted[a["step_id"]] = counted.get(a["step_id"], 0) + 1
         # the journal shows which run did which site: Taiyuan's counters by the city's run, the rest later
-        assert sites[("n4-counters-off", "taiyuan")]["run_id"] == 3
-        assert {sites[("n4-counters-off", s)]["run_id"] for s in ("datong", "taiyuan-c01", "datong-c01")} == {4}
-        assert sites[("n4-channels-off", "province")]["run_id"] == 2
+        # (run 2 stopped at the recheck)
+        assert sites[("n4-counters-off", "taiyuan")]["run_id"] == 4
+        assert {sites[("n4-counters-off", s)]["run_id"] for s in ("datong", "taiyuan-c01", "datong-c01")} == {5}
+        assert sites[("n4-channels-off", "province")]["run_id"] == 3
         # screened and frozen once; each site's counters stopped once, in two attempts
         assert counted["prep-data-screening"] == counted["n2-freeze-collection-account"] == 1
         assert counted["n4-counters-off"] == 2
