@@ -53,6 +53,17 @@ def test_a_production_inventory_that_names_no_known_hosts_is_refused(example):
                                "(cutover_known_hosts) for db-prov-01, db-prov-02, core-qyyl-01 and 55 more hosts")
 
 
+def test_a_host_reached_without_ssh_needs_no_host_key_but_one_that_may_use_ssh_does(example):
+    vars_file = example / "group_vars" / "all" / "vars.yml"
+    _edit(vars_file, 'cutover_known_hosts: "{{ inventory_dir }}/known_hosts.txt"\n', "")
+    hosts = example / "hosts.yml"
+    _edit(hosts, "db-prov-01: {", "db-prov-01: {ansible_connection: local, ")
+    _edit(hosts, "db-prov-02: {", "db-prov-02: {ansible_connection: \"{{ 'ssh' }}\", ")
+    found = errors(load_plan(SHIPPED, example)[1])
+    assert len(found) == 1, found
+    assert "names no known_hosts (cutover_known_hosts) for db-prov-02, core-qyyl-01" in found[0]
+
+
 def test_a_known_hosts_file_that_is_not_there_or_not_used_is_refused(example):
     (example / "known_hosts.txt").unlink()
     _, problems = load_plan(SHIPPED, example)

@@ -19,6 +19,8 @@ from cutover.plan.inventory_vars import InventoryGroups, host_line, named_hosts,
 from cutover.plan.problems import Add, rel
 
 KNOWN_HOSTS_VAR = "cutover_known_hosts"
+SSH_CONNECTIONS = ("ssh", "paramiko", "paramiko_ssh", "smart", "ansible.builtin.ssh",
+                   "ansible.builtin.paramiko_ssh")
 SSH_ARG_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_ssh_args")
 _OFF = re.compile(r"StrictHostKeyChecking[=\s]+(no|off|accept-new)\b", re.IGNORECASE)
 _HINT = (f"set {KNOWN_HOSTS_VAR}: \"{{{{ inventory_dir }}}}/known_hosts.txt\" and ansible_ssh_common_args: "
@@ -32,7 +34,12 @@ def lint_host_keys(add: Add, data: dict[str, Any], inv_path: Path) -> None:
     """Checks of a production inventory (the caller knows it is one)."""
     groups = InventoryGroups(data)
     written = data.get("_meta", {}).get("hostvars", {})
-    hostvars: dict[str, dict[str, Any]] = {host: written[host] for host in groups.in_order()}
+    # a host reached without SSH (ansible_connection: local) has no host key; any other, or a
+    # connection that is a template, is held to the rule
+    hostvars: dict[str, dict[str, Any]] = {
+        host: written[host] for host in groups.in_order()
+        if str(written[host].get("ansible_connection", "ssh")) in SSH_CONNECTIONS or "{" in
+        str(written[host].get("ansible_connection"))}
     at = ("plan", "inventory")
     inv = rel(inv_path)
     # (what is wrong, the variable, the hint) → the hosts it is wrong for: said once, naming them
