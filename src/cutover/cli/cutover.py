@@ -20,6 +20,7 @@ from cutover.engine.executor import Executor
 from cutover.engine.forecast import forecast, rehearsal_journal, step_durations
 from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import StepState
+from cutover.engine.waiting import left_text
 from cutover.errors import CutoverError
 from cutover.paths import resolve
 from cutover.plan.times import fmt
@@ -111,6 +112,8 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
     if called:  # N14: before anything else, the window is over
         console.print(Text(f"CALLED OFF by {called['by']} at {_short(called['at'], tz)} (cutover.abort run "
                            f"{called['run']}, {called['status']}): {called['reason']}", style="bold red"))
+    for sleeper in collected["sleeping"]:
+        say_text(_sleeper_text(sleeper, tz))
     if collected["sites_matrix"]:
         console.print(_matrix_table(collected["sites_matrix"], tz))
     expected = forecast(the_plan, step_durations(rehearsal_journal(resolve(cfg.artifacts))))
@@ -167,6 +170,19 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
 
 
 _json = json
+
+
+def _sleeper_text(sleeper: dict, tz) -> str:
+    """run 7 (cutover.restore, alice@ops1, pid 4711) waits for r1 until 2023-12-01 08:00 (3 h 04 min)"""
+    until = dt.datetime.fromisoformat(sleeper["until"])
+    who = f"run {sleeper['run']} (cutover.{sleeper['verb']}, {sleeper['operator']}"
+    if not sleeper["alive"]:
+        return (f"{who}) was waiting for {sleeper['step']} until {fmt(until, tz)}, but its process is "
+                "gone: the next run of a verb records it as crashed")
+    left = (until - dt.datetime.now(dt.UTC)).total_seconds()
+    when = (f"in {left_text(left)}; the journal is free meanwhile" if left > 0
+            else "time reached: it goes on as soon as the journal is free")
+    return f"{who}, pid {sleeper['pid']}) waits for {sleeper['step']} until {fmt(until, tz)} ({when})"
 
 # N17: the province, its cities and counties carry out the window together; the matrix says
 # where each phase stands at each site. Short words, coloured; "—": the phase has no work there.
