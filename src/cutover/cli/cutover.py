@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from cutover.cli import detach as detach_mod
 from cutover.cli.common import refusals
 from cutover.engine import abort as abort_mod
 from cutover.engine import decisions
@@ -38,6 +39,9 @@ COMMON_HELP = {
     "accept_plan_change": "continue a journal whose plan changed (recorded)",
     "auto_confirm": "rehearsal only: confirm manual steps automatically (recorded as 'rehearsal')",
 }
+VERB_HELP = {**COMMON_HELP, "detach": "run in a session of its own, logged under the artifacts directory: a "
+                                      "closed terminal or dropped SSH session does not end it (follow with "
+                                      "cutover.status or tail -f LOG)"}
 
 
 def options(c: Context, plan: str | None, inventory: str | None, journal: str | None,
@@ -61,23 +65,26 @@ def _ask(prompt: str) -> bool:
 
 
 def _verb(c: Context, verb: str, plan, inventory, journal, limit, check, rehearsal, yes,
-          accept_plan_change, auto_confirm) -> None:
+          accept_plan_change, auto_confirm, detach) -> None:
     opts = options(c, plan, inventory, journal, limit=limit, check=check, rehearsal=rehearsal,
                    yes=yes, accept_plan_change=accept_plan_change, auto_confirm=auto_confirm)
+    if detach:
+        detach_mod.detach(c, verb, opts)
+        return
     rc = Executor(verb, opts).run()
     if rc:
         raise Exit(code=rc)
 
 
 def _make_verb(verb: str, doc: str):
-    @task(name=verb, help=COMMON_HELP)
+    @task(name=verb, help=VERB_HELP)
     @refusals
     def run_verb(c: Context, plan: str | None = None, inventory: str | None = None,
                  journal: str | None = None, limit: str | None = None, check: bool = False,
                  rehearsal: bool = False, yes: bool = False, accept_plan_change: bool = False,
-                 auto_confirm: bool = False) -> None:
+                 auto_confirm: bool = False, detach: bool = False) -> None:
         _verb(c, verb, plan, inventory, journal, limit, check, rehearsal, yes,
-              accept_plan_change, auto_confirm)
+              accept_plan_change, auto_confirm, detach)
 
     run_verb.__doc__ = doc
     run_verb.body.__doc__ = doc
