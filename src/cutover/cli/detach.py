@@ -65,7 +65,8 @@ def detach(c: Context, verb: str, opts: RunOptions) -> None:
              "terminal or a dropped SSH session does not end it)\n"
              f"  log:     {log}\n"
              f"  follow:  tail -f {log}   or   invoke cutover.status\n"
-             f"  stop it: kill -INT {child.pid}   (recorded as aborted; run the verb again to go on)")
+             f"  stop it: kill -INT -- -{child.pid}   (Ctrl-C to its process group; the verb resumes "
+             "where it stopped)")
 
 
 def _wait_for_start(child: subprocess.Popen, journal_path: Path, last: int) -> int | None:
