@@ -295,3 +295,49 @@ def test_a_v3_journal_is_migrated_in_place_its_unfinished_run_still_found(tmp_pa
         assert journal.called_off() is None
     with Journal.open(path) as journal:  # opened again: nothing more to migrate
         assert journal.meta("schema") == "4"
+
+
+WAIT_ONLY = """\
+plan: {name: hour, timezone: Asia/Shanghai, inventory: tests/data/inventory.yml}
+phases:
+  - id: p-stop
+    title: 停
+    verb: stop
+    not_before: "2023-11-20 18:00"
+    due_by: "2023-11-23 18:00"
+    owner: 系统科
+    steps:
+      - {id: w1, title: the hour, kind: wait}
+"""
+
+
+def test_a_long_wait_frees_the_journal_throughout_and_counts_down_sparingly(tmp_path):
+    """Three hours on a fake time source: at every sleep another verb could take the lock,
+    and the countdown says where it stands every 10 minutes, then every minute, then every
+    10 seconds, not every 10 seconds for hours (a detached run's log stays readable)."""
+    from cutover.engine.lock import RunLock
+
+    plan = tmp_path / "hour.yml"
+    plan.write_text(WAIT_ONLY)
+    journal = tmp_path / "j.sqlite"
+    now = [STOP_AT - dt.timedelta(hours=3)]
+    free = []
+
+    def sleep(seconds: float) -> None:
+        other = RunLock(journal)
+        other.acquire("data.export")  # raises while the sleeping run holds the lock
+        other.release()
+        free.append(seconds)
+        now[0] += dt.timedelta(seconds=seconds)
+
+    said: list[str] = []
+    opts = RunOptions(plan=str(plan), journal=str(journal), artifacts=str(tmp_path / "art"),
+                      clock=Clock(now=lambda: now[0], sleep=sleep), say=said.append)
+    assert Executor("stop", opts).run() == 0
+    assert sum(free) == 3 * 3600
+    assert "[1/1] w1 the hour: not before 2023-11-20 18:00; run 1 waits (3 h 00 min) without holding the journal" in "\n".join(said)
+    countdown = [line.split(": ", 1)[1] for line in said if line.startswith("  waiting for 2023-11-20 18:00: ")]
+    assert countdown[:2] == ["2 h 50 min", "2 h 40 min"]
+    assert countdown[-2:] == ["20 s", "10 s"]
+    assert 70 <= len(countdown) <= 80
+    assert [(run["status"], run["waits_for"]) for run in runs({"journal": journal})] == [("done", None)]
