@@ -62,15 +62,18 @@ class Dial:
         self.shift += dt.timedelta(seconds=seconds)
 
 
+def opts_of(env, **kw) -> RunOptions:
+    return RunOptions(plan=str(env["plan"]), journal=str(env["journal"]), artifacts=str(env["tmp"] / "art"), **kw)
+
+
 class Sleeper:
     """`cutover.stop` on the dial's clock, in a thread: what it said, how it ended."""
 
-    def __init__(self, env, dial: Dial) -> None:
+    def __init__(self, env, dial: Dial, **kw) -> None:
         self.said: list[str] = []
         self.rc: int | None = None
         self.error: BaseException | None = None
-        opts = RunOptions(plan=str(env["plan"]), journal=str(env["journal"]), artifacts=str(env["tmp"] / "art"),
-                          clock=Clock(now=dial.now), say=self.said.append)
+        opts = opts_of(env, clock=Clock(now=dial.now), say=self.said.append, notify_urls=[], **kw)
         self.thread = threading.Thread(target=self._run, args=(opts,), daemon=True)
         self.thread.start()
 
@@ -200,21 +203,25 @@ def test_a_run_that_wakes_while_another_verb_holds_the_journal_waits_and_says_wh
 
 
 def test_a_window_called_off_while_a_run_slept_ends_it_before_its_next_step(env):
+    """A real `cutover.abort` while one site's stop sleeps: the call-off takes the free lock
+    and brings the window back; the sleeper wakes to it and does nothing more."""
+    from cutover.engine import abort
+
+    env["plan"] = ROOT / "tests" / "data" / "sites" / "plan-abort.yml"
+    rehearsal = {"rehearsal": True, "auto_confirm": True, "notify_urls": [], "say": lambda _: None}
+    Executor("stop", opts_of(env, limit="taiyuan", **rehearsal)).run()  # the window has started
     dial = Dial(STOP_AT - dt.timedelta(seconds=50))
-    sleeper = Sleeper(env, dial)
-    wait_for(lambda: asleep(env, 1))
-    with Journal.open(env["journal"]) as journal:  # what cutover.abort records when it is done
-        abort = journal.start_run("abort", rehearsal=False, check=False, plan_hash="-", options={},
-                                  who="值班长@ops")
-        journal.end_run(abort, "done")
+    sleeper = Sleeper(env, dial, limit="datong")
+    wait_for(lambda: asleep(env, 2))
+    abort.abort(opts_of(env, **rehearsal), "值班长", "the tax side is not ready")
     dial.forward(50)
     sleeper.end()
     assert isinstance(sleeper.error, CalledOff), sleeper.text()
-    assert ("the window was called off while run 1 waited: run 2 (cutover.abort, 值班长@ops) ended "
-            in sleeper.error.message)
-    assert "cutover.stop stops before s1, nothing more was done" in sleeper.error.message
-    assert marks(env) == []
-    assert [run["status"] for run in runs(env)] == ["called_off", "done"]
+    assert ("the window was called off while run 2 waited: by 值班长 (" in sleeper.error.message)
+    assert "cutover.abort run 3, done): the tax side is not ready; cutover.stop stops at a1, nothing more " \
+        "was done" in sleeper.error.message
+    assert not [line for line in env["marker"].read_text().splitlines() if line.startswith("a1 dt-")]
+    assert [run["status"] for run in runs(env)] == ["done", "called_off", "done"]
 
 
 def test_a_run_killed_while_it_slept_is_shown_gone_and_recorded_crashed_by_the_next(env):
