@@ -148,3 +148,23 @@ def test_poll_and_recheck_of_are_checked_by_plan_check(tmp_path):
                 check(plan)
         finally:
             plan.unlink()
+
+
+def test_a_polling_gate_leaves_the_journal_free_between_its_checks(env):
+    """issue #15: between two checks (hours, N1) the run holds no lock: another operator's
+    verb takes it, and the journal says the run waits for g1 until its next check."""
+    from cutover.engine.lock import RunLock
+
+    seen: list[tuple[str, str]] = []
+
+    def meanwhile() -> None:
+        other = RunLock(env["journal"])
+        other.acquire("data.screen")  # refused while the polling run holds the journal
+        other.release()
+        with Journal.open(env["journal"]) as journal:
+            seen.extend((row["waits_for"], row["waits_until"]) for row in journal.sleeping_runs())
+        env["switch"].unlink()
+
+    assert run(env, FakeTime(at_sleep=meanwhile)) == 0
+    assert seen == [("g1", (START + dt.timedelta(hours=2)).isoformat())]
+    assert attempts(env, "g1") == ["failed", "ok"]

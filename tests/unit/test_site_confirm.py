@@ -199,13 +199,13 @@ def test_a_v2_journal_is_migrated_in_place_its_confirmations_for_the_whole_step(
     db.executescript(V2_DDL)
     db.close()
     with Journal.open(path) as journal:
-        assert journal.meta("schema") == "3"
+        assert journal.meta("schema") == "4"  # migrated on to the current schema
         assert journal.confirmation("a3")["by"] == "张三"
         assert journal.confirmation("a3")["site"] == ""
         assert journal.confirmed_sites("a3") == {}
         journal.add_confirmation("a4", "王五", "", "taiyuan")
     with Journal.open(path) as journal:  # opened again: nothing more to migrate
-        assert journal.meta("schema") == "3"
+        assert journal.meta("schema") == "4"  # migrated on to the current schema
         assert list(journal.confirmed_sites("a4")) == ["taiyuan"]
         assert journal.confirmation("a4") is None  # a city's confirmation is not the whole step's
 

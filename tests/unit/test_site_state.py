@@ -240,4 +240,4 @@ def test_a_journal_of_one_state_per_step_narrowed_with_limit_is_refused(env):
     db.commit()
     db.close()
     with Journal.open(env["journal"]) as journal:
-        assert journal.meta("schema") == "3"  # 1 → 2 → 3
+        assert journal.meta("schema") == "4"  # 1 → 2 → 3 → 4

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from cutover.cli import detach as detach_mod
 from cutover.cli.common import refusals
 from cutover.engine import abort as abort_mod
 from cutover.engine import decisions
@@ -20,6 +21,7 @@ from cutover.engine.executor import Executor
 from cutover.engine.forecast import forecast, rehearsal_journal, step_durations
 from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import StepState
+from cutover.engine.waiting import left_text
 from cutover.errors import CutoverError
 from cutover.paths import resolve
 from cutover.plan.times import fmt
@@ -37,6 +39,9 @@ COMMON_HELP = {
     "accept_plan_change": "continue a journal whose plan changed (recorded)",
     "auto_confirm": "rehearsal only: confirm manual steps automatically (recorded as 'rehearsal')",
 }
+VERB_HELP = {**COMMON_HELP, "detach": "run in a session of its own, logged under the artifacts directory: a "
+                                      "closed terminal or dropped SSH session does not end it (follow with "
+                                      "cutover.status or tail -f LOG)"}
 
 
 def options(c: Context, plan: str | None, inventory: str | None, journal: str | None,
@@ -60,23 +65,26 @@ def _ask(prompt: str) -> bool:
 
 
 def _verb(c: Context, verb: str, plan, inventory, journal, limit, check, rehearsal, yes,
-          accept_plan_change, auto_confirm) -> None:
+          accept_plan_change, auto_confirm, detach) -> None:
     opts = options(c, plan, inventory, journal, limit=limit, check=check, rehearsal=rehearsal,
                    yes=yes, accept_plan_change=accept_plan_change, auto_confirm=auto_confirm)
+    if detach:
+        detach_mod.detach(c, verb, opts)
+        return
     rc = Executor(verb, opts).run()
     if rc:
         raise Exit(code=rc)
 
 
 def _make_verb(verb: str, doc: str):
-    @task(name=verb, help=COMMON_HELP)
+    @task(name=verb, help=VERB_HELP)
     @refusals
     def run_verb(c: Context, plan: str | None = None, inventory: str | None = None,
                  journal: str | None = None, limit: str | None = None, check: bool = False,
                  rehearsal: bool = False, yes: bool = False, accept_plan_change: bool = False,
-                 auto_confirm: bool = False) -> None:
+                 auto_confirm: bool = False, detach: bool = False) -> None:
         _verb(c, verb, plan, inventory, journal, limit, check, rehearsal, yes,
-              accept_plan_change, auto_confirm)
+              accept_plan_change, auto_confirm, detach)
 
     run_verb.__doc__ = doc
     run_verb.body.__doc__ = doc
@@ -111,6 +119,8 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
     if called:  # N14: before anything else, the window is over
         console.print(Text(f"CALLED OFF by {called['by']} at {_short(called['at'], tz)} (cutover.abort run "
                            f"{called['run']}, {called['status']}): {called['reason']}", style="bold red"))
+    for sleeper in collected["sleeping"]:
+        say_text(_sleeper_text(sleeper, tz))
     if collected["sites_matrix"]:
         console.print(_matrix_table(collected["sites_matrix"], tz))
     expected = forecast(the_plan, step_durations(rehearsal_journal(resolve(cfg.artifacts))))
@@ -167,6 +177,19 @@ def status(c: Context, plan: str | None = None, journal: str | None = None,
 
 
 _json = json
+
+
+def _sleeper_text(sleeper: dict, tz) -> str:
+    """run 7 (cutover.restore, alice@ops1, pid 4711) waits for r1 until 2023-12-01 08:00 (3 h 04 min)"""
+    until = dt.datetime.fromisoformat(sleeper["until"])
+    who = f"run {sleeper['run']} (cutover.{sleeper['verb']}, {sleeper['operator']}"
+    if not sleeper["alive"]:
+        return (f"{who}) was waiting for {sleeper['step']} until {fmt(until, tz)}, but its process is "
+                "gone: the next run of a verb records it as crashed")
+    left = (until - dt.datetime.now(dt.UTC)).total_seconds()
+    when = (f"in {left_text(left)}; the journal is free meanwhile" if left > 0
+            else "time reached: it goes on as soon as the journal is free")
+    return f"{who}, pid {sleeper['pid']}) waits for {sleeper['step']} until {fmt(until, tz)} ({when})"
 
 # N17: the province, its cities and counties carry out the window together; the matrix says
 # where each phase stands at each site. Short words, coloured; "—": the phase has no work there.

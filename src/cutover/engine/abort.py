@@ -24,7 +24,7 @@ from typing import Any
 from cutover.contract import PlaybookVars
 from cutover.engine import notify
 from cutover.engine.clock import Clock
-from cutover.engine.executor import wait_for_earlier_attempts
+from cutover.engine.executor import record_crashed_runs, wait_for_earlier_attempts
 from cutover.engine.journal import Journal, operator
 from cutover.engine.order import ordered
 from cutover.engine.rollback import ROLLBACK_PLAYBOOK, run_stage
@@ -83,8 +83,7 @@ def _started(plan: Plan, journal: Journal) -> list[Step]:
 def _call_off(session: Session, journal: Journal, started: list[Step], by: str, reason: str,
               past: list[str], earlier: dict[str, Any] | None) -> dict[str, Any]:
     opts, plan = session.opts, session.plan
-    for crashed in journal.interrupted_runs():  # we hold the lock, so their process is gone
-        journal.mark_run_crashed(crashed["id"])
+    record_crashed_runs(journal, session.opts.say)  # a run asleep until a step's time wakes to the call-off
     record = {"by": by, "reason": reason, "past_point_of_no_return": past,
               "started_steps": [step.id for step in started]}
     run_id = journal.start_run(VERB, rehearsal=opts.rehearsal, check=False, plan_hash=plan.digest,

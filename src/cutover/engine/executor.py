@@ -18,6 +18,7 @@ from cutover.ansible import is_driver, processes_of, stop_processes
 from cutover.engine import escalation, notify
 from cutover.engine.clock import Clock, RehearsalClock
 from cutover.engine.journal import Journal, operator
+from cutover.engine.lock import RunPresence
 from cutover.engine.manual_step import run_manual_step, run_wait_step
 from cutover.engine.narrow import reached_sites, site_names, this_runs_part, undone_at
 from cutover.engine.order import ordered
@@ -25,6 +26,7 @@ from cutover.engine.playbook_step import run_playbook_step
 from cutover.engine.run import EXIT_WAITING, Run, StepFailed, attempt_ident, attempt_mark
 from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import RunStatus, StepState
+from cutover.engine.waiting import CalledOff, WokeTo, sleep_until_start
 from cutover.errors import CutoverError
 from cutover.paths import resolve
 from cutover.plan.model import VERBS, Step
@@ -55,15 +57,27 @@ class Executor:
         if not steps:
             raise CutoverError(f"plan {plan.plan.name} has no {self.verb} steps")
         with session.journal(lock=self.verb, accept_change=self.opts.accept_plan_change) as journal:
-            for crashed in journal.interrupted_runs():  # we hold the lock, so their process is gone
-                journal.mark_run_crashed(crashed["id"])
-                self.opts.say(f"run {crashed['id']} (cutover.{crashed['verb']}, {crashed['operator']}) "
-                              "ended without closing: recorded as crashed")
+            record_crashed_runs(journal, self.opts.say)
             _refuse_if_called_off(journal)
             _check_cross_verb_dependencies(session, journal, steps)
             _check_waves(session, steps)
             order = ordered(steps, {step.id: index for index, step in enumerate(plan.steps())})
-            return _walk(_start(session, journal, self.verb, order), order)
+            run = _start(session, journal, self.verb, order)
+            with RunPresence(journal.path, run.run_id):
+                return _walk(run, order)
+
+
+def record_crashed_runs(journal: Journal, say: Callable[[str], None]) -> None:
+    """Runs the journal has not seen end whose process is gone: recorded as crashed. Under
+    the lock, no run is at work; one that sleeps until a step's time (without the lock)
+    and still lives is left to wake (engine/waiting.py)."""
+    for crashed in journal.interrupted_runs():
+        if RunPresence.alive(journal.path, crashed["id"]):
+            continue
+        journal.mark_run_crashed(crashed["id"])
+        RunPresence.forget(journal.path, crashed["id"])
+        say(f"run {crashed['id']} (cutover.{crashed['verb']}, {crashed['operator']}) "
+            "ended without closing: recorded as crashed")
 
 
 def _refuse_if_called_off(journal: Journal) -> None:
@@ -151,6 +165,9 @@ def _walk(run: Run, order: list[Step]) -> int:
         return 0
     try:
         _run_steps(run, order)
+    except CalledOff:  # the abort has notified; nothing of this run failed
+        journal.end_run(run.run_id, RunStatus.CALLED_OFF)
+        raise
     except StepFailed as exc:
         status = RunStatus.WAITING if exc.code == EXIT_WAITING else RunStatus.FAILED
         journal.end_run(run.run_id, status)
@@ -200,6 +217,8 @@ def _run_steps(run: Run, order: list[Step]) -> None:
             continue
         try:
             _run_step(run, step, number, len(order))
+        except WokeTo:  # a call-off or a plan changed while the run slept: nothing goes on
+            raise
         except StepFailed as exc:
             if step.on_failure == "hold_dependents" and exc.code != EXIT_WAITING:
                 held[step.id] = exc
@@ -237,6 +256,10 @@ def _run_step(run: Run, step: Step, number: int, total: int) -> None:
     journal, plan, clock = run.journal, run.plan, run.clock
     if not this_runs_part(run, step, number, total):
         return
+    # slept without the lock: decide again, on what the journal says now
+    if sleep_until_start(run, step, f"[{number}/{total}] {step.id}") and \
+            not this_runs_part(run, step, number, total):
+        return
     row = journal.step(step.id)
     if row["state"] == StepState.RUNNING:
         run.say(f"[{number}/{total}] {step.id}: was left running by a run that did not finish; "
@@ -252,19 +275,16 @@ def _run_step(run: Run, step: Step, number: int, total: int) -> None:
             f"  ·  planned {fmt(planned_start, plan.tz)} → {fmt(planned_end, plan.tz)}")
     for note in run.notes.get(step.id, []):
         run.say(f"  {note}")
-    if not clock.rehearsal:
-        clock.wait_until(step.start, tick=lambda left: run.say(
-            f"  waiting for {fmt(step.start, plan.tz)}: {int(left // 60)} min {int(left % 60)} s"))
-        if clock.overdue(step.end):
-            override = journal.open_override(step.id)
-            if override is None:
-                run.escalate("overdue", step, site_names(run.session, set(run.todo.get(step.id, ()))),
-                             f"due_by {fmt(step.end, plan.tz)}, now {fmt(clock.now(), plan.tz)}: not started")
-                raise StepFailed(f"step {step.id} is past its due_by {fmt(step.end, plan.tz)}",
-                                 f"to run it anyway: invoke cutover.override {step.id} --by NAME "
-                                 "--reason TEXT (recorded)")
-            journal.use_override(override["id"])
-            run.say(f"  past due_by, allowed by override of {override['by']}: {override['reason']}")
+    if not clock.rehearsal and clock.overdue(step.end):  # not_before reached (slept above); due_by?
+        override = journal.open_override(step.id)
+        if override is None:
+            run.escalate("overdue", step, site_names(run.session, set(run.todo.get(step.id, ()))),
+                         f"due_by {fmt(step.end, plan.tz)}, now {fmt(clock.now(), plan.tz)}: not started")
+            raise StepFailed(f"step {step.id} is past its due_by {fmt(step.end, plan.tz)}",
+                             f"to run it anyway: invoke cutover.override {step.id} --by NAME "
+                             "--reason TEXT (recorded)")
+        journal.use_override(override["id"])
+        run.say(f"  past due_by, allowed by override of {override['by']}: {override['reason']}")
     STEP_KINDS[step.kind](run, step)
     _, last_of_phase = _phase_edges(run, step)
     if last_of_phase and not run.opts.check:

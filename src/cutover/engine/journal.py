@@ -23,13 +23,15 @@ from cutover.engine.clock import now_iso
 from cutover.engine.states import AttemptStatus, RunStatus, StepState
 from cutover.errors import CutoverError
 
-SCHEMA_VERSION = 3  # 2: step_sites, each step's state per site (N17); 3: confirmations per site
+SCHEMA_VERSION = 4  # 2: step_sites, each step's state per site (N17); 3: confirmations per site;
+# 4: what a run sleeps for (runs.waits_for, waits_until): it waits without the lock
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY, verb TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,
     status TEXT NOT NULL, operator TEXT NOT NULL, rehearsal INTEGER NOT NULL,
-    check_mode INTEGER NOT NULL, plan_hash TEXT NOT NULL, options TEXT NOT NULL);
+    check_mode INTEGER NOT NULL, plan_hash TEXT NOT NULL, options TEXT NOT NULL,
+    waits_for TEXT, waits_until TEXT);
 CREATE TABLE IF NOT EXISTS steps (
     id TEXT PRIMARY KEY, phase TEXT NOT NULL, verb TEXT NOT NULL, kind TEXT NOT NULL,
     title TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
@@ -116,6 +118,22 @@ def _migrate_from_2(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+def _migrate_from_3(conn: sqlite3.Connection) -> None:
+    """Schema 4 records the step a run sleeps for and until when (NULL: it does not sleep,
+    as no run of schema 3 did). Additive, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        for column in ("waits_for", "waits_until"):
+            if column not in columns:
+                conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+        conn.execute("UPDATE meta SET value='4' WHERE key='schema'")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def _close_quietly(conn: sqlite3.Connection | None) -> None:
     if conn is not None:
         with contextlib.suppress(sqlite3.Error):
@@ -153,10 +171,12 @@ class Journal:
             version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if version is None:
                 conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(version[0]) in (1, 2):
+            elif int(version[0]) in (1, 2, 3):
                 if int(version[0]) == 1:  # step_sites made above; a step done before was done everywhere
                     _migrate_from_1(conn, path)
-                _migrate_from_2(conn)
+                if int(version[0]) <= 2:
+                    _migrate_from_2(conn)
+                _migrate_from_3(conn)
             elif int(version[0]) != SCHEMA_VERSION:
                 raise CutoverError(f"journal {path} has schema {version[0]}, this cutover reads "
                                    f"{SCHEMA_VERSION}", "use the cutover version that wrote it")
@@ -250,10 +270,27 @@ class Journal:
         return int(cur.lastrowid)
 
     def end_run(self, run_id: int, status: RunStatus) -> None:
-        self.db.execute("UPDATE runs SET ended_at=?, status=? WHERE id=?", (now_iso(), status, run_id))
+        self.db.execute("UPDATE runs SET ended_at=?, status=?, waits_for=NULL, waits_until=NULL WHERE id=?",
+                        (now_iso(), status, run_id))
 
     def interrupted_runs(self) -> list[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM runs WHERE status=?", (RunStatus.RUNNING,)).fetchall()
+        """Runs not ended: at work (or crashed), or asleep until a step's time (alive or not:
+        engine/lock.py's RunPresence tells)."""
+        return self.db.execute("SELECT * FROM runs WHERE status IN (?, ?) ORDER BY id",
+                               (RunStatus.RUNNING, RunStatus.SLEEPING)).fetchall()
+
+    def run_sleeps(self, run_id: int, step_id: str, until: str) -> None:
+        """The run lets go of the lock until `until`, the not_before of `step_id`."""
+        self.db.execute("UPDATE runs SET status=?, waits_for=?, waits_until=? WHERE id=?",
+                        (RunStatus.SLEEPING, step_id, until, run_id))
+
+    def run_wakes(self, run_id: int) -> None:
+        self.db.execute("UPDATE runs SET status=?, waits_for=NULL, waits_until=NULL WHERE id=?",
+                        (RunStatus.RUNNING, run_id))
+
+    def sleeping_runs(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM runs WHERE status=? ORDER BY id",
+                               (RunStatus.SLEEPING,)).fetchall()
 
     def called_off(self) -> dict[str, Any] | None:
         """The window's call-off (`cutover.abort`), its latest run, once one started (whatever its

@@ -13,6 +13,7 @@ from cutover.contract import INPUT_PLAY, PlaybookVars, check_evidence, work_stat
 from cutover.engine.narrow import site_names
 from cutover.engine.run import Run, StepFailed, attempt_ident, attempt_mark
 from cutover.engine.states import AttemptStatus, StepState
+from cutover.engine.waiting import sleep_until
 from cutover.paths import resolve
 from cutover.plan.model import Plan, Step
 from cutover.plan.times import fmt
@@ -57,8 +58,9 @@ def _poll_again(run: Run, step: Step, verdict: GateNotYet) -> bool:
         return False
     tz = run.plan.tz
     run.say(f"  not yet: {verdict.message}\n  checked again at {fmt(again, tz)} (every {step.poll} s until "
-            f"its due_by {fmt(step.end, tz)}); an override lets it pass meanwhile")
-    clock.wait_until(again)
+            f"its due_by {fmt(step.end, tz)}); an override lets it pass meanwhile, and the journal is "
+            "free until then")
+    sleep_until(run, step, again, countdown=False)
     return True
 
 

@@ -79,6 +79,7 @@ class Session:
                 opts.say(str(warning))
         self.inventory: Path = resolve(opts.inventory or self.plan.plan.inventory)
         self._scope: Scope | None = None
+        self.run_lock: RunLock | None = None  # while held: a run sets it aside to sleep
         self.operator_limit = self._site_limit(opts.limit, "--limit") if opts.limit is not None else None
 
     def scope(self) -> Scope:
@@ -116,7 +117,11 @@ class Session:
         """Under the journal's run lock, as `verb`: never beside another run on this journal."""
         with RunLock(self.journal_path) as lock:
             lock.acquire(verb)
-            yield
+            self.run_lock = lock
+            try:
+                yield
+            finally:
+                self.run_lock = None
 
     @contextlib.contextmanager
     def journal(self, *, lock: str | None = None, accept_change: bool = False) -> Iterator[Journal]:

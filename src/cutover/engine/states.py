@@ -22,12 +22,14 @@ class RunStatus(StrEnum):
     """How a run of a verb (or of the way back) ended."""
 
     RUNNING = "running"
+    SLEEPING = "sleeping"  # waits for a step's not_before without the lock (runs.waits_for/until)
     DONE = "done"
     FAILED = "failed"
     WAITING = "waiting"  # stopped at a manual step
     ABORTED = "aborted"  # interrupted (Ctrl-C) or ended by an unexpected error
     CRASHED = "crashed"  # found still running by the next run: its process is gone
     REFUSED = "refused"  # the way back refused to discard writes made since the snapshot
+    CALLED_OFF = "called_off"  # woke to find the window called off (cutover.abort) meanwhile
 
 
 class AttemptStatus(StrEnum):

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from cutover.engine.journal import Journal
+from cutover.engine.lock import RunPresence
 from cutover.engine.scope import Scope
 from cutover.engine.states import AttemptStatus, StepState
 from cutover.errors import CutoverError
@@ -102,6 +103,7 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
         "plan": plan.plan.name, "plan_hash": plan.digest,
         "journal": str(journal.path) if journal else None,
         "runs": journal.all("runs") if journal else [],
+        "sleeping": [_sleeper(journal, row) for row in journal.sleeping_runs()] if journal else [],
         "steps": out_steps,
         "sites_matrix": site_matrix(plan, journal, scope.tree, touches, rows, attempts) if scope else None,
         "overrides": overrides, "confirmations": confirmations,
@@ -126,6 +128,15 @@ def _called_off(journal: Journal) -> dict[str, Any] | None:
             "past_point_of_no_return": run["options"].get("past_point_of_no_return", []),
             "at": run["started_at"], "ended_at": run["ended_at"], "status": run["status"], "run": run["id"],
             "handoff_withdrawn": withdrawn[-1] if withdrawn else None}
+
+
+def _sleeper(journal: Journal, row) -> dict[str, Any]:
+    """A run that sleeps until a step's not_before, without the lock: which step, until when,
+    and whether its process still lives (`pid`, None when it is gone)."""
+    alive = RunPresence.alive(journal.path, row["id"])
+    return {"run": row["id"], "verb": row["verb"], "operator": row["operator"], "step": row["waits_for"],
+            "until": row["waits_until"], "alive": alive is not None,
+            "pid": alive.get("pid") if alive else None}
 
 
 # ---------------------------------------------------------------- by site (N17)
