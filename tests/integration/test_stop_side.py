@@ -199,7 +199,8 @@ def test_override_then_the_province_a_city_and_the_rest_do_each_site_once_in_the
     with pytest.raises(StepFailed) as err:
         Executor("stop", dataclasses.replace(run, limit="province")).run()
     assert "step n4-recheck-payments failed" in err.value.message
-    new = [line for line in err.value.message.splitlines() if "benefit payment batch without return file" in line]
+    new = [line for line in err.value.message.splitlines()
+           if line.strip().startswith("- ") and "benefit payment batch without return file" in line]
     assert len(new) == 1, err.value.message
     assert "line=gs, agency=140100" in new[0]
     assert states(run)["n4-jobs-off"] == "pending"  # nothing of the full stop started
