@@ -9,11 +9,14 @@ machine); the playbook marks "abort <step> <host>" for each host it works on in 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from cutover.engine import abort, status
+from cutover.engine import abort, decisions, status
 from cutover.engine.executor import Executor
 from cutover.engine.journal import Journal
 from cutover.engine.session import RunOptions
@@ -86,6 +89,20 @@ def test_before_the_point_of_no_return_the_restore_steps_run_at_once_in_order_an
         with pytest.raises(CutoverError, match="the window was called off by 省社保局 王") as err:
             Executor(verb, opts(env)).run()
         assert "a new journal (--journal PATH)" in err.value.hint
+    # nor do decisions or the data steps: a second operator who missed the call-off changes nothing
+    with pytest.raises(CutoverError, match=r"cutover\.confirm r3 is refused"):
+        decisions.confirm(opts(env), "r3", "李", "")
+    with pytest.raises(CutoverError, match=r"cutover\.override r1 is refused"):
+        decisions.override(opts(env), "r1", "李", "go on")
+    proc = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "data.freeze", "--plan",
+                           str(PLAN)], env={**os.environ, "INVOKE_CUTOVER_JOURNAL": str(env["journal"]),
+                                            "INVOKE_CUTOVER_ARTIFACTS": str(env["tmp"] / "art")},
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode != 0
+    assert "data.freeze is refused" in proc.stdout + proc.stderr
+    with Journal.open(env["journal"]) as journal:
+        assert journal.all("confirmations") == []
+        assert journal.all("overrides") == []
     collected = status.collect(load_plan(PLAN)[0], Journal.open(env["journal"]))
     assert collected["called_off"]["by"] == "省社保局 王"
     out_dir = env["tmp"] / "report"

@@ -217,7 +217,7 @@ def test_a_window_called_off_while_a_run_slept_ends_it_before_its_next_step(env)
     dial.forward(50)
     sleeper.end()
     assert isinstance(sleeper.error, CalledOff), sleeper.text()
-    assert ("the window was called off while run 2 waited: by 值班长 (" in sleeper.error.message)
+    assert ("while run 2 waited, the window was called off by 值班长 (" in sleeper.error.message)
     assert "cutover.abort run 3, done): the tax side is not ready; cutover.stop stops at a1, nothing more " \
         "was done" in sleeper.error.message
     assert not [line for line in env["marker"].read_text().splitlines() if line.startswith("a1 dt-")]

@@ -57,6 +57,10 @@ def run_data_playbook(c: Context, name: str, plan: str | None, inventory: str | 
     # on the same databases, export directory and drop
     held = session.journal(lock=f"data.{name}") if bind_journal else session.locked(f"data.{name}")
     with PlaybookProgress(f"data.{name}") as progress, held as bound:
+        if name != "unfreeze":  # a called-off window hands nothing over, freezes nothing (N14, N18)
+            with session.existing_journal() as the_journal:
+                if the_journal is not None:
+                    the_journal.refuse_if_called_off(f"data.{name}")
         journal_id = bound.identity() if bind_journal else session.journal_identity()
         extravars = data_playbook_vars(session.plan, artifacts=cfg.artifacts,
                                        journal_id=journal_id, extra=extra).to_extravars()

@@ -37,6 +37,7 @@ def confirm(opts: RunOptions, step_id: str, by: str, note: str, sites: Sequence[
         raise CutoverError(f"step {step_id} is confirmed once, for the whole step: --site does not apply",
                            f"leave --site out: invoke cutover.confirm {step_id} --by NAME [--note TEXT]")
     with session.journal() as journal:
+        journal.refuse_if_called_off(f"cutover.confirm {step_id}")
         journal.add_confirmation(step_id, by.strip(), note)
     return f"confirmation of {step_id} by {by} recorded; run cutover.{step.verb} to continue"
 
@@ -63,6 +64,7 @@ def _confirm_sites(session: Session, step: Step, by: str, note: str, sites: list
         raise CutoverError(f"step {step.id} is confirmed site by site ({step.sites}): name the site with "
                            f"--site", f"still to confirm: {', '.join(still) or 'none, every site has'}")
     with session.journal() as journal, journal.tx():
+        journal.refuse_if_called_off(f"cutover.confirm {step.id}")
         confirmed = journal.confirmed_sites(step.id)
         still = [site for site in tree.at_level(step.sites) if site not in confirmed]
         for site in sites:
@@ -89,6 +91,7 @@ def override(opts: RunOptions, step_id: str, by: str, reason: str) -> str:
     plan = session.plan
     contacts = escalation.contact_urls(plan, session.inventory)  # before anything is recorded
     with session.journal() as journal:
+        journal.refuse_if_called_off(f"cutover.override {step_id}")
         journal.add_override(step_id, by.strip(), reason.strip())
         urls = (opts.notify_urls if opts.notify_urls is not None
                 else notify.notify_urls(plan, session.inventory))

@@ -58,7 +58,7 @@ class Executor:
             raise CutoverError(f"plan {plan.plan.name} has no {self.verb} steps")
         with session.journal(lock=self.verb, accept_change=self.opts.accept_plan_change) as journal:
             record_crashed_runs(journal, self.opts.say)
-            _refuse_if_called_off(journal)
+            journal.refuse_if_called_off(f"cutover.{self.verb}")
             _check_cross_verb_dependencies(session, journal, steps)
             _check_waves(session, steps)
             order = ordered(steps, {step.id: index for index, step in enumerate(plan.steps())})
@@ -78,18 +78,6 @@ def record_crashed_runs(journal: Journal, say: Callable[[str], None]) -> None:
         RunPresence.forget(journal.path, crashed["id"])
         say(f"run {crashed['id']} (cutover.{crashed['verb']}, {crashed['operator']}) "
             "ended without closing: recorded as crashed")
-
-
-def _refuse_if_called_off(journal: Journal) -> None:
-    """Once `cutover.abort` started, the window is over in this journal (N14, N18)."""
-    called = journal.called_off()
-    if called is None:
-        return
-    how = called["options"]
-    raise CutoverError(f"the window was called off by {how.get('by', '?')} ({called['started_at']}, "
-                       f"cutover.abort run {called['id']}, {called['status']}): {how.get('reason', '')}",
-                       "the plan's verbs no longer run in this journal. A call-off that did not finish: "
-                       "invoke cutover.abort again. A new window: a new journal (--journal PATH)")
 
 
 def _check_cross_verb_dependencies(session: Session, journal: Journal, steps: list[Step]) -> None:

@@ -140,6 +140,14 @@ def _close_quietly(conn: sqlite3.Connection | None) -> None:
             conn.close()
 
 
+def call_off_text(called: dict[str, Any]) -> str:
+    """'called off by NAME (WHEN, cutover.abort run N, STATUS): REASON' of a journal.called_off() row."""
+    how = called["options"]
+    reason = " ".join(str(how.get("reason", "")).split())  # one line: it is an operator's text
+    return (f"called off by {' '.join(str(how.get('by', '?')).split())} ({called['started_at']}, "
+            f"cutover.abort run {called['id']}, {called['status']}): {reason}")
+
+
 class Journal:
     """One journal file per plan: `with Journal.open(path) as journal:` (or close() it)."""
 
@@ -297,6 +305,16 @@ class Journal:
         end): the plan's verbs no longer go on in this journal. None: not called off."""
         row = self.db.execute("SELECT * FROM runs WHERE verb='abort' ORDER BY id DESC LIMIT 1").fetchone()
         return None if row is None else {**dict(row), "options": json.loads(row["options"])}
+
+    def refuse_if_called_off(self, what: str) -> None:
+        """Once `cutover.abort` started, the window is over in this journal (N14, N18): `what`
+        (a verb, data.*, a decision) is refused, saying by whom, when and why."""
+        called = self.called_off()
+        if called is not None:
+            raise CutoverError(f"the window was {call_off_text(called)}; {what} is refused",
+                               "the plan's verbs, data.* and decisions no longer act in this journal. A "
+                               "call-off that did not finish: invoke cutover.abort again. A new window: "
+                               "a new journal (--journal PATH)")
 
     def mark_run_crashed(self, run_id: int) -> None:
         self.db.execute("UPDATE runs SET status=?, ended_at=COALESCE(ended_at, ?) WHERE id=?",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from cutover.engine.journal import call_off_text
 from cutover.engine.run import Run, StepFailed
 from cutover.errors import CutoverError
 from cutover.plan.model import Step
@@ -80,11 +81,9 @@ def sleep_until(run: Run, step: Step, moment: dt.datetime, countdown: bool = Tru
     journal.run_wakes(run.run_id)
     abort = journal.called_off()  # the run started before it: the executor refuses after one
     if abort is not None:
-        how = abort["options"]
-        raise CalledOff(f"the window was called off while run {run.run_id} waited: by {how.get('by', '?')} "
-                        f"({abort['started_at']}, cutover.abort run {abort['id']}, {abort['status']}): "
-                        f"{how.get('reason', '')}; cutover.{run.verb} stops at {step.id}, nothing more "
-                        "was done", "invoke cutover.status shows where every step stands")
+        raise CalledOff(f"while run {run.run_id} waited, the window was {call_off_text(abort)}; "
+                        f"cutover.{run.verb} stops at {step.id}, nothing more was done",
+                        "invoke cutover.status shows where every step stands")
     now_hash = journal.meta("plan_hash")
     if now_hash != plan.digest:
         raise WokeTo(f"the plan changed while run {run.run_id} waited (journal at hash {str(now_hash)[:12]}, "
