@@ -168,3 +168,24 @@ def test_a_polling_gate_leaves_the_journal_free_between_its_checks(env):
     assert run(env, FakeTime(at_sleep=meanwhile)) == 0
     assert seen == [("g1", (START + dt.timedelta(hours=2)).isoformat())]
     assert attempts(env, "g1") == ["failed", "ok"]
+
+
+def test_a_polling_gate_tells_its_owner_once_when_it_has_failed_not_at_every_look(env, tmp_path):
+    # N14: four "not yet" looks between 09:00 and 17:00 are no fault; the fifth, at the end, is
+    variant = PLAN.parent / f".variant-{tmp_path.name}.yml"
+    variant.write_text(PLAN.read_text(encoding="utf-8").replace(
+        "  inventory: tests/data/sites/inventory-counties.yml\n",
+        "  inventory: tests/data/sites/inventory-counties.yml\n  escalation:\n    - name: 参保管理处\n"
+        "      handles: [business, system]\n      notify: ['json://127.0.0.1:9/x']\n"), encoding="utf-8")
+    try:
+        time = FakeTime()
+        opts = RunOptions(plan=str(variant), journal=str(env["journal"]), artifacts=str(env["tmp"] / "art"),
+                          notify_urls=[], say=lambda _: None, clock=Clock(now=lambda: time.now, sleep=time.sleep))
+        with pytest.raises(StepFailed, match="step g1 failed"):
+            Executor("stop", opts).run()
+        with Journal.open(env["journal"]) as journal:
+            told = [(row["event"], row["step_id"]) for row in journal.all("escalations")]
+        assert attempts(env, "g1") == ["failed"] * 5
+        assert told == [("failure", "g1")]
+    finally:
+        variant.unlink()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 from cutover.ansible import HostFailure, PlaybookResult, run_playbook
@@ -27,7 +28,12 @@ def step_vars(plan: Plan, step: Step, *, artifacts: str, journal_id: str, rehear
 
 
 class GateNotYet(StepFailed):
-    """A gate whose playbook ran and said "not passed" (as opposed to one that could not tell)."""
+    """A gate whose playbook ran and said "not passed" (as opposed to one that could not tell);
+    `escalate` tells the fault's owner, once no further look is due (N1, N14)."""
+
+    def __init__(self, message: str, hint: str = "", *, escalate: Callable[[], None]) -> None:
+        super().__init__(message, hint)
+        self.escalate = escalate
 
 
 def run_playbook_step(run: Run, step: Step) -> None:
@@ -43,6 +49,7 @@ def run_playbook_step(run: Run, step: Step) -> None:
             return
         except GateNotYet as exc:
             if not _poll_again(run, step, exc):
+                exc.escalate()
                 raise
 
 
@@ -185,9 +192,11 @@ def _raise_failure(run: Run, step: Step, result: PlaybookResult, gate: dict | No
     detail = [result.summary()]
     if gate:
         detail.append(_findings(gate))
-    run.escalate("failure", step, site_names(run.session, set(sites)),
-                 "\n".join([*filter(None, detail), f"log: {result.artifact_dir / 'stdout'}"]),
-                 verdict=gate is not None)
+
+    def escalate() -> None:  # N14: the owner of the fault is told once it is one
+        run.escalate("failure", step, site_names(run.session, set(sites)),
+                     "\n".join([*filter(None, detail), f"log: {result.artifact_dir / 'stdout'}"]),
+                     verdict=gate is not None)
     hint = (f"fix the cause and run cutover.{run.verb} again (it resumes here)"
             + (f"; or let the gate pass: invoke cutover.override {step.id} --by NAME --reason TEXT"
                if step.kind == "gate" else "")
@@ -195,10 +204,19 @@ def _raise_failure(run: Run, step: Step, result: PlaybookResult, gate: dict | No
                f"as they are): invoke cutover.override {step.id} --by NAME --reason TEXT"
                if _may_be_let_pass(step) and step.kind != "gate" else "")
             + f"\n  log: {result.artifact_dir / 'stdout'}")
-    # the gate ran and said so (not a contract problem, not a host it could not ask)
-    not_yet = gate is not None and gate.get("passed") is False and all(f.host != "-" for f in result.failures)
-    raise (GateNotYet if not_yet else StepFailed)(f"step {step.id} failed\n"
-                                                  + "\n".join(line for line in detail if line), hint)
+    message = f"step {step.id} failed\n" + "\n".join(line for line in detail if line)
+    if _verdict_of_all(gate, result):  # "not yet": a polling gate looks again, and tells only at the end
+        raise GateNotYet(message, hint, escalate=escalate)
+    escalate()
+    raise StepFailed(message, hint)
+
+
+def _verdict_of_all(gate: dict | None, result: PlaybookResult) -> bool:
+    """The gate ran on every host and said "not passed": not a contract problem ("-"), not a host
+    it could not reach (whose part of the verdict is missing)."""
+    return (gate is not None and gate.get("passed") is False
+            and all(failure.host != "-" for failure in result.failures)
+            and not any(stats.get("dark") for stats in result.stats.values()))
 
 
 def _limit(run: Run, step: Step) -> str | None:
@@ -239,7 +257,7 @@ def _nothing_new(run: Run, step: Step, gate: dict, result: PlaybookResult) -> bo
     the override never saw, a playbook that could not ask a host, or no findings to compare."""
     if step.recheck_of is None or gate.get("passed") is not False:
         return False
-    if any(failure.host == "-" for failure in result.failures) or not gate.get("findings"):
+    if not _verdict_of_all(gate, result) or not gate.get("findings"):
         return False
     accepted: list[Any] | None = None
     last_gate: list[Any] = []
