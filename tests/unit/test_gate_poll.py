@@ -189,3 +189,14 @@ def test_a_polling_gate_tells_its_owner_once_when_it_has_failed_not_at_every_loo
         assert told == [("failure", "g1")]
     finally:
         variant.unlink()
+
+
+def test_a_recheck_compares_ids_as_sets_fewer_is_covered_one_more_is_new():
+    from cutover.engine.playbook_step import _covered
+    accepted = {"line": "qyyl", "agency": "140102", "problem": "approval pending", "ids": "51,60"}
+    assert _covered({**accepted, "ids": "60,51"}, accepted)  # the order the database gave
+    assert _covered({**accepted, "ids": "60"}, accepted)  # 51 handled since
+    assert not _covered({**accepted, "ids": "51,60,61"}, accepted)  # 61 arrived during the day
+    assert not _covered({**accepted, "agency": "140105", "ids": "51"}, accepted)
+    assert _covered("counters not ready", "counters not ready")
+    assert not _covered("counters not ready", "another")

@@ -268,11 +268,25 @@ def _nothing_new(run: Run, step: Step, gate: dict, result: PlaybookResult) -> bo
             accepted = last_gate
     if accepted is None:
         return False
-    def key(finding: Any) -> str:
-        return json.dumps(finding, sort_keys=True, ensure_ascii=False)
+    return all(any(_covered(finding, earlier) for earlier in accepted) for finding in gate["findings"])
 
-    seen = {key(finding) for finding in accepted}
-    return all(key(finding) in seen for finding in gate["findings"])
+
+def _covered(finding: Any, earlier: Any) -> bool:
+    """A finding the earlier one covers: the same except for `ids`, whose ids (a list, or text
+    separated by commas, in any order) are all among the earlier's. Fewer ids (some handled
+    since) is covered; one id more is new."""
+    def split(item: Any) -> tuple[str, set[str]]:
+        if not isinstance(item, dict):
+            return json.dumps(item, sort_keys=True, ensure_ascii=False), set()
+        ids = item.get("ids")
+        listed = ids if isinstance(ids, list) else str(ids if ids is not None else "").split(",")
+        rest = {key: value for key, value in item.items() if key != "ids"}
+        return (json.dumps(rest, sort_keys=True, ensure_ascii=False),
+                {str(i).strip() for i in listed if str(i).strip()})
+
+    key, ids = split(finding)
+    earlier_key, earlier_ids = split(earlier)
+    return key == earlier_key and ids <= earlier_ids
 
 
 def _may_be_let_pass(step: Step) -> bool:
