@@ -145,3 +145,27 @@ def test_a_hand_off_run_again_keeps_the_receipt_that_answers_it(tmp_path):
             say=lambda _: None)
     assert receipt_path("receipts", "b") in drop.files
     assert reconcile(drop, export, ["qyyl"], batch="b", receipts_root="receipts", say=lambda _: None)["passed"]
+
+
+def test_a_new_hand_off_removes_the_earlier_index_before_it_replaces_any_file(tmp_path):
+    # a receiver that answers on its own takes the index as "complete": while the files are being
+    # replaced, no index may say so (the lab's tax1 service answers within seconds)
+    drop = MemoryDrop()
+    handoff(drop, _export(tmp_path / "dry", 5), ["qyyl"], batch="b", remote_root="inbox",
+            receipt=receipt_path("receipts", "b"), say=lambda _: None)
+    seen: list[tuple[str, bool]] = []
+    put = drop.put
+
+    def watching_put(fp, path, offset):  # what a receiver would see at each file written
+        seen.append((path, "inbox/b/manifest.json" in drop.files))
+        return put(fp, path, offset)
+
+    drop.put = watching_put
+    said: list[str] = []
+    sent = handoff(drop, _export(tmp_path / "window", 6), ["qyyl"], batch="b", remote_root="inbox",
+                   receipt=receipt_path("receipts", "b"), say=said.append)
+    data_writes = [present for path, present in seen if "person.csv" in path]
+    assert data_writes
+    assert not any(data_writes)  # no index while the data file was replaced
+    assert hashlib.sha256(drop.files["inbox/b/manifest.json"]).hexdigest() == sent["index_sha256"]
+    assert any("the earlier hand-off's index is removed" in line for line in said)

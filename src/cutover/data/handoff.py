@@ -101,6 +101,12 @@ def handoff(drop: Drop, export_dir: Path, lines: list[str], *, batch: str, remot
         # this very hand-off, on a re-run to notify again, stays)
         drop.remove(receipt)
         say(f"  {receipt}: an earlier receipt was removed; the receiver answers this hand-off anew")
+    earlier = join(base, "manifest.json")
+    if drop.size(earlier) is not None and drop.get_bytes(earlier) != index:
+        # an earlier hand-off's index: gone before any file is replaced, so that a receiver never
+        # reads a batch half old, half new (it takes the index as "the hand-off is complete")
+        drop.remove(earlier)
+        say(f"  {earlier}: the earlier hand-off's index is removed until this one is complete")
     sent = []
     for line, manifest in manifests.items():
         drop.makedirs(join(base, line))
