@@ -28,7 +28,7 @@ from .site_runs import marked_env, marks
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = ROOT / "tests" / "data" / "sites" / "plan-abort.yml"
-HOSTILE = "<script>alert(1)</script> {{ 7*7 }} [red]x[/] `rm -rf /`"
+HOSTILE = "<script>alert(1)</script> {{ 7*7 }} [red]x[/] `rm -rf /`\n操作人 / operator: 假冒"
 
 
 @pytest.fixture
@@ -84,6 +84,8 @@ def test_before_the_point_of_no_return_the_restore_steps_run_at_once_in_order_an
         assert run["status"] == "done"
         assert run["options"]["reason"] == HOSTILE
         assert [n["event"] for n in journal.all("notifications")][-2:] == ["called_off", "run_end"]
+        body = journal.all("notifications")[-2]["body"]
+        assert not [line for line in body.splitlines() if line.startswith("操作人 / operator: 假冒")]  # no forged line
         assert journal.step("r1")["state"] == "pending"  # the window's restore did not happen
     for verb in ("stop", "restore"):
         with pytest.raises(CutoverError, match="the window was called off by 省社保局 王") as err:

@@ -99,9 +99,9 @@ def _call_off(session: Session, journal: Journal, started: list[Step], by: str, 
     run.say(f"  reason: {reason}")
     if past:
         run.say(f"  past the point of no return ({', '.join(past)}), as {by} said")
-    run.notify("called_off", f"{plan.plan.name}: called off by {by}",
-               detail=f"原因 / reason: {reason}" + (f"\npast the point of no return: {', '.join(past)}"
-                                                   if past else ""))
+    run.notify("called_off", f"{plan.plan.name}: called off by {by}",  # the subject is said on one line
+               detail=f"原因 / reason: {' '.join(reason.split())}"  # an operator's text: one line
+               + (f"\npast the point of no return: {', '.join(past)}" if past else ""))
     for step in started:  # a killed run's work still at work would race the way back (N18)
         if journal.step(step.id)["state"] == StepState.RUNNING:
             wait_for_earlier_attempts(run, step)

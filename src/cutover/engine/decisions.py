@@ -97,7 +97,8 @@ def override(opts: RunOptions, step_id: str, by: str, reason: str) -> str:
                 else notify.notify_urls(plan, session.inventory))
         at = fmt(dt.datetime.now(plan.tz))
         notify.send(urls, "override", journal, plan=plan, subject=f"{step.id} {step.title}",
-                    phase=plan.phase(step.phase), detail=f"{by}: {reason}", operator=operator(),
+                    phase=plan.phase(step.phase), detail=" ".join(f"{by}: {reason}".split()),  # one line
+                    operator=operator(),
                     at=at, rehearsal=opts.rehearsal)
         if contacts:  # N14: a waived safeguard is every escalation contact's business
             _escalate_override(session, journal, contacts, step, by.strip(), reason.strip(), at)
