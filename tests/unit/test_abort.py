@@ -156,3 +156,20 @@ def test_the_shipped_plan_is_called_off_by_the_rollback_once_its_deploy_started_
     assert [name for name, _, _ in abort._stages(plan, stop_only)] == restore
     with_deploy = [*stop_only, plan.step("n5-organise")]
     assert [name for name, _, _ in abort._stages(plan, with_deploy)] == ["rollback", *restore]
+
+
+def test_a_confirmation_given_between_runs_counts_as_started_for_the_point_of_no_return(env, tmp_path):
+    # the other side confirmed a point-of-no-return step (say, its deploy) before any run picked it up
+    variant = PLAN.parent / f".variant-{tmp_path.name}.yml"
+    variant.write_text(PLAN.read_text(encoding="utf-8").replace(
+        "      - id: a2\n        title: the province stops (no way back but the restore after this)\n"
+        "        playbook: tests/data/sites/site-mark.yml\n        tags: [db]\n",
+        "      - id: a2\n        title: the other side deployed\n        kind: manual\n"), encoding="utf-8")
+    try:
+        options = RunOptions(plan=str(variant), journal=str(env["journal"]), artifacts=str(env["tmp"] / "art"),
+                             notify_urls=[], say=lambda _: None)
+        decisions.confirm(options, "a2", "税务局 李", "tax-2023.11.2")
+        with pytest.raises(CutoverError, match=r"past its point of no return: a2"):
+            abort.abort(options, "王", "the tax side is not ready")
+    finally:
+        variant.unlink()

@@ -34,6 +34,7 @@ from cutover.engine.states import RunStatus, StepState
 from cutover.errors import CutoverError
 from cutover.paths import resolve
 from cutover.plan.model import Plan, Step
+from cutover.plan.times import fmt
 
 VERB = "abort"  # the journal's runs and evidence of a call-off
 HANDOFF_PLAYBOOK = "playbooks/data/handoff.yml"
@@ -76,8 +77,11 @@ def abort(opts: RunOptions, by: str, reason: str, past_point_of_no_return: bool 
 
 
 def _started(plan: Plan, journal: Journal) -> list[Step]:
-    """The plan's steps this window has attempted (or had confirmed, overridden): in plan order."""
-    return [step for step in plan.steps() if (journal.step(step.id) or {"attempts": 0})["attempts"]]
+    """The plan's steps this window has attempted, or had confirmed or overridden (a manual step
+    confirmed between runs is done in the world already): in plan order."""
+    decided = {row["step_id"] for table in ("confirmations", "overrides") for row in journal.all(table)}
+    return [step for step in plan.steps()
+            if (journal.step(step.id) or {"attempts": 0})["attempts"] or step.id in decided]
 
 
 def _call_off(session: Session, journal: Journal, started: list[Step], by: str, reason: str,
@@ -132,13 +136,19 @@ def _call_off(session: Session, journal: Journal, started: list[Step], by: str, 
         raise CutoverError(exc.message, f"{exc.hint}\nfix the cause, then run invoke cutover.abort again "
                            "(--by NAME --reason TEXT): every stage is checked again") from None
     withdrawn = _withdrawn_handoff(plan, journal)
-    if withdrawn:
+    if withdrawn:  # N6: the receiver is told on its own channel (si_drop_notify_urls) and ours
+        urls = list(dict.fromkeys([*run.notify_urls,
+                                   *notify.inventory_urls(session.inventory, "si_drop_notify_urls")]))
+        what = (f"{len(withdrawn['files'])} file(s), {sum(withdrawn['rows'].values()):,} rows on "
+                f"{withdrawn['drop']}: the window was called off; do not load them")
+        delivered = notify.send(urls, "handoff_withdrawn", journal, plan=plan, phase=None, detail=what,
+                                subject=f"{plan.plan.name}: {withdrawn['path']}", operator=operator(),
+                                at=fmt(run.clock.now(), plan.tz), rehearsal=opts.rehearsal)
+        withdrawn["notified"] = {"targets": len(urls), "delivered": delivered}
         journal.add_evidence(VERB, "handoff_withdrawn", withdrawn)
-        run.notify("handoff_withdrawn", f"{plan.plan.name}: {withdrawn['path']}",
-                   detail=f"{len(withdrawn['files'])} file(s), {sum(withdrawn['rows'].values()):,} rows on "
-                          f"{withdrawn['drop']}: the window was called off; do not load them")
-        run.say(f"  the data hand-off {withdrawn['path']} on {withdrawn['drop']} is withdrawn: the "
-                "receiver was notified not to load it")
+        run.say(f"  the data hand-off {withdrawn['path']} on {withdrawn['drop']} is withdrawn: "
+                + ("the receiver was notified not to load it" if delivered else
+                   "the notification was NOT delivered: tell the receiver yourself not to load it"))
         out["handoff_withdrawn"] = withdrawn
     journal.end_run(run_id, RunStatus.DONE)
     run.notify("run_end", f"{plan.plan.name}: called off; everything is back as before the stop")
