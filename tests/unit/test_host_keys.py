@@ -64,6 +64,15 @@ def test_a_host_reached_without_ssh_needs_no_host_key_but_one_that_may_use_ssh_d
     assert "names no known_hosts (cutover_known_hosts) for db-prov-02, core-qyyl-01" in found[0]
 
 
+def test_a_production_host_reached_with_paramiko_is_refused(example):
+    hosts = example / "hosts.yml"
+    _edit(hosts, "db-prov-01: {", "db-prov-01: {ansible_connection: paramiko, ")
+    found = errors(load_plan(SHIPPED, example)[1])
+    assert len(found) == 1, found
+    assert "connects with paramiko, which reads neither ssh_args nor UserKnownHostsFile (ansible_connection) " \
+        "for db-prov-01" in found[0]
+
+
 def test_a_known_hosts_file_that_is_not_there_or_not_used_is_refused(example):
     (example / "known_hosts.txt").unlink()
     _, problems = load_plan(SHIPPED, example)

@@ -50,7 +50,11 @@ def lint_host_keys(add: Add, data: dict[str, Any], inv_path: Path) -> None:
              "write -o StrictHostKeyChecking=yes, or leave it to ansible.cfg")
     replaced = (f"replaces ansible.cfg's ssh_args without {strict}",
                 "remove it (ansible_ssh_common_args adds to them), or say both")
+    paramiko_ = ("connects with paramiko, which reads neither ssh_args nor UserKnownHostsFile",
+                 "use ssh (ansible_connection: ssh, the default): only it fails at once on an unknown key")
     for host, hv in hostvars.items():
+        if "paramiko" in str(hv.get("ansible_connection", "")):
+            found.setdefault((paramiko_[0], "ansible_connection", paramiko_[1]), []).append(host)
         for var in ("ansible_host_key_checking", "ansible_ssh_host_key_checking"):
             if var in hv and str(hv[var]).lower() in ("false", "no", "0", "off"):
                 found.setdefault((off[0], var, off[1]), []).append(host)
