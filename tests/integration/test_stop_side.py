@@ -46,6 +46,7 @@ from cutover.lab import lab as labmod
 from cutover.lab.podman import env as podman_env
 from cutover.paths import LAB_INVENTORY, ROOT
 
+from ..step_hooks import before_step
 from .conftest import CITIES, SCALE, SEED, host
 
 pytestmark = pytest.mark.lab
@@ -336,24 +337,6 @@ def test_a_tampered_artifact_is_refused_before_anything_is_unpacked(run, tmp_pat
 # --------------------------------------------------------------------------- data (N5–N7, N18)
 
 
-class Hook:
-    """The executor's per-step progress object; runs a test's action just before a step."""
-
-    def __init__(self, step: str, hooks: dict) -> None:
-        action = hooks.pop(step, None)
-        if action:
-            action()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    def update(self, progress) -> None:
-        return None
-
-
 def drop_files(path: str) -> list[str]:
     out = host("drop1").run(f"find /srv/drop/{path} -type f 2>/dev/null | sort")
     return out.stdout.split()
@@ -381,7 +364,7 @@ def d(run, lab_vars):
     """The data phase's fault tests share the stop side's journal; a hook runs a test's
     action just before a named step starts."""
     hooks: dict = {}
-    opts = dataclasses.replace(run, progress_factory=lambda step: Hook(step, hooks))
+    opts = dataclasses.replace(run, progress_factory=before_step(hooks))
     dsn = (f"host=127.0.0.1 port={lab_vars['si_db_port']} user={lab_vars['si_db_user']} "
            f"password={lab_vars['vault_si_db_password']} options='-c default_transaction_read_only=off'")
     return SimpleNamespace(opts=opts, hooks=hooks, dsn=dsn, tmp=Path(run.artifacts).parent,

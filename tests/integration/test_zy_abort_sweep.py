@@ -23,6 +23,7 @@ from cutover.lab import artifacts
 from cutover.lab import lab as labmod
 from cutover.paths import ROOT
 
+from ..step_hooks import before_step
 from .conftest import CITIES, SCALE, SEED
 from .outcome import lab_outcome
 
@@ -35,21 +36,10 @@ class Interrupted(BaseException):
 
 
 def interrupt_before(step_id: str):
-    class Progress:
-        def __init__(self, name: str) -> None:
-            if name == step_id:
-                raise Interrupted(step_id)
+    def interrupt() -> None:
+        raise Interrupted(step_id)
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return None
-
-        def update(self, progress) -> None:
-            return None
-
-    return Progress
+    return before_step({step_id: interrupt})
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,10 @@ from typing import Any
 
 
 def marked_env(tmp_path: Path, monkeypatch: Any) -> dict[str, Any]:
-    """A temporary journal and marker file; the marker's path in CUTOVER_TEST_MARKER."""
+    """A temporary journal and marker file; the marker's path in CUTOVER_TEST_MARKER; none of
+    the playbook's failure switches set."""
+    for name in ("CUTOVER_TEST_FAIL", "CUTOVER_TEST_FAIL_ONCE", "CUTOVER_TEST_BAD_INPUT"):
+        monkeypatch.delenv(name, raising=False)
     marker = tmp_path / "marker"
     monkeypatch.setenv("CUTOVER_TEST_MARKER", str(marker))
     return {"tmp": tmp_path, "marker": marker, "journal": tmp_path / "j.sqlite"}

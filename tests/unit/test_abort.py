@@ -33,8 +33,6 @@ HOSTILE = "<script>alert(1)</script> {{ 7*7 }} [red]x[/] `rm -rf /`\n操作人 /
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    for name in ("CUTOVER_TEST_FAIL", "CUTOVER_TEST_FAIL_ONCE", "CUTOVER_TEST_BAD_INPUT"):
-        monkeypatch.delenv(name, raising=False)
     return marked_env(tmp_path, monkeypatch)
 
 

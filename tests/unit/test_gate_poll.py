@@ -22,6 +22,8 @@ from cutover.engine.run import StepFailed
 from cutover.engine.session import RunOptions
 from cutover.plan.lint import check
 
+from ..step_hooks import before_step
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = ROOT / "tests" / "data" / "sites" / "plan-gates.yml"
 START = dt.datetime(2023, 11, 20, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -112,22 +114,9 @@ def test_a_recheck_passes_on_what_the_override_accepted_and_fails_on_what_is_new
 def test_a_recheck_of_a_gate_that_passed_on_its_own_accepts_nothing(env):
     env["switch"].unlink()
 
-    class NotReadyAgainAtG2:  # an approval arrives between the two checks
-        def __init__(self, step: str) -> None:
-            if step == "g2":
-                env["switch"].touch()
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return None
-
-        def update(self, progress) -> None:
-            return None
-
+    not_ready_again_at_g2 = before_step({"g2": env["switch"].touch})  # an approval arrives between the checks
     opts = RunOptions(plan=str(PLAN), journal=str(env["journal"]), artifacts=str(env["tmp"] / "art"),
-                      rehearsal=True, notify_urls=[], say=lambda _: None, progress_factory=NotReadyAgainAtG2)
+                      rehearsal=True, notify_urls=[], say=lambda _: None, progress_factory=not_ready_again_at_g2)
     with pytest.raises(StepFailed, match="step g2 failed"):
         Executor("stop", opts).run()
     assert attempts(env, "g1") == ["ok"]

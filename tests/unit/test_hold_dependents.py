@@ -27,8 +27,6 @@ PLAN = ROOT / "tests" / "data" / "sites" / "plan-hold.yml"
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    for name in ("CUTOVER_TEST_FAIL", "CUTOVER_TEST_FAIL_ONCE", "CUTOVER_TEST_BAD_INPUT"):
-        monkeypatch.delenv(name, raising=False)
     return marked_env(tmp_path, monkeypatch) | {"plan": PLAN}
 
 

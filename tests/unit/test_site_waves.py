@@ -31,8 +31,6 @@ PLAN = ROOT / "tests" / "data" / "sites" / "plan-waves.yml"
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    for name in ("CUTOVER_TEST_FAIL", "CUTOVER_TEST_FAIL_ONCE", "CUTOVER_TEST_BAD_INPUT"):
-        monkeypatch.delenv(name, raising=False)
     out = marked_env(tmp_path, monkeypatch) | {"plan": PLAN}
     yield out
     if out["plan"] != PLAN:  # this test's variant only: tests run side by side (-n)
