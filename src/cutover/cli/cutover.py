@@ -327,8 +327,8 @@ def abort(c: Context, by: str = "", reason: str = "", past_point_of_no_return: b
                   f"{len(probes)} probe(s) on {len({probe['host'] for probe in probes})} host(s) report the "
                   "release that ran before the window")
     if out.get("jobs_untouched"):
-        console.print(f"timed jobs left as they were (this window never switched them off) on "
-                      f"{', '.join(sorted(out['jobs_untouched']))}")
+        say_text("timed jobs left as they were (this window never switched them off) on "
+                 f"{', '.join(sorted(out['jobs_untouched']))}")  # host names: text, not markup
 
 
 @task(help={"plan": COMMON_HELP["plan"], "journal": COMMON_HELP["journal"],
