@@ -108,6 +108,24 @@ def health_probes(host_components: Iterable[Mapping[str, Any]]) -> list[dict[str
     return out
 
 
+ADDRESS = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*")
+
+
+def notice_standins(host_components: Iterable[Mapping[str, Any]], address: Any) -> list[dict[str, Any]]:
+    """channel_notice's stand-ins: each component of the host answers with the notice on its
+    own port while it is stopped (N4), on the address the host's services listen on."""
+    where = "notice_standins"
+    if not isinstance(address, str) or not ADDRESS.fullmatch(address):
+        raise AnsibleFilterError(f"{where}: listen address {address!r} is not an IP address "
+                                 "(si_listen_address, e.g. 0.0.0.0 or 127.0.0.1)")
+    out = []
+    for component in host_components:
+        name = _name(component, where)
+        out.append({"name": name, "port": int(_port(component.get("port"), name, where)), "address": address})
+    return out
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"version_probes": version_probes, "health_probes": health_probes}
+        return {"version_probes": version_probes, "health_probes": health_probes,
+                "notice_standins": notice_standins}

@@ -275,6 +275,34 @@ def test_after_the_stop_every_channel_shows_the_notice_for_everything(run):
             assert notice["until"] == "2023-12-01 13:00"
 
 
+def fronts() -> list[tuple[str, str, str, int]]:
+    """(host, group, component, port) of every counter, core front and interface the lab runs."""
+    kept = {h.name for h in labmod.select(labmod.lab_hosts(), CITIES, COUNTIES)}
+    return [(h.name, g, s.name, s.port) for h in labmod.lab_hosts() if h.name in kept
+            for g in ("counter", "core", "gateway") if g in h.groups
+            for s in h.services if s.kind == "http" and s.port]
+
+
+def test_after_the_stop_every_counter_core_front_and_interface_answers_with_the_notice(run):
+    """N4: from 18:00 on 11-23 a user's app gets the notice (JSON) and a person the page,
+    on every front, instead of a refused connection; each says when that front is back."""
+    back = {"counter": "2023-12-01 09:00", "gateway": "2023-12-01 08:30", "core": "2023-12-01 08:00"}
+    seen = set()
+    for name, group, component, port in fronts():
+        for fn in ("collection", "benefit-payment", "approval"):
+            code, body = request(f"http://127.0.0.1:{port}/{fn}", {"line": "qyyl"})
+            assert code == 503, (name, component, fn, body)
+            notice = json.loads(body)
+            assert (notice["code"], notice["scope"], notice["until"]) == ("MAINTENANCE", "all", back[group]), name
+        code, page = request(f"http://127.0.0.1:{port}/collection", {"line": "qyyl"}, accept="text/html")
+        assert code == 503, (name, component)
+        assert "友情提示" in page, (name, component)
+        assert back[group] in page, (name, component)
+        assert request(f"http://127.0.0.1:{port}/health")[0] == 503  # never taken for the service itself
+        seen.add(group)
+    assert seen == set(back)
+
+
 def test_after_the_stop_every_business_service_is_stopped_and_databases_run(run):
     for h in labmod.lab_hosts():
         if h.name not in {x.name for x in labmod.select(labmod.lab_hosts(), CITIES, COUNTIES)} or "drop" in h.groups:

@@ -152,3 +152,22 @@ def test_ansible_finds_the_filters_and_the_deploy_tasks_build_the_probes_with_th
     assert json.loads(tasks["Services"]["core-qyyl"]["msg"]) == [
         {"name": "si-core-qyyl", "probe": {"http": "http://127.0.0.1:28011/health"}}]
     assert json.loads(tasks["Services"]["jobs1"]["msg"]) == []
+
+
+def test_each_stopped_front_gets_a_stand_in_on_its_own_port_and_address():
+    """N4: the full stop leaves a notice answering on each counter's, core's and interface's port."""
+    gateway = [{"name": "si-gateway", "port": "28021"}, {"name": "si-shared-platform", "port": 28022}]
+    assert filters.notice_standins(gateway, "127.0.0.1") == [
+        {"name": "si-gateway", "port": 28021, "address": "127.0.0.1"},
+        {"name": "si-shared-platform", "port": 28022, "address": "127.0.0.1"}]
+
+
+@pytest.mark.parametrize(("components", "address", "named"), [
+    ([{"name": "si-counter; rm -rf /", "port": 28101}], "0.0.0.0", "is not a unit name"),
+    ([{"name": "si-counter", "port": "28101 -X"}], "0.0.0.0", "not a TCP port"),
+    ([{"name": "si-counter", "port": 28101}], "0.0.0.0 --bind", "not an IP address"),
+    ([{"name": "si-counter", "port": 28101}], None, "not an IP address"),
+])
+def test_a_stand_in_from_a_bad_name_port_or_address_is_refused_naming_it(components, address, named):
+    with pytest.raises(AnsibleFilterError, match=named):
+        filters.notice_standins(components, address)

@@ -53,8 +53,11 @@ def _http(host: str, result: Mapping[str, Any], require_running: bool) -> dict[s
         except ValueError:
             body = {}
     found = body.get(probe.get("json_key") or "version") if status == 200 and isinstance(body, dict) else None
-    down = status == -1
-    shown = _text(found) if found is not None else ("not running" if down else f"HTTP {status}")
+    # stopped for the window: nothing listens, or the notice's stand-in answers in its place (N4)
+    notice = status == 503 and isinstance(body, dict) and body.get("code") == "MAINTENANCE"
+    down = status == -1 or notice
+    shown = (_text(found) if found is not None else "not running" if status == -1
+             else "not running (the notice answers)" if notice else f"HTTP {status}")
     ok = (isinstance(found, str) and found == str(component["version"])) or (down and not require_running)
     return _row(host, component, f"http {probe['http']}", shown, ok)
 

@@ -10,9 +10,10 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
 ).get_hosts("all")
 
 
-def curl(host, path, accept="application/json"):
+def curl(host, path, accept="application/json", port=18088, data=None):
+    post = f"-X POST -H 'Content-Type: application/json' -d '{data}' " if data else ""
     out = host.check_output(
-        f"curl -s -H 'Accept: {accept}' -w '\\n%{{http_code}}' http://127.0.0.1:18088{path}")
+        f"curl -s {post}-H 'Accept: {accept}' -w '\\n%{{http_code}}' http://127.0.0.1:{port}{path}")
     body, _, code = out.rpartition("\n")
     return int(code), body
 
@@ -44,3 +45,25 @@ def test_component_maintenance_file_names_the_functions(host):
     assert data["scope"] == "functions"
     assert data["functions"] == ["collection", "account"]
     assert "友情提示" in data["html"]
+
+
+def test_a_stopped_component_answers_on_its_own_port_with_the_notice(host):
+    """N4: a counter or the core's front does not refuse connections while it is stopped."""
+    assert not host.service("demo-core").is_running
+    assert host.service("si-notice@demo-core").is_running
+    code, body = curl(host, "/collection", port=18091, data='{"line": "qyyl"}')
+    assert code == 503
+    assert json.loads(body)["code"] == "MAINTENANCE"
+    code, page = curl(host, "/account", accept="text/html", port=18091)
+    assert code == 503
+    assert "友情提示" in page
+    code, body = curl(host, "/health", port=18091)  # a probe never takes the notice for the service
+    assert code == 503
+
+
+def test_starting_the_component_takes_its_port_back_from_the_stand_in(host):
+    host.run_expect([0], "systemctl start demo-core")
+    assert not host.service("si-notice@demo-core").is_running
+    code, body = curl(host, "/collection/", port=18091)
+    assert code == 200
+    assert "collection works" in body
