@@ -10,7 +10,7 @@ from typing import Any
 def marked_env(tmp_path: Path, monkeypatch: Any) -> dict[str, Any]:
     """A temporary journal and marker file; the marker's path in CUTOVER_TEST_MARKER; none of
     the playbook's failure switches set."""
-    for name in ("CUTOVER_TEST_FAIL", "CUTOVER_TEST_FAIL_ONCE", "CUTOVER_TEST_BAD_INPUT"):
+    for name in ("CUTOVER_TEST_FAIL", "CUTOVER_TEST_FAIL_ONCE", "CUTOVER_TEST_BAD_INPUT", "CUTOVER_TEST_HOLD"):
         monkeypatch.delenv(name, raising=False)
     marker = tmp_path / "marker"
     monkeypatch.setenv("CUTOVER_TEST_MARKER", str(marker))

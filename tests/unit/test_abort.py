@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,34 @@ def test_a_confirmation_given_between_runs_counts_as_started_for_the_point_of_no
             abort.abort(options, "王", "the tax side is not ready")
     finally:
         variant.unlink()
+
+
+def test_a_killed_call_off_left_at_work_is_stopped_and_waited_for_before_the_next_touches_a_host(env, monkeypatch):
+    """N18: two ways back never race. The first call-off is killed while its playbook works on a
+    counter; the second stops that orphaned playbook, waits for the work it started to end,
+    and only then runs its own stages."""
+    stop(env, limit="taiyuan")
+    monkeypatch.setenv("CUTOVER_TEST_HOLD", "ty-counter")
+    code = ("import sys; from cutover.engine import abort; from cutover.engine.session import RunOptions; "
+            f"abort.abort(RunOptions(plan={str(PLAN)!r}, journal={str(env['journal'])!r}, "
+            f"artifacts={str(env['tmp'] / 'art')!r}, rehearsal=True, auto_confirm=True, notify_urls=[]), "
+            "'省社保局 王', 'first')")
+    first = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while "holding ty-counter" not in marks(env):
+        assert first.poll() is None, "the first call-off ended before its playbook held"
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    first.kill()  # the controller only: its ansible-playbook and the work it started live on
+    first.wait()
+    monkeypatch.delenv("CUTOVER_TEST_HOLD")
+    said: list[str] = []
+    out = call_off(env, said, reason="second")
+    assert out["stages"] == ["r1", "r2"]
+    assert any("the earlier cutover.abort (run 2) left ansible-playbook running" in line for line in said), said
+    seen = marks(env)
+    again = [i for i, line in enumerate(seen) if line == "abort r1 prov-db"][-1]
+    assert seen.index("held ty-counter") < again  # the held work ended before the second began
+    with Journal.open(env["journal"]) as journal:
+        assert [(r["verb"], r["status"]) for r in journal.all("runs")][-2:] == [("abort", "crashed"), ("abort", "done")]

@@ -23,7 +23,15 @@ from cutover.engine.manual_step import run_manual_step, run_wait_step
 from cutover.engine.narrow import reached_sites, site_names, this_runs_part, undone_at
 from cutover.engine.order import ordered
 from cutover.engine.playbook_step import run_playbook_step
-from cutover.engine.run import EXIT_WAITING, Run, StepFailed, attempt_ident, attempt_mark
+from cutover.engine.run import (
+    EXIT_WAITING,
+    WAY_BACK_VERBS,
+    Run,
+    StepFailed,
+    attempt_ident,
+    attempt_mark,
+    way_back_mark,
+)
 from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import RunStatus, StepState
 from cutover.engine.waiting import CalledOff, WokeTo, sleep_until_start
@@ -297,30 +305,47 @@ def wait_for_earlier_attempts(run: Run, step: Step) -> None:
     attempts never race over the same files. What the earlier work left is then checked
     by the step itself (a verified snapshot or upload is kept, anything else done again);
     a dump still running on the database host holds its lock there (pg_data)."""
-    patience = run.opts.orphan_wait
     for attempt in run.journal.open_attempts(step.id):
         ident = attempt_ident(attempt["run_id"], step.id, attempt["id"])
-        mark = attempt_mark(run.journal.identity(), ident)
+        if wait_for_leftovers(attempt_mark(run.journal.identity(), ident), f"the earlier attempt {ident}",
+                              run.say, run.opts.orphan_wait,
+                              refused=f"step {step.id}", again=f"cutover.{run.verb}"):
+            run.say("  the step runs again and checks what it left")
+
+
+def wait_for_earlier_way_back(journal: Journal, run_id: int, say: Callable[[str], None], patience: float,
+                              again: str) -> None:
+    """The same for the way back (cutover.rollback, cutover.abort): an earlier such run that
+    was killed may have left its playbook at work; it is stopped, its work waited for, before
+    this run touches a host (N18)."""
+    for earlier in journal.all("runs"):
+        if earlier["id"] != run_id and earlier["verb"] in WAY_BACK_VERBS:
+            wait_for_leftovers(way_back_mark(journal.identity(), earlier["id"]),
+                               f"the earlier cutover.{earlier['verb']} (run {earlier['id']})", say, patience,
+                               refused=f"cutover.{again.removeprefix('cutover.')}", again=again)
+
+
+def wait_for_leftovers(mark: str, what: str, say: Callable[[str], None], patience: float, *,
+                       refused: str, again: str) -> bool:
+    """Stop the ansible-playbook processes marked `mark` and wait up to `patience` seconds for
+    the rest of their work; refuse (StepFailed) if it is still at work. True if there was any."""
+    pids = processes_of(mark)
+    drivers = [pid for pid in pids if is_driver(pid)]
+    if drivers:
+        say(f"  {what} left ansible-playbook running (pid {', '.join(map(str, drivers))}); stopping it")
+        stop_processes(drivers)
         pids = processes_of(mark)
-        drivers = [pid for pid in pids if is_driver(pid)]
-        if drivers:
-            run.say(f"  the earlier attempt {ident} left ansible-playbook running (pid "
-                    f"{', '.join(map(str, drivers))}); stopping it")
-            stop_processes(drivers)
-            pids = processes_of(mark)
-        if not pids:
-            continue
-        run.say(f"  the earlier attempt {ident} is still at work ({len(pids)} process(es): "
-                f"{', '.join(map(str, pids[:8]))}); waiting for it to end (up to {patience:.0f} s)")
-        started = time.monotonic()
-        while pids and time.monotonic() - started < patience:
-            time.sleep(min(2.0, patience))
-            pids = processes_of(mark)
-        if pids:
-            raise StepFailed(f"step {step.id}: the earlier attempt {ident} is still at work after "
-                             f"{patience:.0f} s (process(es) {', '.join(map(str, pids))}); "
-                             "nothing was started",
-                             "let it finish (or stop it: kill those processes), then run "
-                             f"cutover.{run.verb} again")
-        run.say(f"  the earlier attempt's work ended after {time.monotonic() - started:.0f} s; "
-                "the step runs again and checks what it left")
+    if not pids:
+        return bool(drivers)
+    say(f"  {what} is still at work ({len(pids)} process(es): {', '.join(map(str, pids[:8]))}); "
+        f"waiting for it to end (up to {patience:.0f} s)")
+    started = time.monotonic()
+    while pids and time.monotonic() - started < patience:
+        time.sleep(min(2.0, patience))
+        pids = processes_of(mark)
+    if pids:
+        raise StepFailed(f"{refused}: {what} is still at work after {patience:.0f} s (process(es) "
+                         f"{', '.join(map(str, pids))}); nothing was started",
+                         f"let it finish (or stop it: kill those processes), then run {again} again")
+    say(f"  {what}'s work ended after {time.monotonic() - started:.0f} s")
+    return True
