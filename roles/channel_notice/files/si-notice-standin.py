@@ -5,7 +5,8 @@ From the full stop (11-23 18:00) until a front comes back, a counter, the core's
 or an interface must not refuse connections: people get the notice as a page, apps get it
 as JSON, both with status 503 and Retry-After. The channel_notice role starts this program
 as the unit si-notice@COMPONENT (which conflicts with COMPONENT.service, so starting the
-component again stops it first) with the component's maintenance file as its argument:
+component again stops it first), as nobody, with its own copy of the notice as its argument
+(/var/www/si-maintenance/standin/COMPONENT.json):
 
     {"json": {...the notice...}, "html": "...", "standin": {"address": "127.0.0.1", "port": 28101}}
 
