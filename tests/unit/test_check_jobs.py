@@ -242,3 +242,57 @@ def test_output_written_before_the_restore_is_not_a_run():
 def test_data_that_is_not_what_the_check_reads_is_refused(lines, baseline, tolerance, allow, says):
     with pytest.raises(AnsibleFilterError, match=says.replace("(", r"\(")):
         filters.job_volumes(lines, baseline, 100, tolerance, allow)
+
+
+# --------------------------------------------------------------- the record of what was on, per window
+
+
+def _jobs_role(tmp_path: Path, state: str, key: str, require_record: bool = True, ident: str = "jobs"):
+    """The role's disable or restore on this machine, with no job of its own: the timer pattern
+    and the cron glob match nothing here, so only the record's rules act."""
+    play = tmp_path / f"{ident}.yml"
+    play.write_text(yaml.safe_dump([{
+        "name": "Jobs", "hosts": "jobs", "gather_facts": False,
+        "tasks": [{"name": "Jobs", "ansible.builtin.include_role": {"name": "timed_jobs"},
+                   "vars": {"timed_jobs_state": state, "timed_jobs_window_key": key,
+                            "timed_jobs_require_record": require_record,
+                            "timed_jobs_timer_pattern": "cutover-test-none-*.timer",
+                            "timed_jobs_cron_glob": str(tmp_path / "cron.d" / "si-job-*")}}]}]))
+    (tmp_path / "cron.d").mkdir(exist_ok=True)
+    return run_playbook(play, _inventory(tmp_path), ident=ident, artifacts_dir=tmp_path / "art")
+
+
+def _record(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "facts" / "timed_jobs.fact").read_text())
+
+
+def test_a_window_never_takes_another_windows_record_of_what_was_on(tmp_path):
+    """N13: the record of the jobs that were on is keyed by the window. Another window's record
+    that was never switched back on is the only list of what was on before it: this window's
+    switch-off refuses (nothing overwritten), its restore refuses, and its call-off leaves
+    the jobs alone (jobs_untouched) instead of switching on another window's list."""
+    _fact(tmp_path, "timed_jobs", {"recorded": True, "window": "j-old", "timers": ["si-job-a.timer"], "cron": [],
+                                   "at": "2023-05-01T10:00:00+00:00"})
+    before = _record(tmp_path)
+    off = _jobs_role(tmp_path, "disabled", "j-new", ident="off")
+    assert not off.ok
+    assert "another window (j-old) switched the jobs off on jobs-a" in off.summary()
+    assert _record(tmp_path) == before
+    back = _jobs_role(tmp_path, "restored", "j-new", ident="back")
+    assert not back.ok
+    assert "is another window's (j-old), not this one's (j-new)" in back.summary()
+    called_off = _jobs_role(tmp_path, "restored", "j-new", require_record=False, ident="abort")
+    assert called_off.ok, called_off.summary()
+    assert called_off.evidence["jobs_untouched"] == [HOST]
+    assert _record(tmp_path) == before
+
+
+def test_a_rerun_of_the_same_window_keeps_its_record_and_its_restore_uses_it(tmp_path):
+    _fact(tmp_path, "timed_jobs", {"recorded": True, "window": "j-1", "timers": [], "cron": [],
+                                   "at": "2023-11-23T10:00:00+00:00"})
+    assert _jobs_role(tmp_path, "disabled", "j-1", ident="off").ok
+    assert _record(tmp_path)["at"] == "2023-11-23T10:00:00+00:00"  # the first switch-off's record is kept
+    back = _jobs_role(tmp_path, "restored", "j-1", ident="back")
+    assert back.ok, back.summary()
+    assert _record(tmp_path)["recorded"] is False  # switched back on, kept as evidence
+    assert "jobs_untouched" not in back.evidence
