@@ -1,6 +1,7 @@
 """The inventory the plan runs on: Ansible can parse it, its SQL fragments are single
-expressions (N5), a production inventory hands over safely and notifies someone (N6, N16),
-and every step's limit and play hosts match a host or group."""
+expressions (N5) and its gate queries single SELECTs (N1, N3), a production inventory hands
+over safely and notifies someone (N6, N16), and every step's limit and play hosts match a
+host or group."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from cutover.data import sql
 from cutover.errors import CutoverError
 from cutover.inventory import load_inventory
 from cutover.paths import resolve
+from cutover.plan.gate_queries import lint_gate_queries
 from cutover.plan.host_keys import lint_host_keys
 from cutover.plan.inventory_vars import InventoryGroups, lint_inventory_vars
 from cutover.plan.model import Plan
@@ -40,6 +42,7 @@ def lint_inventory(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]],
     _lint_export_fragments(hostvars, add, inv_path)
     production = any(hv.get("cutover_environment") == "production" for hv in hostvars.values())
     lint_inventory_vars(plan, add, data, inv_path)
+    lint_gate_queries(plan, add, data, inv_path)
     if production:
         lint_host_keys(add, data, inv_path)
     sites = SiteTree.from_hostvars(hostvars, groups)
