@@ -158,14 +158,12 @@ def _free_port() -> int:
 def postgres():
     """A throwaway PostgreSQL cluster on a free loopback port: as this user, or (PostgreSQL refuses
     root) as the machine's postgres account. Two line databases with a schema of their own."""
-    bindir = Path("/usr/local/bin")
-    if not (bindir / "initdb").exists():
-        pytest.skip("no PostgreSQL binaries in /usr/local/bin")
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))  # Debian's postgresql-NN
+    assert found, "no PostgreSQL server here: apt-get install postgresql-15 (`invoke test` installs it)"
+    bindir = found[-1].parent
     as_user: list[str] = []
     base = Path(tempfile.mkdtemp(prefix="cutover-gate-pg-"))  # pytest's tmp of root is 0700
-    if os.geteuid() == 0:
-        if not shutil.which("runuser"):
-            pytest.skip("PostgreSQL does not run as root, and runuser is missing")
+    if os.geteuid() == 0:  # PostgreSQL refuses root: the package's own account runs it
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(base, "postgres")
     port = _free_port()

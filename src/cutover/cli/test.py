@@ -15,7 +15,9 @@ from cutover.lab import image
 from cutover.lab.podman import CONTAINERS_CONF, ensure_host_tools
 from cutover.paths import ROOT
 
-TEST_TOOLS = {"chromium": "chromium", "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc": "fonts-wqy-zenhei"}
+TEST_TOOLS = {"chromium": "chromium", "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc": "fonts-wqy-zenhei",
+              # unit tests run the gates and business checks against a throwaway real PostgreSQL
+              "/usr/lib/postgresql/15/bin/initdb": "postgresql-15"}
 
 
 # Two scenarios at a time: each waits on its container as much as it computes, and every
