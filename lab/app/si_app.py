@@ -161,7 +161,8 @@ def book_on_tax_side(path: str, body: dict, answer: dict) -> int:
             row = conn.execute(
                 "INSERT INTO shared_ledger (line, function, line_record_id, body, booked_at)"
                 " VALUES (%s, %s, %s, %s, now()) RETURNING id",
-                (body.get("line", ""), path.strip("/"), answer.get("id"), json.dumps(body, ensure_ascii=False)),
+                (body.get("line", ""), path.strip("/"), answer.get("id"),
+                 json.dumps(body, ensure_ascii=False)),
             ).fetchone()
     except psycopg.Error as exc:
         raise HttpError(502, f"forwarded as record {answer.get('id')}, but the tax side's bookkeeping "
