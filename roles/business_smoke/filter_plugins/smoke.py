@@ -39,6 +39,10 @@ def _records(transaction: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return list(transaction.get("records") or [])
 
 
+def _complete(tax_db: Any) -> bool:
+    return isinstance(tax_db, Mapping) and all(tax_db.get(k) not in (None, "") for k in TAX_DB_KEYS)
+
+
 def smoke_unrunnable(names: Iterable[str], catalog: Any, tax_db: Any = None) -> list[str]:
     """Why the named transactions cannot be run from this catalog (plan.check says more)."""
     if not isinstance(catalog, Mapping):
@@ -54,7 +58,7 @@ def smoke_unrunnable(names: Iterable[str], catalog: Any, tax_db: Any = None) -> 
             where = record.get("database") if isinstance(record, Mapping) else None
             if where not in DATABASES:
                 out.append(f"{name!r} reads a record back from {where!r}: say line or tax")
-            elif where == "tax" and not (isinstance(tax_db, Mapping) and all(tax_db.get(k) for k in TAX_DB_KEYS)):
+            elif where == "tax" and not _complete(tax_db):
                 out.append(f"{name!r} reads a record back on the tax side, and business_smoke_tax_db "
                            f"(the inventory's si_smoke_tax_db) does not give its {', '.join(TAX_DB_KEYS)}")
     return out
@@ -99,8 +103,9 @@ def smoke_refusals(results: Iterable[Mapping[str, Any]], catalog: Mapping[str, A
         missing = [r.get("id_from", "id") for r in _records(catalog[send["name"]])
                    if _id(result, r.get("id_from", "id")) is None]
         if missing:
-            out.append(f"{what} accepted the {send['line']} {send['name']} transaction but answered no record "
-                       f"{' or '.join(dict.fromkeys(missing))}: {_shown(result)}")
+            ids = " or ".join(dict.fromkeys(missing))
+            out.append(f"{what} accepted the {send['line']} {send['name']} transaction but answered "
+                       f"no record {ids}: {_shown(result)}")
     return out
 
 
