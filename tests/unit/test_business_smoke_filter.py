@@ -110,5 +110,7 @@ def test_a_transaction_the_catalog_lacks_or_cannot_read_back_is_refused_before_a
         "si_smoke_tax_db) does not give its host, port, user, password, sslmode, db"]
     odd = {"x": {**CATALOG["approval"], "records": [{"database": "ledger", "sql": LINE_SQL}]}}
     assert smoke.smoke_unrunnable(["x"], odd) == ["'x' reads a record back from 'ledger': say line or tax"]
+    sideways = {"x": {**CATALOG["approval"], "path": "../admin?x=1"}}
+    assert smoke.smoke_unrunnable(["x"], sideways) == ["'x' has path '../admin?x=1', not a plain function name"]
     assert smoke.smoke_unrunnable(["x"], "not a mapping") == [
         "si_smoke_transactions is not a mapping of named transactions"]

@@ -16,6 +16,7 @@ RECORD_ID = re.compile(r"[0-9]{1,18}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 DATABASES = ("line", "tax")
 TAX_DB_KEYS = ("host", "port", "user", "password", "sslmode", "db")
+FUNCTION = re.compile(r"[a-z][a-z0-9_-]{0,62}")  # as plan.check's smoke_checks: no slash, query or host
 
 
 def _shown(result: Mapping[str, Any]) -> str:
@@ -54,6 +55,8 @@ def smoke_unrunnable(names: Iterable[str], catalog: Any, tax_db: Any = None) -> 
                 or not isinstance(spec.get("body"), Mapping) or not _records(spec):
             out.append(f"{name!r} is not a transaction of si_smoke_transactions with path, body and records")
             continue
+        if not FUNCTION.fullmatch(spec["path"]):
+            out.append(f"{name!r} has path {spec['path']!r}, not a plain function name")
         for record in _records(spec):
             where = record.get("database") if isinstance(record, Mapping) else None
             if where not in DATABASES:
