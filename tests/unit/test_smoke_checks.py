@@ -102,6 +102,8 @@ def test_a_transaction_a_stage_sends_that_the_inventory_lacks_is_named_with_the_
     assert found[0].startswith(f"{checks}:{line_of(checks, 'si_smoke_transactions:')}: ")
     assert "si_smoke_transactions has no transaction 'account', which playbooks/restore/restore.yml sends " \
            "(step n9-restore-core)" in found[0]
+    assert "hint: add account: {path, body, mark, records} (inventories/lab/group_vars/all/business_checks.yml " \
+           "is the example)" in found[0]
 
 
 def test_a_record_on_the_tax_side_needs_where_the_tax_side_is(checks):

@@ -59,10 +59,10 @@ def lint_smoke_transactions(plan: Plan, add: Add, data: dict[str, Any], inv_path
                              "vault), or read back in the line's database only"))
         for name, (book, step) in sent.items():
             if name not in catalog:
-                like = close_match(name, catalog, "the")
+                like = close_match(name, catalog, "")
                 problems.append(((), f"has no transaction {name!r}, which {book} sends (step {step})",
-                                 f"add {name}: {{path, body, mark, records}} ({like} lab's "
-                                 "inventories/lab/group_vars/all/business_checks.yml is the example)"))
+                                 f"{like + ' or ' if like else ''}add {name}: {{path, body, mark, records}} "
+                                 "(inventories/lab/group_vars/all/business_checks.yml is the example)"))
         for path, message, hint in problems:
             add(("plan", "inventory"), f"inventory {rel(inv_path)}: {_dotted(path)} {message}", hint,
                 at=(file, _line_of(root, (VAR, *path), line)))
