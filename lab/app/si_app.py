@@ -7,6 +7,9 @@ One program plays every business component of the lab, configured by environment
 - mode ``core``: the business system of one insurance line; owns that line's database.
 - mode ``front``: a channel or interface (counter, gateway, shared platform, online
   platform, app back-end); forwards business requests to the core service of the line.
+  With ``SI_TAX_DSN`` set (the HR–tax shared platform), what it forwarded is also booked in
+  the tax side's receiving database, table ``shared_ledger`` (N10), and the answer says the
+  booking's id as ``tax_id``.
 - mode ``sink``: the lab's stand-in for the chat groups and the tax department's inbox
   (N6, N16): POST /notify records a message (apprise's json:// format), GET /messages
   lists them.
@@ -34,6 +37,7 @@ LINE = os.environ.get("SI_LINE", "")
 DSN = os.environ.get("SI_DSN", "")
 PORT = int(os.environ.get("SI_PORT", "8080"))
 UPSTREAMS: dict[str, str] = json.loads(os.environ.get("SI_UPSTREAMS", "{}") or "{}")
+TAX_DSN = os.environ.get("SI_TAX_DSN", "")
 
 BUSINESS = {"/collection", "/account", "/benefit-payment", "/approval"}
 SINK_FILE = Path(os.environ.get("SI_SINK_FILE", "/var/lib/si-notify/messages.jsonl"))
@@ -56,9 +60,10 @@ def blocked_by(notice: dict | None, path: str) -> bool:
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, record: object = None) -> None:
         super().__init__(message)
         self.status = status
+        self.record = record  # a record that was written all the same, to be taken back
 
 
 def _db():
@@ -141,7 +146,28 @@ def front_business(path: str, body: dict) -> dict:
     except (urllib.error.URLError, OSError) as exc:
         raise HttpError(502, f"core service of line {line} unreachable: {exc}") from exc
     answer["via"] = COMPONENT
+    if TAX_DSN:
+        answer["tax_id"] = book_on_tax_side(path, body, answer)
     return answer
+
+
+def book_on_tax_side(path: str, body: dict, answer: dict) -> int:
+    """The shared platform books what it forwarded on the tax side (N10). Should that fail,
+    the answer still carries the line's record id, so whoever sent it can take it back."""
+    import psycopg
+
+    try:
+        with psycopg.connect(TAX_DSN, connect_timeout=5, application_name=COMPONENT) as conn:
+            row = conn.execute(
+                "INSERT INTO shared_ledger (line, function, line_record_id, body, booked_at)"
+                " VALUES (%s, %s, %s, %s, now()) RETURNING id",
+                (body.get("line", ""), path.strip("/"), answer.get("id"),
+                 json.dumps(body, ensure_ascii=False)),
+            ).fetchone()
+    except psycopg.Error as exc:
+        raise HttpError(502, f"forwarded as record {answer.get('id')}, but the tax side's bookkeeping "
+                             f"refused it: {exc}".strip(), record=answer.get("id")) from exc
+    return row[0]
 
 
 def health() -> dict:
@@ -173,7 +199,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             self._send(200, fn())
         except HttpError as exc:
-            self._send(exc.status, {"ok": False, "error": str(exc), "component": COMPONENT})
+            refused = {"ok": False, "error": str(exc), "component": COMPONENT}
+            self._send(exc.status, refused if exc.record is None else {**refused, "id": exc.record})
         except Exception as exc:
             self._send(500, {"ok": False, "error": repr(exc), "component": COMPONENT})
 

@@ -1,5 +1,6 @@
-"""roles/business_smoke: which answers are records to read back and remove, and which are
-refusals to report. Every answer comes from a host; only a plain decimal id is ever used."""
+"""roles/business_smoke: what is sent for each transaction, which answers are records to read
+back and remove, and which are refusals to report. Every answer comes from a host; only a
+plain decimal id is ever used."""
 
 from __future__ import annotations
 
@@ -15,17 +16,60 @@ smoke = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(smoke)
 
 URL = "http://127.0.0.1:28011/"
+LINE_SQL = "DELETE FROM approval WHERE id = %(id)s AND kind = 'cutover-smoke' RETURNING id"
+TAX_SQL = "DELETE FROM shared_ledger WHERE id = %(id)s RETURNING id"
+CATALOG = {
+    "approval": {"path": "approval", "body": {"kind": "cutover-smoke"}, "mark": "cutover-smoke",
+                 "records": [{"database": "line", "sql": LINE_SQL}]},
+    "tax-transfer": {"path": "collection", "body": {"period": "cutover-smoke"}, "mark": "cutover-smoke",
+                     "records": [{"database": "line", "sql": LINE_SQL},
+                                 {"database": "tax", "id_from": "tax_id", "sql": TAX_SQL}]},
+}
+TAX_DB = {"host": "h", "port": 5432, "user": "u", "password": "p", "sslmode": "disable", "db": "tax_receive"}
 
 
-def answer(status=200, **extra):
-    return {"item": [URL, "qyyl"], "status": status, **extra}
+def answer(status=200, name="approval", line="qyyl", **extra):
+    send = {"url": URL, "line": line, "name": name, "path": CATALOG[name]["path"], "body": {}}
+    return {"item": send, "status": status, **extra}
+
+
+def test_each_service_gets_each_transaction_in_each_line_with_the_line_in_its_body():
+    sends = smoke.smoke_sends([URL, "http://b/"], ["qyyl", "gs"], ["approval"], CATALOG)
+    assert [(s["url"], s["line"]) for s in sends] == [(URL, "qyyl"), (URL, "gs"), ("http://b/", "qyyl"),
+                                                      ("http://b/", "gs")]
+    assert sends[1]["body"] == {"kind": "cutover-smoke", "line": "gs"}
+    assert CATALOG["approval"]["body"] == {"kind": "cutover-smoke"}  # the inventory's own is untouched
 
 
 def test_an_accepted_transaction_is_a_record_to_remove_and_no_refusal():
     results = [answer(json={"ok": True, "id": 42}), answer(json={"id": "7"})]
-    assert smoke.smoke_records(results) == [{"url": URL, "line": "qyyl", "id": 42},
-                                            {"url": URL, "line": "qyyl", "id": 7}]
-    assert smoke.smoke_refusals(results) == []
+    assert smoke.smoke_records(results, CATALOG) == [
+        {"url": URL, "line": "qyyl", "name": "approval", "path": "approval", "database": "line",
+         "sql": LINE_SQL, "id": 42, "accepted": True},
+        {"url": URL, "line": "qyyl", "name": "approval", "path": "approval", "database": "line",
+         "sql": LINE_SQL, "id": 7, "accepted": True}]
+    assert smoke.smoke_refusals(results, CATALOG) == []
+
+
+def test_a_transfer_is_read_back_in_the_line_and_on_the_tax_side_each_by_its_own_id():
+    records = smoke.smoke_records([answer(name="tax-transfer", json={"id": 5, "tax_id": 9})], CATALOG)
+    assert [(r["database"], r["id"], r["sql"]) for r in records] == [("line", 5, LINE_SQL), ("tax", 9, TAX_SQL)]
+
+
+def test_a_refusal_that_names_a_record_has_it_removed_but_never_counted_as_proof():
+    """The shared platform wrote to the core, then the tax side refused: the line's record goes."""
+    results = [answer(502, name="tax-transfer", json={"ok": False, "id": 5}, content='{"ok": false}')]
+    assert [(r["database"], r["id"], r["accepted"]) for r in smoke.smoke_records(results, CATALOG)] == [
+        ("line", 5, False)]
+    assert smoke.smoke_refusals(results, CATALOG) == [
+        f'{URL}collection refused the qyyl tax-transfer transaction (status 502): {{"ok": false}}']
+
+
+def test_an_accepted_transfer_without_its_tax_booking_id_is_a_refusal_and_its_line_record_goes():
+    results = [answer(name="tax-transfer", json={"id": 5}, content='{"id": 5}')]
+    assert [r["database"] for r in smoke.smoke_records(results, CATALOG)] == ["line"]
+    assert smoke.smoke_refusals(results, CATALOG) == [
+        f'{URL}collection accepted the qyyl tax-transfer transaction but answered no record tax_id: {{"id": 5}}']
 
 
 @pytest.mark.parametrize("made_up", [
@@ -33,22 +77,40 @@ def test_an_accepted_transaction_is_a_record_to_remove_and_no_refusal():
 ])
 def test_an_id_that_is_not_a_plain_decimal_is_never_used_and_is_reported(made_up):
     results = [answer(json={"id": made_up}, content='{"id": "..."}')]
-    assert smoke.smoke_records(results) == []
-    assert smoke.smoke_refusals(results) == [
-        f'{URL}approval accepted the qyyl transaction but answered no record id: {{"id": "..."}}']
+    assert smoke.smoke_records(results, CATALOG) == []
+    assert smoke.smoke_refusals(results, CATALOG) == [
+        f'{URL}approval accepted the qyyl approval transaction but answered no record id: {{"id": "..."}}']
 
 
 def test_a_refusal_names_the_service_line_and_status_and_shows_a_short_clean_answer():
-    hostile = "\x1b[2J\u202eevil" + "x" * 500
-    [said] = smoke.smoke_refusals([answer(503, content=hostile)])
-    assert said.startswith(f"{URL}approval refused the qyyl transaction (status 503): ?[2J?evil")
+    hostile = "<script>x</script>\x1b[2J\u202eevil\u2066" + "x" * 500
+    [said] = smoke.smoke_refusals([answer(503, content=hostile)], CATALOG)
+    assert said.startswith(f"{URL}approval refused the qyyl approval transaction (status 503): "
+                           "<script>x</script>?[2J?evil?")
     assert "\x1b" not in said
     assert "\u202e" not in said
     assert said.endswith("…")
-    assert len(said) < 300
+    assert len(said) < 350
 
 
 def test_an_answer_without_status_or_body_is_a_refusal_too():
-    [said] = smoke.smoke_refusals([{"item": [URL, "gs"], "msg": "Connection refused"}])
-    assert said == f"{URL}approval refused the gs transaction (status none): Connection refused"
-    assert smoke.smoke_records([{"item": [URL, "gs"], "msg": "Connection refused"}]) == []
+    [said] = smoke.smoke_refusals([{**answer(line="gs"), "status": None, "msg": "Connection refused"}], CATALOG)
+    assert said == f"{URL}approval refused the gs approval transaction (status None): Connection refused"
+    no_status = {"item": answer(line="gs")["item"], "msg": "Connection refused"}
+    assert smoke.smoke_refusals([no_status], CATALOG)[0].endswith("(status none): Connection refused")
+    assert smoke.smoke_records([no_status], CATALOG) == []
+
+
+def test_a_transaction_the_catalog_lacks_or_cannot_read_back_is_refused_before_anything_is_sent():
+    assert smoke.smoke_unrunnable(["approval", "tax-transfer"], CATALOG, TAX_DB) == []
+    assert smoke.smoke_unrunnable(["payment"], CATALOG, TAX_DB) == [
+        "'payment' is not a transaction of si_smoke_transactions with path, body and records"]
+    assert smoke.smoke_unrunnable(["tax-transfer"], CATALOG, {}) == [
+        "'tax-transfer' reads a record back on the tax side, and business_smoke_tax_db (the inventory's "
+        "si_smoke_tax_db) does not give its host, port, user, password, sslmode, db"]
+    odd = {"x": {**CATALOG["approval"], "records": [{"database": "ledger", "sql": LINE_SQL}]}}
+    assert smoke.smoke_unrunnable(["x"], odd) == ["'x' reads a record back from 'ledger': say line or tax"]
+    sideways = {"x": {**CATALOG["approval"], "path": "../admin?x=1"}}
+    assert smoke.smoke_unrunnable(["x"], sideways) == ["'x' has path '../admin?x=1', not a plain function name"]
+    assert smoke.smoke_unrunnable(["x"], "not a mapping") == [
+        "si_smoke_transactions is not a mapping of named transactions"]

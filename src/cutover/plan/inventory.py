@@ -20,6 +20,7 @@ from cutover.plan.inventory_vars import InventoryGroups, lint_inventory_vars
 from cutover.plan.model import Plan
 from cutover.plan.playbooks import play_hosts
 from cutover.plan.problems import Add, close_match, rel
+from cutover.plan.smoke_checks import lint_smoke_transactions
 from cutover.sites import SiteTree, site_limit
 from cutover.yamlsafe import YamlRefused
 
@@ -43,6 +44,7 @@ def lint_inventory(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]],
     production = any(hv.get("cutover_environment") == "production" for hv in hostvars.values())
     lint_inventory_vars(plan, add, data, inv_path)
     lint_gate_queries(plan, add, data, inv_path)
+    lint_smoke_transactions(plan, add, data, inv_path)  # N9–N12: the site's own smoke SQL
     if production:
         lint_host_keys(add, data, inv_path)
     sites = SiteTree.from_hostvars(hostvars, groups)

@@ -42,16 +42,17 @@ def test_a_frozen_database_behind_the_service_fails(host):
 
 def test_an_answer_without_a_record_id_fails_and_is_shown_without_its_control_characters(host):
     msg = host.file("/root/smoke-no-id").content_string
-    assert "http://127.0.0.1:18084/approval accepted the qyyl transaction but answered no record id" in msg
+    said = "http://127.0.0.1:18084/approval accepted the qyyl approval transaction but answered no record id"
+    assert said in msg
     assert "?[2Jcleared" in msg
     assert "\x1b" not in msg
 
 
 def test_when_one_service_refuses_the_records_the_others_wrote_are_removed(host):
     msg = host.file("/root/smoke-mixed").content_string
-    assert "http://127.0.0.1:18083/approval refused the qyyl transaction (status 503)" in msg
-    assert "the records the other services wrote were removed" in msg
-    assert "18081" not in msg.split("(the records")[0]
+    assert "http://127.0.0.1:18083/approval refused the qyyl approval transaction (status 503)" in msg
+    assert "every record a service named was removed" in msg
+    assert "18081" not in msg.split("(every record")[0]
     assert _rows(host, "si_qyyl", "checks") == 0
 
 
@@ -59,3 +60,9 @@ def test_a_line_without_a_database_is_refused_before_any_request(host):
     msg = host.file("/root/smoke-no-database").content_string
     assert "cjyl" in msg
     assert "have no database" in msg
+
+
+def test_a_transaction_the_inventory_does_not_define_is_refused_before_any_request(host):
+    msg = host.file("/root/smoke-unknown-transaction").content_string
+    assert "'payroll' is not a transaction of si_smoke_transactions" in msg
+    assert "nothing was sent" in msg
