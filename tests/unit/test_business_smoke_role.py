@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -27,12 +26,10 @@ import yaml
 from cutover.ansible import run_playbook
 from cutover.paths import ROOT
 
-PG_BIN = Path("/usr/local/bin")
+from ..pgcluster import throwaway_postgres
+
 CATALOG = yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / "all" / "business_checks.yml").read_text())
 MARK = "cutover-smoke"
-
-pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="needs PostgreSQL 15 binaries")
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -40,39 +37,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _as_owner(argv: list) -> list:
-    """PostgreSQL refuses to run as root: there, the cluster belongs to nobody."""
-    return ["runuser", "-u", "nobody", "--", *map(str, argv)] if os.geteuid() == 0 else [str(a) for a in argv]
-
-
 @pytest.fixture(scope="module")
 def pg(datagen):
     """A PostgreSQL cluster of our own: the qyyl line's database with the lab's data, and the
     tax side's receiving database with the ledger playbooks/lab/provision.yml creates there."""
-    base = Path(tempfile.mkdtemp(prefix="cutover-smoke-pg-"))  # outside pytest's root-only tmp
-    if os.geteuid() == 0:
-        shutil.chown(base, "nobody")
-    port = _free_port()
-    subprocess.run(_as_owner([PG_BIN / "initdb", "-D", base / "data", "-U", "smoke", "--auth=trust", "-E", "UTF8"]),
-                   check=True, capture_output=True)
-    subprocess.run(_as_owner([PG_BIN / "pg_ctl", "-D", base / "data", "-l", base / "log", "-w", "-o",
-                              f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"]),
-                   check=True, capture_output=True)
-    dsn = f"host=127.0.0.1 port={port} user=smoke"
-    try:
-        with psycopg.connect(f"{dsn} dbname=postgres", autocommit=True) as conn:
-            conn.execute("CREATE DATABASE si_qyyl")
-            conn.execute("CREATE DATABASE tax_receive")
+    with throwaway_postgres("smoke", ["si_qyyl", "tax_receive"]) as cluster:
+        dsn = cluster["dsn"]
         datagen.load(f"{dsn} dbname=si_qyyl", "qyyl", 50, 7, frozenset())
         with psycopg.connect(f"{dsn} dbname=tax_receive") as conn:  # as provision.yml's Tax play
             conn.execute("CREATE TABLE shared_ledger (id bigserial PRIMARY KEY, line text NOT NULL, "
                          "function text NOT NULL, line_record_id bigint, body jsonb NOT NULL, "
                          "booked_at timestamptz NOT NULL)")
-        yield {"port": port, "dsn": dsn}
-    finally:
-        subprocess.run(_as_owner([PG_BIN / "pg_ctl", "-D", base / "data", "-m", "fast", "stop"]),
-                       check=False, capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        yield cluster
 
 
 def _wait(url: str) -> None:

@@ -7,12 +7,8 @@ same evidence as before (the engine's gate polling and `recheck_of` read it)."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import psycopg
@@ -22,6 +18,8 @@ import yaml
 from cutover.ansible.runner import run_playbook
 from cutover.data import sql
 from cutover.plan.lint import load_plan
+
+from ..pgcluster import throwaway_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "plans" / "shanxi-2023-11.yml"
@@ -148,43 +146,14 @@ TODO = ("SELECT o.code AS agency, o.title AS name, coalesce(string_agg(t.no::tex
         "FROM org o LEFT JOIN todo t ON t.code = o.code AND NOT t.done GROUP BY o.code, o.title ORDER BY o.code")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def postgres():
-    """A throwaway PostgreSQL cluster on a free loopback port: as this user, or (PostgreSQL refuses
-    root) as the machine's postgres account. Two line databases with a schema of their own."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))  # Debian's postgresql-NN
-    assert found, "no PostgreSQL server here: apt-get install postgresql-15 (`invoke test` installs it)"
-    bindir = found[-1].parent
-    as_user: list[str] = []
-    base = Path(tempfile.mkdtemp(prefix="cutover-gate-pg-"))  # pytest's tmp of root is 0700
-    if os.geteuid() == 0:  # PostgreSQL refuses root: the package's own account runs it
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(base, "postgres")
-    port = _free_port()
-    data = base / "data"
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
-                    f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
-    try:
-        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
-                             autocommit=True) as conn:
-            for db in ("line_a", "line_b"):
-                conn.execute(f"CREATE DATABASE {db}")
+    """A throwaway PostgreSQL cluster: two line databases with a schema of their own."""
+    with throwaway_postgres("postgres", ["line_a", "line_b"]) as cluster:
         for db in ("line_a", "line_b"):
-            with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=db) as conn:
+            with psycopg.connect(f"{cluster['dsn']} dbname={db}") as conn:
                 conn.execute(SCHEMA)
-        yield port
-    finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       check=False, capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        yield cluster["port"]
 
 
 def _count(port: int, db: str, table: str) -> int:
