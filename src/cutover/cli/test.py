@@ -58,8 +58,8 @@ def run_molecule(roles: list[Path]) -> list[str]:
 
 @task(help={"quick": "unit tests only (no lab, no Molecule, no linters)",
             "molecule": "run Molecule for every role (on by default; --no-molecule skips it)",
-            "sweep": "the slow lab cases too: the crash sweep at every playbook step of the plan (not "
-                     "five), the call-off after the snapshot and after the deploy"})
+            "sweep": "the slow lab cases too: the crash sweep at every playbook step of the plan, the "
+                     "call-off after the snapshot and after the deploy"})
 def run_tests(c: Context, quick: bool = False, molecule: bool = True, sweep: bool = False) -> None:
     """Lint (ruff, yamllint, ansible-lint), pytest (unit + lab integration), Molecule per role."""
     if sweep:
