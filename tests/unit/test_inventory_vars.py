@@ -174,3 +174,19 @@ def test_a_variable_that_feeds_a_role_has_that_roles_type():
         assert contract.variables[name].elements == option.get("elements"), (name, ref)
     assert contract.variables["si_db_sslmode"].choices[-1] == "verify-full"  # from business_smoke's spec
     assert contract.variables["si_db_password"].secret  # the role says no_log
+
+
+@pytest.mark.parametrize("inventory", ["lab", "example"])
+def test_every_key_of_a_shipped_components_list_is_one_the_roles_accept(inventory):
+    """version_verify refuses a component key it does not know (so a typo is caught): every key
+    the shipped inventories give a component must be one it knows, or the restore stops at the
+    first host that has it (the call-off in the lab did, at N10, over `shared_platform`)."""
+    from cutover.inventory import load_inventory
+
+    spec = yaml.safe_load((ROOT / "roles" / "version_verify" / "meta" / "argument_specs.yml").read_text())
+    known = set(spec["argument_specs"]["before_start"]["options"]["version_verify_host_components"]["options"])
+    data = load_inventory(ROOT / "inventories" / inventory)
+    used = {key for hv in data["_meta"]["hostvars"].values()
+            for component in hv.get("si_components") or [] if isinstance(component, dict) for key in component}
+    assert used
+    assert used <= known, sorted(used - known)
