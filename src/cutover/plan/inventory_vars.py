@@ -7,6 +7,7 @@ the same problem on many hosts is said once, naming them."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -111,12 +112,16 @@ def lint_inventory_vars(plan: Plan, add: Add, data: dict[str, Any], inv_path: Pa
                         home = group if group != "all" else _home_group(groups, host, pattern)
                         finding = missing.setdefault((var, home), _Finding())
                     else:
-                        problem = value_problem(hostvars[host][var], contract.variables[var])
+                        problem = _problem(hostvars[host], var, contract)
                         if problem is None:
                             continue
                         where = var_line(inv_path, host, groups.of_host(host), var)
                         finding = wrong.setdefault((var, problem, where), _Finding())
                     finding.add(host, use)
+        # an optional variable need not be there; where it is, it is held to its type
+        for host, var, problem in _optional_problems(needs.optional, reached, hostvars, contract):
+            where = var_line(inv_path, host, groups.of_host(host), var)
+            wrong.setdefault((var, problem, where), _Finding()).add(host, use)
     inv = rel(inv_path)
     base = inv_path if inv_path.is_dir() else inv_path.parent
     for (var, home), finding in missing.items():
@@ -130,6 +135,35 @@ def lint_inventory_vars(plan: Plan, add: Add, data: dict[str, Any], inv_path: Pa
         spec = contract.variables[var]
         add(("plan", "inventory"), f"inventory {inv}: {var} of {named_hosts(finding.hosts)} {problem}, "
             f"needed by {_uses(finding.uses)}", f"write {spec.describe()}", at=where)
+
+
+def _problem(host_vars: dict[str, Any], var: str, contract: HostVarsContract) -> str | None:
+    value = host_vars[var]
+    return value_problem(value, contract.variables[var]) or _unset_vault_reference(value, host_vars)
+
+
+def _optional_problems(optional: tuple[str, ...], hosts: list[str], hostvars: dict[str, Any],
+                       contract: HostVarsContract) -> Iterator[tuple[str, str, str]]:
+    for host in hosts:
+        for var in optional:
+            if var in hostvars[host] and var in contract.variables:
+                problem = _problem(hostvars[host], var, contract)
+                if problem is not None:
+                    yield host, var, problem
+
+
+VAULT_REFERENCE = re.compile(r"\{\{\s*(vault_[A-Za-z0-9_]+)\s*\}\}")
+
+
+def _unset_vault_reference(value: Any, host_vars: dict[str, Any]) -> str | None:
+    """A secret taken from the vault ("{{ vault_x }}", anywhere in the value) that the inventory
+    never sets would fail only when the play runs: named now, without any value."""
+    unset = sorted({name for name in VAULT_REFERENCE.findall(json.dumps(value, default=str))
+                    if name not in host_vars})
+    if not unset:
+        return None
+    return (f"takes {', '.join(unset)} from the vault, which the inventory does not set "
+            "(add it to the vault file)")
 
 
 def _plays_run(plan: Plan, contract: HostVarsContract, groups: InventoryGroups,
