@@ -19,7 +19,7 @@ SHIPPED_MANIFEST = ROOT / "releases" / "shanxi-2023-11.yml"
 MANIFEST = SHIPPED_MANIFEST.read_text()
 SHIPPED_PLAN = ROOT / "plans" / "shanxi-2023-11.yml"
 LAB_GROUPS = {"all", "ungrouped", "db", "core", "gateway", "counter", "portal", "jobs", "drop", "tax"}
-SHA = "c4052dc95dbb9f5f25ae9dc866d88ecfcd4b56de81b34b66519337813c6dfe9d"
+SHA = "370b9277a66f5fd1188ddf365b820ae07e42cc67d9ff060d5eb6c9be1e9b0fce"
 GATEWAY = "  - {name: si-gateway, artifact: si-app, group: gateway, probes: [file, http]}\n"
 JOBS = "  - {name: si-jobs, artifact: si-app, group: jobs, probes: [file]}\n"
 
@@ -57,7 +57,7 @@ def test_the_shipped_manifest_has_no_problem_against_the_lab_inventory():
 
 
 def test_a_misspelt_key_is_refused_with_its_line_and_the_key_it_meant(tmp_path):
-    path, text = edited(tmp_path, "    sha256: c4", "    sha265: c4")
+    path, text = edited(tmp_path, "    sha256: 37", "    sha265: 37")
     errors = errors_of(path)
     n = line_of(text, "sha265:")
     assert f"{path}:{n}: unknown key 'sha265' in an artifact\n    hint: did you mean 'sha256'?" in errors
@@ -179,7 +179,7 @@ def test_plan_check_refuses_a_component_in_a_group_no_host_is_in(tmp_path):
 
 
 def test_plan_check_reports_the_manifests_problems_at_their_lines_and_refuses_the_plan(tmp_path):
-    path, text = edited(tmp_path, "    sha256: c4", "    sha265: c4")
+    path, text = edited(tmp_path, "    sha256: 37", "    sha265: 37")
     with pytest.raises(PlanInvalid) as refused:
         check(plan_with(tmp_path, path), ROOT / "inventories" / "lab")
     message = str(refused.value)
