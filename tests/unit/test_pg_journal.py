@@ -120,6 +120,8 @@ def test_a_plan_run_on_postgresql_ends_with_the_status_it_has_on_a_sqlite_file(e
     assert [step["state"] for step in statuses["postgresql"]["steps"]] == ["done"] * 5 + ["pending"]
     pg_status = comparable(statuses["postgresql"], env["tmp"] / "art" / "postgresql")
     assert pg_status == comparable(statuses["sqlite"], env["tmp"] / "art" / "sqlite")
+    cli(env, url, "cutover.report")  # no file to write beside: into the artifacts directory
+    assert f"journal `{url}`" in (env["tmp"] / "art" / "report.md").read_text()
 
 
 def test_two_controllers_on_one_journal_take_turns_and_the_second_resumes_after_the_first_is_killed(env, pg):
