@@ -19,6 +19,7 @@ from cutover.engine import rollback as rollback_mod
 from cutover.engine import status as status_mod
 from cutover.engine.executor import Executor
 from cutover.engine.forecast import forecast, rehearsal_journal, step_durations
+from cutover.engine.journal_db import is_url
 from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import StepState
 from cutover.engine.waiting import left_text
@@ -31,7 +32,8 @@ from cutover.ui import PlaybookProgress, console
 COMMON_HELP = {
     "plan": "plan file (default from invoke.yaml)",
     "inventory": "inventory (default: the plan's own)",
-    "journal": "journal file (default from invoke.yaml)",
+    "journal": "journal: a file, or a postgresql://HOST:PORT/DBNAME URL shared by a team (no password in it: "
+               "PGPASSWORD, ~/.pgpass or PGSERVICEFILE); default from invoke.yaml",
     "limit": "narrow every step to these sites, groups or hosts (Ansible pattern)",
     "check": "Ansible check mode through the same path; nothing is marked done",
     "rehearsal": "do not wait for wall-clock times; map the plan's times onto now",
@@ -332,12 +334,15 @@ def abort(c: Context, by: str = "", reason: str = "", past_point_of_no_return: b
 
 
 @task(help={"plan": COMMON_HELP["plan"], "journal": COMMON_HELP["journal"],
-            "output": "directory for report.md, .html and .json (default: beside the journal)"})
+            "output": "directory for report.md, .html and .json (default: beside the journal; for a "
+                      "PostgreSQL journal, the artifacts directory)"})
 @refusals
 def report(c: Context, plan: str | None = None, journal: str | None = None,
            output: str | None = None) -> None:
     """The record of the run: Markdown, self-contained HTML and JSON."""
     session = Session(options(c, plan, None, journal))
-    out = resolve(output) if output else session.journal_path.parent
+    where = session.journal_path
+    beside = resolve(c.config.cutover.artifacts) if is_url(where) else where.parent
+    out = resolve(output) if output else beside
     for kind, path in render.build(session.plan, session.journal_path, out).items():
         console.print(f"report ({kind}): {path}")

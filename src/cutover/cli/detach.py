@@ -14,11 +14,11 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from invoke import Context, Exit
 
 from cutover.engine.journal import Journal
+from cutover.engine.journal_db import Where, journal_exists
 from cutover.engine.lock import RunPresence
 from cutover.engine.session import RunOptions, Session
 from cutover.paths import ROOT, resolve
@@ -69,12 +69,12 @@ def detach(c: Context, verb: str, opts: RunOptions) -> None:
              "where it stopped)")
 
 
-def _wait_for_start(child: subprocess.Popen, journal_path: Path, last: int) -> int | None:
+def _wait_for_start(child: subprocess.Popen, journal_path: Where, last: int) -> int | None:
     """The run the child recorded (a run after `last` whose process is the child), or None
     when the child ended first or is still checking after START_PATIENCE."""
     deadline = time.monotonic() + START_PATIENCE
     while time.monotonic() < deadline and child.poll() is None:
-        if journal_path.exists():
+        if journal_exists(journal_path):
             with Journal.open(journal_path) as journal:
                 for row in journal.interrupted_runs():
                     holder = RunPresence.alive(journal_path, row["id"]) if row["id"] > last else None

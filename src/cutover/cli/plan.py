@@ -10,6 +10,7 @@ from rich.table import Table
 from cutover.cli.common import refusals
 from cutover.engine.forecast import forecast, rehearsal_journal, step_durations
 from cutover.engine.journal import Journal
+from cutover.engine.journal_db import journal_exists, journal_location, shown
 from cutover.paths import resolve
 from cutover.plan.lint import PlanInvalid, load_plan
 from cutover.plan.model import Plan
@@ -18,8 +19,8 @@ from cutover.ui import console
 
 
 def _durations(c: Context, journal: str | None) -> dict[str, float]:
-    path = resolve(journal or c.config.cutover.journal)
-    if not path.exists():
+    path = journal_location(journal or c.config.cutover.journal)
+    if not journal_exists(path):
         return {}
     with Journal.open(path) as the_journal:
         return the_journal.phase_durations()
@@ -52,7 +53,7 @@ def show(c: Context, plan: str | None = None, json: bool = False, journal: str |
     if the_plan is None or any(problem.severity == "error" for problem in problems):
         raise PlanInvalid(problems)
     journal_path = rehearsal_journal(resolve(c.config.cutover.artifacts),
-                                     resolve(journal) if journal else None)
+                                     journal_location(journal) if journal else None)
     expected = forecast(the_plan, step_durations(journal_path))
     if json:
         data = the_plan.model_dump(mode="json", exclude={"path"})
@@ -65,7 +66,7 @@ def show(c: Context, plan: str | None = None, json: bool = False, journal: str |
     _timeline(the_plan, expected if measured else None)
     if measured:
         late = [step_id for step_id, guess in expected.items() if not guess["fits"]]
-        console.print(f"forecast from {journal_path}: " + (f"[red]{len(late)} step(s) would end after "
+        console.print(f"forecast from {shown(journal_path)}: " + (f"[red]{len(late)} step(s) would end after "
                       f"their due_by: {', '.join(late)}[/]" if late else "every step ends inside its window"))
 
 

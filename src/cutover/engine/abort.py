@@ -26,6 +26,7 @@ from cutover.engine import notify
 from cutover.engine.clock import Clock
 from cutover.engine.executor import record_crashed_runs, wait_for_earlier_attempts, wait_for_earlier_way_back
 from cutover.engine.journal import Journal, operator
+from cutover.engine.journal_db import shown
 from cutover.engine.order import ordered
 from cutover.engine.rollback import ROLLBACK_PLAYBOOK, run_stage
 from cutover.engine.run import Run
@@ -63,7 +64,7 @@ def abort(opts: RunOptions, by: str, reason: str, past_point_of_no_return: bool 
         started = _started(plan, journal)
         if not started:
             raise CutoverError(f"nothing to call off: no step of plan {plan.plan.name} has started in "
-                               f"journal {journal.path}", "nothing was changed")
+                               f"journal {shown(journal.path)}", "nothing was changed")
         past = [step for step in started if step.point_of_no_return]
         if past and not past_point_of_no_return:
             raise CutoverError(

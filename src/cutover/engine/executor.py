@@ -18,6 +18,7 @@ from cutover.ansible import is_driver, processes_of, stop_processes
 from cutover.engine import escalation, notify
 from cutover.engine.clock import Clock, RehearsalClock
 from cutover.engine.journal import Journal, operator
+from cutover.engine.journal_db import shown
 from cutover.engine.lock import RunPresence
 from cutover.engine.manual_step import run_manual_step, run_wait_step
 from cutover.engine.narrow import reached_sites, site_names, this_runs_part, undone_at
@@ -148,7 +149,7 @@ def _start(session: Session, journal: Journal, verb: str, order: list[Step]) -> 
               escalation_urls=contacts)
     mode = "rehearsal" if opts.rehearsal else "real clock"
     run.say(f"cutover.{verb}: plan {session.plan.plan.name}, run {run_id}, {mode}"
-            f"{', check mode (nothing is marked done)' if opts.check else ''}, journal {journal.path}")
+            f"{', check mode (nothing is marked done)' if opts.check else ''}, journal {shown(journal.path)}")
     return run
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from cutover.engine.journal import Journal
+from cutover.engine.journal_db import Where, journal_exists
 from cutover.plan.model import Plan
 
 
-def step_durations(journal_path: Path) -> dict[str, float]:
+def step_durations(journal_path: Where) -> dict[str, float]:
     """Seconds each step took in the journal's runs (done steps only)."""
-    if not Path(journal_path).exists():
+    if not journal_exists(journal_path):
         return {}
     with Journal.open(journal_path, create=False) as journal:
         return journal.step_durations()
@@ -37,6 +38,6 @@ def forecast(plan: Plan, durations: dict[str, float]) -> dict[str, dict[str, Any
 LATEST_REHEARSAL = "rehearsals/latest/journal.sqlite"
 
 
-def rehearsal_journal(artifacts: str | Path, journal: str | Path | None = None) -> Path:
+def rehearsal_journal(artifacts: str | Path, journal: Where | None = None) -> Where:
     """The journal a forecast is based on: the one given, else the latest lab.rehearse's."""
-    return Path(journal) if journal else Path(artifacts) / LATEST_REHEARSAL
+    return journal if journal else Path(artifacts) / LATEST_REHEARSAL

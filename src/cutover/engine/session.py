@@ -21,6 +21,7 @@ from typing import Any
 from cutover.ansible.runner import Progress
 from cutover.engine.clock import Clock
 from cutover.engine.journal import Journal, operator
+from cutover.engine.journal_db import journal_exists, journal_location
 from cutover.engine.lock import RunLock
 from cutover.engine.scope import Scope
 from cutover.errors import CutoverError
@@ -68,9 +69,9 @@ class Session:
 
     def __init__(self, opts: RunOptions, *, warn: bool = False) -> None:
         self.opts = opts
-        self.journal_path = resolve(opts.journal)
+        self.journal_path = journal_location(opts.journal)  # a file, or a postgresql:// URL (no secret)
         durations: dict[str, float] = {}
-        if warn and self.journal_path.exists():
+        if warn and journal_exists(self.journal_path):
             with Journal.open(self.journal_path) as journal:
                 durations = journal.phase_durations()
         self.plan, warnings = lint_check(opts.plan, opts.inventory, durations)
@@ -138,7 +139,7 @@ class Session:
     def existing_journal(self) -> Iterator[Journal | None]:
         """The journal as it is, for what only looks (None when there is none yet): never
         created, bound to the plan or locked."""
-        if not self.journal_path.exists():
+        if not journal_exists(self.journal_path):
             yield None
             return
         with Journal.open(self.journal_path) as journal:

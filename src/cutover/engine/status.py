@@ -8,6 +8,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from cutover.engine import journal_db
 from cutover.engine.journal import Journal
 from cutover.engine.lock import RunPresence
 from cutover.engine.scope import Scope
@@ -101,7 +102,7 @@ def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, An
         })
     return {
         "plan": plan.plan.name, "plan_hash": plan.digest,
-        "journal": str(journal.path) if journal else None,
+        "journal": journal_db.shown(journal.path) if journal else None,
         "runs": journal.all("runs") if journal else [],
         "sleeping": [_sleeper(journal, row) for row in journal.sleeping_runs()] if journal else [],
         "steps": out_steps,

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 
 from cutover.engine import status as status_mod
 from cutover.engine.journal import Journal
+from cutover.engine.journal_db import Where
 from cutover.paths import ROOT, resolve
 from cutover.plan.model import Plan
 from cutover.plan.times import fmt
@@ -147,7 +148,7 @@ def _gantt(st: dict[str, Any], plan: Plan) -> Markup:
     return Markup("\n".join(out))  # noqa: S704 - every outside value above is escaped
 
 
-def build(plan: Plan, journal_path: Path, out_dir: Path) -> dict[str, Path]:
+def build(plan: Plan, journal_path: Where, out_dir: Path) -> dict[str, Path]:
     with Journal.open(journal_path, create=False) as journal:
         collected = status_mod.collect(plan, journal, resolve(plan.plan.inventory))
     ctx = {"plan": plan, "st": collected, "versions": _versions(collected), "gantt": _gantt(collected, plan),
