@@ -108,7 +108,7 @@ def _state(pg) -> dict:
     return {"counts": counts, "balance": balance, "marked": marked, "booked": booked}
 
 
-def _smoke(tmp_path: Path, pg, url: str, transactions: list[str], ident: str):
+def _smoke(tmp_path: Path, pg, url: str, transactions: list[str], ident: str, catalog: dict | None = None):
     book = tmp_path / "smoke.yml"
     book.write_text(yaml.safe_dump([{
         "name": "Smoke", "hosts": "gateway", "gather_facts": False,
@@ -125,7 +125,7 @@ def _smoke(tmp_path: Path, pg, url: str, transactions: list[str], ident: str):
     inv = tmp_path / "inv.yml"
     inv.write_text(yaml.safe_dump({"all": {"children": {"gateway": {"hosts": {"gw-a": {
         "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-        "si_smoke_transactions": CATALOG["si_smoke_transactions"]}}}}}}))
+        "si_smoke_transactions": catalog or CATALOG["si_smoke_transactions"]}}}}}}))
     return run_playbook(book, inv, ident=ident, artifacts_dir=tmp_path / "art")
 
 
@@ -183,3 +183,21 @@ def test_a_forged_id_is_never_used_and_the_answer_is_shown_harmlessly(tmp_path, 
     assert "\x1b" not in said
     assert "\u202e" not in said
     assert _state(pg) == before
+
+
+def test_a_statement_that_reaches_beyond_its_record_is_rolled_back_and_removes_nothing_real(tmp_path, pg, services):
+    """An inventory statement with `>=` where `=` was meant (run alone, without plan.check) would
+    delete every later approval: the role runs it in a guard that rolls it back unless it
+    touched exactly its one record, and says so."""
+    catalog = {"approval": {**CATALOG["si_smoke_transactions"]["approval"], "records": [
+        {"database": "line", "sql": "DELETE FROM approval WHERE id >= %(id)s - 50 RETURNING id"}]}}
+    with psycopg.connect(f"{pg['dsn']} dbname=si_qyyl") as conn:
+        real = conn.execute("SELECT count(*) FROM approval WHERE kind <> %s", (MARK,)).fetchone()[0]
+    result = _smoke(tmp_path, pg, services["core"], ["approval"], "reach", catalog)
+    assert not result.ok
+    said = " ".join(f.message for f in result.failures)
+    assert "the check statement touched" in said
+    assert "rolled back" in said
+    with psycopg.connect(f"{pg['dsn']} dbname=si_qyyl") as conn:
+        assert conn.execute("SELECT count(*) FROM approval WHERE kind <> %s", (MARK,)).fetchone()[0] == real
+        conn.execute("DELETE FROM approval WHERE kind = %s", (MARK,))  # the check's own record, as the message says

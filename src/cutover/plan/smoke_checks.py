@@ -120,8 +120,12 @@ def _record_problems(at: tuple[Any, ...], record: Any, mark: str | int | None
         said = ", ".join(others) or "a bare %"
         yield where, f"uses {said}: the only parameter is {PARAM}, the id the service answered", \
             "read the record back by %(id)s alone; write %% for a literal percent sign"
-    elif PARAM not in text:
-        yield where, f"does not read its record back by {PARAM}", "add WHERE <its id column> = %(id)s"
+    elif not re.search(r"(?<![<>!])=\s*" + re.escape(PARAM), text):
+        yield where, f"does not read its record back by <its id column> = {PARAM}", \
+            "add WHERE <its id column> = %(id)s"
+    if re.search(r"\bOR\b", text, re.IGNORECASE):
+        yield where, "holds OR: a smoke statement reaches its one record only (id and mark joined by AND)", \
+            "write WHERE <its id column> = %(id)s AND <mark column> = <the mark>"
     if not REMOVES.search(text):
         yield where, "neither removes nor undoes its record (DELETE … WHERE … RETURNING, " \
             "or UPDATE … WHERE … RETURNING)", HOW
