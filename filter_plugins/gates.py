@@ -78,6 +78,9 @@ def _rows(result: Mapping[str, Any], where: str, columns: Iterable[str]) -> list
     rows = result.get("query_result") or []
     if not isinstance(rows, list):
         raise AnsibleFilterError(f"{where} returned {type(rows).__name__}, not rows")
+    if not rows:  # fail closed: a wrong filter or an empty table would otherwise pass the gate unseen
+        raise AnsibleFilterError(f"{where} returned no agency at all: the gate gives no verdict on nothing "
+                                 "(a query returns one row per agency of the line, open items or not)")
     for row in rows:
         missing = [c for c in columns if c not in row]
         if missing:

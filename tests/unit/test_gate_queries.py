@@ -227,6 +227,22 @@ def test_a_query_that_writes_is_refused_by_the_database_and_the_gate_fails_namin
     assert _count(postgres, "line_a", "todo") == before
 
 
+@pytest.mark.parametrize("gate", ["n1", "n3"])
+def test_a_query_that_finds_no_agency_gives_no_verdict_instead_of_passing(tmp_path, postgres, gate):
+    """A wrong filter or an empty table returns no rows: that is not "every agency has its
+    plan" nor "nothing is open". The gate fails without a verdict (never let pass unseen)."""
+    def nothing(query: str) -> str:
+        return " HAVING false ORDER BY".join(query.rsplit(" ORDER BY", 1))
+
+    queries = {"collection_plan": nothing(N1_QUERY) if gate == "n1" else N1_QUERY,
+               "payments_approvals": {"unpaid": {"problem": "benefit payment batch without return file",
+                                                 "query": nothing(UNPAID) if gate == "n3" else UNPAID}}}
+    result = _gate(tmp_path, postgres, N1 if gate == "n1" else N3, queries)
+    assert not result.ok
+    assert "gate" not in result.evidence
+    assert "returned no agency at all: the gate gives no verdict on nothing" in result.summary()
+
+
 def test_a_second_statement_is_refused_before_any_database_is_asked(tmp_path, postgres):
     """Several statements could end the read-only transaction and write in the next one: the
     gate refuses them itself, as plan.check does, when the playbook is run alone."""
