@@ -108,7 +108,7 @@ def health_probes(host_components: Iterable[Mapping[str, Any]]) -> list[dict[str
     return out
 
 
-ADDRESS = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*")
+ADDRESS = re.compile(r"(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}")  # IPv4
 
 
 def notice_standins(host_components: Iterable[Mapping[str, Any]], address: Any) -> list[dict[str, Any]]:
@@ -116,8 +116,9 @@ def notice_standins(host_components: Iterable[Mapping[str, Any]], address: Any) 
     own port while it is stopped (N4), on the address the host's services listen on."""
     where = "notice_standins"
     if not isinstance(address, str) or not ADDRESS.fullmatch(address):
-        raise AnsibleFilterError(f"{where}: listen address {address!r} is not an IP address "
-                                 "(si_listen_address, e.g. 0.0.0.0 or 127.0.0.1)")
+        raise AnsibleFilterError(f"{where}: listen address {address!r} is not an IPv4 address "
+                                 "(si_listen_address, e.g. 0.0.0.0 or 127.0.0.1; the notice's stand-in "
+                                 "listens on IPv4)")
     out = []
     for component in host_components:
         name = _name(component, where)

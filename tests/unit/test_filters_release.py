@@ -165,8 +165,10 @@ def test_each_stopped_front_gets_a_stand_in_on_its_own_port_and_address():
 @pytest.mark.parametrize(("components", "address", "named"), [
     ([{"name": "si-counter; rm -rf /", "port": 28101}], "0.0.0.0", "is not a unit name"),
     ([{"name": "si-counter", "port": "28101 -X"}], "0.0.0.0", "not a TCP port"),
-    ([{"name": "si-counter", "port": 28101}], "0.0.0.0 --bind", "not an IP address"),
-    ([{"name": "si-counter", "port": 28101}], None, "not an IP address"),
+    ([{"name": "si-counter", "port": 28101}], "0.0.0.0 --bind", "not an IPv4 address"),
+    ([{"name": "si-counter", "port": 28101}], "::1", "not an IPv4 address"),
+    ([{"name": "si-counter", "port": 28101}], "300.1.1.1", "not an IPv4 address"),
+    ([{"name": "si-counter", "port": 28101}], None, "not an IPv4 address"),
 ])
 def test_a_stand_in_from_a_bad_name_port_or_address_is_refused_naming_it(components, address, named):
     with pytest.raises(AnsibleFilterError, match=named):

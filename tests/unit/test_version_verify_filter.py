@@ -58,13 +58,18 @@ def test_the_notice_answering_for_a_stopped_service_counts_as_stopped_never_as_r
     """N4: from the full stop the notice's stand-in answers 503 on the service's port; during
     the deploy that is a stopped service (the file probe checks the version), after the
     restore it fails like a refused connection."""
-    notice = http_result(status=503, json={"code": "MAINTENANCE", "version": "2023.11.0"})
+    notice = http_result(status=503, json={"code": "MAINTENANCE", "version": "2023.11.0"},
+                         x_si_notice_standin="si-core-gs")
     during = rows(https=[notice], require_running=False)[0]
     assert (during["found"], during["ok"]) == ("not running (the notice answers)", True)
     after = rows(https=[notice], require_running=True)[0]
     assert (after["found"], after["ok"]) == ("not running (the notice answers)", False)
     other = rows(https=[http_result(status=503, json={"code": "BUSY"})], require_running=False)[0]
     assert (other["found"], other["ok"]) == ("HTTP 503", False)
+    # a live service answering its own maintenance 503 (no stand-in header, or another's) still runs
+    for reply in ({}, {"x_si_notice_standin": "si-core-qyyl"}):
+        live = rows(https=[http_result(status=503, json={"code": "MAINTENANCE"}, **reply)], require_running=False)[0]
+        assert (live["found"], live["ok"]) == ("HTTP 503", False)
 
 
 @pytest.mark.parametrize("reply", [

@@ -18,6 +18,7 @@ shows at once. Standard library only: it runs on any host Ansible can manage.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -36,6 +37,8 @@ def read_notice(path: str) -> dict:
 class Handler(BaseHTTPRequestHandler):
     server_version = "si-notice"
     notice_file = ""
+    component = ""
+    timeout = 30  # a client that sends nothing for this long is dropped (no thread held for ever)
 
     def _answer(self) -> None:
         length = self.headers.get("Content-Length") or "0"
@@ -53,6 +56,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(503)
         self.send_header("Content-Type", ("text/html" if as_page else "application/json") + "; charset=utf-8")
         self.send_header("Retry-After", "3600")
+        # says which stopped component this is: a probe tells the stand-in from a live service
+        # that answers its own maintenance 503 (version_verify, channel_notice's own check)
+        self.send_header("X-SI-Notice-Standin", self.component)
         self.send_header("Cache-Control", "no-store")
         self.send_header("Connection", "close")
         self.send_header("Content-Length", str(len(data)))
@@ -75,6 +81,7 @@ def main() -> None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         sys.exit(f"{sys.argv[1]}: no usable stand-in address and port ({exc})")
     Handler.notice_file = sys.argv[1]
+    Handler.component = os.path.basename(sys.argv[1]).removesuffix(".json")
     ThreadingHTTPServer.daemon_threads = True
     server = ThreadingHTTPServer((address, port), Handler)
     sys.stderr.write(f"notice answering on {address}:{port} from {sys.argv[1]}\n")

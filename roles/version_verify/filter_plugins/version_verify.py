@@ -53,8 +53,10 @@ def _http(host: str, result: Mapping[str, Any], require_running: bool) -> dict[s
         except ValueError:
             body = {}
     found = body.get(probe.get("json_key") or "version") if status == 200 and isinstance(body, dict) else None
-    # stopped for the window: nothing listens, or the notice's stand-in answers in its place (N4)
-    notice = status == 503 and isinstance(body, dict) and body.get("code") == "MAINTENANCE"
+    # stopped for the window: nothing listens, or the notice's stand-in answers in its place (N4);
+    # the stand-in names the component it stands for, which a live service in maintenance does not
+    notice = (status == 503 and isinstance(body, dict) and body.get("code") == "MAINTENANCE"
+              and result.get("x_si_notice_standin") == component["name"])
     down = status == -1 or notice
     shown = (_text(found) if found is not None else "not running" if status == -1
              else "not running (the notice answers)" if notice else f"HTTP {status}")

@@ -24,7 +24,7 @@ from typing import Any
 from cutover.contract import PlaybookVars
 from cutover.engine import notify
 from cutover.engine.clock import Clock
-from cutover.engine.executor import record_crashed_runs, wait_for_earlier_attempts, wait_for_earlier_way_back
+from cutover.engine.executor import record_crashed_runs, wait_for_earlier_attempts
 from cutover.engine.journal import Journal, operator
 from cutover.engine.journal_db import shown
 from cutover.engine.order import ordered
@@ -107,10 +107,8 @@ def _call_off(session: Session, journal: Journal, started: list[Step], by: str, 
     run.notify("called_off", f"{plan.plan.name}: called off by {by}",  # the subject is said on one line
                detail=f"原因 / reason: {' '.join(reason.split())}"  # an operator's text: one line
                + (f"\npast the point of no return: {', '.join(past)}" if past else ""))
-    # a killed run's work still at work would race the way back (N18): an earlier call-off's
-    # or rollback's playbook, then each started step's
-    try:
-        wait_for_earlier_way_back(journal, run_id, run.say, opts.orphan_wait, again="cutover.abort")
+    # a killed run's work still at work would race the way back (N18): each started step's
+    try:  # an earlier way back's leftovers were waited for under the lock already (Session.locked)
         for step in started:
             if journal.step(step.id)["state"] == StepState.RUNNING:
                 wait_for_earlier_attempts(run, step)

@@ -11,28 +11,19 @@ engine/order.py's; each step kind runs in its own module (playbook_step, manual_
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from cutover.ansible import is_driver, processes_of, stop_processes
 from cutover.engine import escalation, notify
 from cutover.engine.clock import Clock, RehearsalClock
 from cutover.engine.journal import Journal, operator
 from cutover.engine.journal_db import shown
+from cutover.engine.leftovers import StillAtWork, wait_for_leftovers
 from cutover.engine.lock import RunPresence
 from cutover.engine.manual_step import run_manual_step, run_wait_step
 from cutover.engine.narrow import reached_sites, site_names, this_runs_part, undone_at
 from cutover.engine.order import ordered
 from cutover.engine.playbook_step import run_playbook_step
-from cutover.engine.run import (
-    EXIT_WAITING,
-    WAY_BACK_VERBS,
-    Run,
-    StepFailed,
-    attempt_ident,
-    attempt_mark,
-    way_back_mark,
-)
+from cutover.engine.run import EXIT_WAITING, Run, StepFailed, attempt_ident, attempt_mark
 from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import RunStatus, StepState
 from cutover.engine.waiting import CalledOff, WokeTo, sleep_until_start
@@ -299,54 +290,17 @@ def _phase_edges(run: Run, step: Step) -> tuple[bool, bool]:
 
 
 def wait_for_earlier_attempts(run: Run, step: Step) -> None:
-    """A killed run's work can outlive it: its ansible-playbook (which, its output gone,
-    may hang forever) and the helpers it started (an upload, an export, a remote dump's
-    caller). Before the step runs again, the orphaned ansible-playbook is stopped and the
-    work itself is waited for, or the step is refused after `orphan_wait` seconds: two
-    attempts never race over the same files. What the earlier work left is then checked
-    by the step itself (a verified snapshot or upload is kept, anything else done again);
-    a dump still running on the database host holds its lock there (pg_data)."""
+    """Before a step runs again, what its earlier attempts left at work (engine/leftovers.py) is
+    stopped and waited for, or the step is refused: two attempts never race over the same files.
+    What the earlier work left is then checked by the step itself (a verified snapshot or
+    upload is kept, anything else done again); a dump still running on the database host holds
+    its lock there (pg_data)."""
     for attempt in run.journal.open_attempts(step.id):
         ident = attempt_ident(attempt["run_id"], step.id, attempt["id"])
-        if wait_for_leftovers(attempt_mark(run.journal.identity(), ident), f"the earlier attempt {ident}",
-                              run.say, run.opts.orphan_wait,
-                              refused=f"step {step.id}", again=f"cutover.{run.verb}"):
-            run.say("  the step runs again and checks what it left")
-
-
-def wait_for_earlier_way_back(journal: Journal, run_id: int, say: Callable[[str], None], patience: float,
-                              again: str) -> None:
-    """The same for the way back (cutover.rollback, cutover.abort): an earlier such run that
-    was killed may have left its playbook at work; it is stopped, its work waited for, before
-    this run touches a host (N18)."""
-    for earlier in journal.all("runs"):
-        if earlier["id"] != run_id and earlier["verb"] in WAY_BACK_VERBS:
-            wait_for_leftovers(way_back_mark(journal.identity(), earlier["id"]),
-                               f"the earlier cutover.{earlier['verb']} (run {earlier['id']})", say, patience,
-                               refused=f"cutover.{again.removeprefix('cutover.')}", again=again)
-
-
-def wait_for_leftovers(mark: str, what: str, say: Callable[[str], None], patience: float, *,
-                       refused: str, again: str) -> bool:
-    """Stop the ansible-playbook processes marked `mark` and wait up to `patience` seconds for
-    the rest of their work; refuse (StepFailed) if it is still at work. True if there was any."""
-    pids = processes_of(mark)
-    drivers = [pid for pid in pids if is_driver(pid)]
-    if drivers:
-        say(f"  {what} left ansible-playbook running (pid {', '.join(map(str, drivers))}); stopping it")
-        stop_processes(drivers)
-        pids = processes_of(mark)
-    if not pids:
-        return bool(drivers)
-    say(f"  {what} is still at work ({len(pids)} process(es): {', '.join(map(str, pids[:8]))}); "
-        f"waiting for it to end (up to {patience:.0f} s)")
-    started = time.monotonic()
-    while pids and time.monotonic() - started < patience:
-        time.sleep(min(2.0, patience))
-        pids = processes_of(mark)
-    if pids:
-        raise StepFailed(f"{refused}: {what} is still at work after {patience:.0f} s (process(es) "
-                         f"{', '.join(map(str, pids))}); nothing was started",
-                         f"let it finish (or stop it: kill those processes), then run {again} again")
-    say(f"  {what}'s work ended after {time.monotonic() - started:.0f} s")
-    return True
+        try:
+            if wait_for_leftovers(attempt_mark(run.journal.identity(), ident), f"the earlier attempt {ident}",
+                                  run.say, run.opts.orphan_wait,
+                                  refused=f"step {step.id}", again=f"cutover.{run.verb}"):
+                run.say("  the step runs again and checks what it left")
+        except StillAtWork as exc:
+            raise StepFailed(exc.message, exc.hint) from None

@@ -10,9 +10,8 @@ from typing import Any
 
 from cutover.ansible import run_playbook
 from cutover.contract import PlaybookVars, check_evidence, work_stats
-from cutover.engine.executor import wait_for_earlier_way_back
 from cutover.engine.journal import Journal, operator
-from cutover.engine.run import way_back_mark
+from cutover.engine.leftovers import way_back_mark
 from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import RunStatus
 from cutover.errors import CutoverError
@@ -56,11 +55,6 @@ def rollback(opts: RunOptions, data: bool = False, discard: dict[str, str] | Non
                                    who=operator())
         extravars = rollback_vars(plan, artifacts=opts.artifacts, journal_id=journal.identity(),
                                   rehearsal=opts.rehearsal).to_extravars()
-        try:  # a killed earlier rollback or call-off may still be at work: never race it
-            wait_for_earlier_way_back(journal, run_id, opts.say, opts.orphan_wait, again="cutover.rollback")
-        except CutoverError:
-            journal.end_run(run_id, RunStatus.FAILED)
-            raise
         stages = [("rollback", ROLLBACK_PLAYBOOK, "versions")]
         if data:  # the snapshot must verify before any host is touched
             stages.insert(0, ("rollback-verify", DATA_VERIFY_PLAYBOOK, "snapshot_verified"))

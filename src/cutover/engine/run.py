@@ -29,15 +29,6 @@ def attempt_ident(run_id: int, step_id: str, attempt_id: int) -> str:
     return f"run{run_id:04d}-{step_id}-a{attempt_id}"
 
 
-# the verbs that bring the window back outside the plan's steps (engine/rollback.py, engine/abort.py)
-WAY_BACK_VERBS = ("rollback", "abort")
-
-
-def way_back_mark(journal_id: str, run_id: int) -> str:
-    """The mark of every playbook a way-back run starts (one stage after another)."""
-    return f"{journal_id}/run{run_id:04d}-way-back"
-
-
 def attempt_mark(journal_id: str, ident: str) -> str:
     """The mark an attempt's processes carry: the ident within its journal. Two journals on
     one controller number their runs and attempts alike, so the ident alone would let a

@@ -22,6 +22,7 @@ from cutover.ansible.runner import Progress
 from cutover.engine.clock import Clock
 from cutover.engine.journal import Journal, operator
 from cutover.engine.journal_db import journal_exists, journal_location
+from cutover.engine.leftovers import wait_for_earlier_way_back
 from cutover.engine.lock import RunLock
 from cutover.engine.scope import Scope
 from cutover.errors import CutoverError
@@ -120,6 +121,9 @@ class Session:
             lock.acquire(verb)
             self.run_lock = lock
             try:
+                with self.existing_journal() as journal:  # a killed way back's work never races this
+                    if journal is not None:
+                        wait_for_earlier_way_back(journal, self.opts.say, self.opts.orphan_wait, verb)
                 yield
             finally:
                 self.run_lock = None

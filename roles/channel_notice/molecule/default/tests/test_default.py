@@ -59,6 +59,8 @@ def test_a_stopped_component_answers_on_its_own_port_with_the_notice(host):
     assert "友情提示" in page
     code, body = curl(host, "/health", port=18091)  # a probe never takes the notice for the service
     assert code == 503
+    headers = host.check_output("curl -s -o /dev/null -D - http://127.0.0.1:18091/version")
+    assert "X-SI-Notice-Standin: demo-core" in headers  # how a probe tells it from a live service
 
 
 def test_starting_the_component_takes_its_port_back_from_the_stand_in(host):
