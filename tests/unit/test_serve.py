@@ -9,6 +9,7 @@ this machine needs a token, which every request then carries; only GET is answer
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.client
 import json
 import os
@@ -28,6 +29,7 @@ import uvicorn
 import yaml
 
 from cutover.engine import decisions
+from cutover.engine.forecast import forecast
 from cutover.engine.run import StepFailed
 from cutover.engine.session import RunOptions, Session
 from cutover.serve import access
@@ -334,3 +336,23 @@ def test_with_a_token_every_request_carries_it_and_it_never_shows(built, tmp_pat
         out, err = proc.communicate(timeout=30)
     assert token not in out + err
     assert f"token from {token_file}" in out
+
+
+def test_late_and_at_risk_steps_are_marked_and_the_next_times_counted_down(built):
+    """At risk: the forecast (how long each step took in a rehearsal) ends a step after its
+    due_by; late: not done and its due_by passed on the page's clock (the rehearsal's)."""
+    source = source_for(built["plan"], built["journal"])
+    source.expected = forecast(source.plan, {"r1": 40 * 86400.0})  # r1 took 40 days in the rehearsal
+    steps = {step["id"]: step for step in source.page()["steps"]}
+    assert [step_id for step_id, step in steps.items() if step["at_risk"]] == ["r1", "r2", "f1"]
+    assert steps["r1"]["forecast"].startswith("~40 d 0 h 00 min, ends ")
+    assert not any(step["late"] for step in steps.values())
+    first = source.page()["deadlines"][0]
+    assert (first["kind"], first["step"], first["at"]) == ("due_by", "a3", "11-23 18:00")
+    assert first["in"].startswith("2 d 23 h")
+
+    later = source.now() + dt.timedelta(days=4)  # the rehearsal's clock past a3's due_by
+    source.now = lambda: later
+    steps = {step["id"]: step for step in source.page()["steps"]}
+    assert [step_id for step_id, step in steps.items() if step["late"]] == ["a3"]
+    assert [entry["step"] for entry in source.page()["deadlines"]][:1] == ["r1"]
