@@ -29,12 +29,14 @@ import uvicorn
 import yaml
 
 from cutover.engine import decisions
+from cutover.engine.executor import Executor
 from cutover.engine.forecast import forecast
 from cutover.engine.run import StepFailed
 from cutover.engine.session import RunOptions, Session
 from cutover.serve import access
 from cutover.serve.app import StatusSource, create_app
 from tests.integration.test_report_in_chromium import FLAGS, _Matrix, acting, marks, parse
+from tests.pgcluster import throwaway_postgres
 from tests.unit.test_site_matrix import INV, ROOT, run, write_plan
 
 RESTORERS = "信息中心"  # owns the restore phase here
@@ -356,3 +358,26 @@ def test_late_and_at_risk_steps_are_marked_and_the_next_times_counted_down(built
     steps = {step["id"]: step for step in source.page()["steps"]}
     assert [step_id for step_id, step in steps.items() if step["late"]] == ["a3"]
     assert [entry["step"] for entry in source.page()["deadlines"]][:1] == ["r1"]
+
+
+def test_the_page_reads_a_team_journal_on_postgresql_and_shows_its_url_without_a_secret(tmp_path, monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", "pg-secret-4711")  # trust authentication: libpq sends it, nobody needs it
+    plan = write_plan(tmp_path)
+    with throwaway_postgres("cutover", ["team"]) as pg:
+        url = f"postgresql://cutover@127.0.0.1:{pg['port']}/team?application_name=page"
+        with mock.patch.dict(os.environ, {"CUTOVER_TEST_MARKER": str(tmp_path / "marker")}):
+            assert Executor("stop", RunOptions(plan=str(plan), journal=url, artifacts=str(tmp_path / "art"),
+                                               rehearsal=True, auto_confirm=True, notify_urls=[], limit="taiyuan",
+                                               say=lambda *_: None)).run() == 0
+        session = Session(RunOptions(plan=str(plan), journal=url, artifacts=str(tmp_path / "art")))
+        with serving(create_app(StatusSource.of(session, tmp_path / "art"), None)) as base:
+            conn = http.client.HTTPConnection("127.0.0.1", int(base.rsplit(":", 1)[1]), timeout=30)
+            conn.request("GET", "/api/status")
+            answer = conn.getresponse()
+            body = answer.read().decode()
+    assert answer.status == 200
+    data = json.loads(body)
+    assert data["journal"] == url  # as shown(): no secret was in it
+    assert {row["site"]: row["cells"]["p-stop"]["state"] for row in data["matrix"]["rows"]} == {
+        "province": "pending", "taiyuan": "done", "datong": "pending"}
+    assert "pg-secret-4711" not in body
