@@ -12,7 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from cutover.cli import detach as detach_mod
-from cutover.cli.common import refusals
+from cutover.cli.common import COMMON_HELP, refusals
+from cutover.cli.serve import serve  # noqa: F401 - cutover.serve, the live status page: from_module takes it
 from cutover.engine import abort as abort_mod
 from cutover.engine import decisions
 from cutover.engine import rollback as rollback_mod
@@ -29,18 +30,6 @@ from cutover.plan.times import fmt
 from cutover.report import render
 from cutover.ui import PlaybookProgress, console
 
-COMMON_HELP = {
-    "plan": "plan file (default from invoke.yaml)",
-    "inventory": "inventory (default: the plan's own)",
-    "journal": "journal: a file, or a postgresql://HOST:PORT/DBNAME URL shared by a team (no password in it: "
-               "PGPASSWORD, ~/.pgpass or PGSERVICEFILE); default from invoke.yaml",
-    "limit": "narrow every step to these sites, groups or hosts (Ansible pattern)",
-    "check": "Ansible check mode through the same path; nothing is marked done",
-    "rehearsal": "do not wait for wall-clock times; map the plan's times onto now",
-    "yes": "do not ask for confirmation on a production inventory",
-    "accept_plan_change": "continue a journal whose plan changed (recorded)",
-    "auto_confirm": "rehearsal only: confirm manual steps automatically (recorded as 'rehearsal')",
-}
 VERB_HELP = {**COMMON_HELP, "detach": "run in a session of its own, logged under the artifacts directory: a "
                                       "closed terminal or dropped SSH session does not end it (follow with "
                                       "cutover.status or tail -f LOG)"}

@@ -51,9 +51,10 @@ def _site_confirmations(step: Step, tree: SiteTree,
             "waiting": [site for site in level if site not in confirmed]}
 
 
-def collect(plan: Plan, journal: Journal | None, inventory=None) -> dict[str, Any]:
-    scope: Scope | None = None
-    if inventory is not None:
+def collect(plan: Plan, journal: Journal | None, inventory=None, *,
+            scope: Scope | None = None) -> dict[str, Any]:
+    """`scope`: the inventory's sites already read (cutover.serve reads them once, not per poll)."""
+    if scope is None and inventory is not None:
         try:
             scope = Scope.of(inventory)
         except CutoverError:  # status must show even with a broken inventory
