@@ -197,7 +197,7 @@ def test_a_secret_taken_from_the_vault_that_the_vault_lacks_is_named_without_any
     plan.check names it where it is written, also in an optional variable, and shows no secret."""
     vault = example / "group_vars" / "all" / "vault.yml"
     text = vault.read_text()
-    vault.write_text(text[:text.index("# the tax side's bookkeeping")])
+    vault.write_text(text[:text.index("# the tax side's bookkeeping")] + text[text.index("# the escalation contacts'"):])
     _, problems = load_plan(SHIPPED, example)
     found = errors(problems)
     assert len(found) == 1, found
@@ -205,3 +205,16 @@ def test_a_secret_taken_from_the_vault_that_the_vault_lacks_is_named_without_any
     assert found[0].startswith(f"{checks}:{line_of(checks, 'si_smoke_tax_db:')}: ")
     assert "takes vault_si_smoke_tax_db_password from the vault, which the inventory does not set" in found[0]
     assert "$ANSIBLE_VAULT" not in found[0]
+
+
+def test_a_secret_from_the_vault_with_a_default_is_refused_where_it_is_written(example):
+    """A missing secret must stop the run, not turn into an empty password or no target (N14)."""
+    variables = example / "group_vars" / "all" / "vars.yml"
+    variables.write_text(variables.read_text().replace(
+        '"{{ vault_cutover_escalation_system_url }}"', '"{{ vault_cutover_escalation_system_url | default(\'\') }}"'))
+    _, problems = load_plan(SHIPPED, example)
+    found = errors(problems)
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{variables}:")
+    assert "cutover_escalation_system_urls of " in found[0]
+    assert "gives vault_cutover_escalation_system_url a default: a secret that is missing must stop the run" in found[0]

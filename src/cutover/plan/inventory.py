@@ -16,7 +16,7 @@ from cutover.inventory import load_inventory
 from cutover.paths import resolve
 from cutover.plan.gate_queries import lint_gate_queries
 from cutover.plan.host_keys import lint_host_keys
-from cutover.plan.inventory_vars import InventoryGroups, lint_inventory_vars
+from cutover.plan.inventory_vars import InventoryGroups, lint_inventory_vars, lint_vault_references
 from cutover.plan.model import Plan
 from cutover.plan.playbooks import play_hosts
 from cutover.plan.problems import Add, close_match, rel
@@ -43,6 +43,7 @@ def lint_inventory(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]],
     _lint_export_fragments(hostvars, add, inv_path)
     production = any(hv.get("cutover_environment") == "production" for hv in hostvars.values())
     lint_inventory_vars(plan, add, data, inv_path)
+    lint_vault_references(add, data, inv_path)
     lint_gate_queries(plan, add, data, inv_path)
     lint_smoke_transactions(plan, add, data, inv_path)  # N9–N12: the site's own smoke SQL
     if production:

@@ -139,7 +139,7 @@ def lint_inventory_vars(plan: Plan, add: Add, data: dict[str, Any], inv_path: Pa
 
 def _problem(host_vars: dict[str, Any], var: str, contract: HostVarsContract) -> str | None:
     value = host_vars[var]
-    return value_problem(value, contract.variables[var]) or _unset_vault_reference(value, host_vars)
+    return value_problem(value, contract.variables[var])
 
 
 def _optional_problems(optional: tuple[str, ...], hosts: list[str], hostvars: dict[str, Any],
@@ -152,18 +152,37 @@ def _optional_problems(optional: tuple[str, ...], hosts: list[str], hostvars: di
                     yield host, var, problem
 
 
-VAULT_REFERENCE = re.compile(r"\{\{\s*(vault_[A-Za-z0-9_]+)\s*\}\}")
+VAULT_REFERENCE = re.compile(r"\{\{\s*(vault_[A-Za-z0-9_]+)\s*(\|[^}]*)?\}\}")
 
 
-def _unset_vault_reference(value: Any, host_vars: dict[str, Any]) -> str | None:
-    """A secret taken from the vault ("{{ vault_x }}", anywhere in the value) that the inventory
-    never sets would fail only when the play runs: named now, without any value."""
-    unset = sorted({name for name in VAULT_REFERENCE.findall(json.dumps(value, default=str))
-                    if name not in host_vars})
-    if not unset:
-        return None
-    return (f"takes {', '.join(unset)} from the vault, which the inventory does not set "
-            "(add it to the vault file)")
+def _vault_problem(name: str, filters: str, host_vars: dict[str, Any]) -> str | None:
+    if name not in host_vars:
+        return f"takes {name} from the vault, which the inventory does not set (add it to the vault file)"
+    if "default" in filters:
+        return (f"gives {name} a default: a secret that is missing must stop the run, not become empty "
+                f"(write {{{{ {name} }}}} alone)")
+    return None
+
+
+def lint_vault_references(add: Add, data: dict[str, Any], inv_path: Path) -> None:
+    """Every secret the inventory takes from the vault ("{{ vault_x }}", in any variable, at
+    any depth) is set there: one nobody set would fail only when its play runs, hours into
+    the window. A secret with a default() fails open (an empty password, no target): refused.
+    Named where it is written, never with a value."""
+    hostvars = data.get("_meta", {}).get("hostvars", {})
+    groups = InventoryGroups(data)
+    found: dict[tuple[str, str, tuple[str, int]], list[str]] = {}
+    for host, host_vars in hostvars.items():
+        for var, value in host_vars.items():
+            for name, filters in VAULT_REFERENCE.findall(json.dumps(value, default=str)):
+                problem = _vault_problem(name, filters, host_vars)
+                if problem:
+                    where = var_line(inv_path, host, groups.of_host(host), var)
+                    found.setdefault((var, problem, where), []).append(host)
+    for (var, problem, where), hosts in found.items():
+        add(("plan", "inventory"), f"inventory {rel(inv_path)}: {var} of {named_hosts(hosts)} {problem}",
+            f"each vault_* variable is written in the inventory's vault file (ansible-vault encrypt_string "
+            f"VALUE --name NAME); {var} only names it", at=where)
 
 
 def _plays_run(plan: Plan, contract: HostVarsContract, groups: InventoryGroups,
