@@ -249,6 +249,13 @@ def test_the_api_answers_get_only_and_shows_no_evidence_records_run_options_or_p
     conn = http.client.HTTPConnection(host, port, timeout=30)
     conn.request("HEAD", "/")
     assert conn.getresponse().status == 200
+    # a page of another site whose name was rebound to 127.0.0.1 reads nothing (no token on loopback)
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.request("GET", "/api/status", headers={"Host": f"attacker.example:{port}"})
+    assert conn.getresponse().status == 400
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    conn.request("GET", "/api/status", headers={"Host": f"localhost:{port}"})
+    assert conn.getresponse().status == 200
 
 
 def free_port() -> int:

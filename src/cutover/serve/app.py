@@ -27,6 +27,7 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -162,4 +163,9 @@ def create_app(source: StatusSource, token: str | None) -> Starlette:
               Route("/api/status", api, methods=["GET"]),
               Route("/app.js", asset("app.js", "text/javascript; charset=utf-8"), methods=["GET"]),
               Route("/app.css", asset("app.css", "text/css; charset=utf-8"), methods=["GET"])]
-    return Starlette(routes=routes, middleware=[Middleware(Guard, token=token)])
+    # Without a token the page is this machine's only; a web page elsewhere that rebinds its own
+    # name to 127.0.0.1 (DNS rebinding) must not read it through the operator's browser: only
+    # requests naming this machine's loopback as their Host are answered.
+    loopback = ["127.0.0.1", "localhost"]
+    local = [] if token else [Middleware(TrustedHostMiddleware, allowed_hosts=loopback)]
+    return Starlette(routes=routes, middleware=[*local, Middleware(Guard, token=token)])
