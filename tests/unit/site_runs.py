@@ -3,6 +3,7 @@ file the playbook tests/data/sites/site-mark.yml appends "<step> <host>" to, and
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,3 +21,13 @@ def marked_env(tmp_path: Path, monkeypatch: Any) -> dict[str, Any]:
 def marks(env: dict[str, Any]) -> list[str]:
     """Every "<step> <host>" the playbook marked, in order."""
     return env["marker"].read_text().splitlines() if env["marker"].exists() else []
+
+
+def wait_for(predicate: Any, timeout: float = 60, every: float = 0.1) -> None:
+    """Until predicate() holds (a process seen from outside: a journal row, a mark), or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")

@@ -16,7 +16,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from cutover.engine.session import RunOptions
 from cutover.errors import CutoverError
 
 from ..pgcluster import throwaway_postgres
+from .site_runs import wait_for
 from .test_waiting import STOP_AT, Dial, Sleeper
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,14 +77,6 @@ def runs(journal: str) -> list[dict]:
     with Journal.open(journal_location(journal), create=False) as the_journal:
         return the_journal.all("runs")
 
-
-def wait_for(predicate, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+([+-]\d\d:\d\d)?$")

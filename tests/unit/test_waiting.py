@@ -31,6 +31,8 @@ from cutover.engine.journal import Journal
 from cutover.engine.session import RunOptions
 from cutover.engine.waiting import CalledOff
 
+from .site_runs import wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
 MINI = ROOT / "tests" / "data" / "plans" / "mini.yml"
 INV = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
@@ -103,14 +105,6 @@ def runs(env) -> list[dict]:
     with Journal.open(env["journal"]) as journal:
         return journal.all("runs")
 
-
-def wait_for(predicate, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def asleep(env, run_id: int) -> bool:
