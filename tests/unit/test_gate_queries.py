@@ -20,6 +20,7 @@ from cutover.data import sql
 from cutover.plan.lint import load_plan
 
 from ..pgcluster import throwaway_postgres
+from .problems import errors, line_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "plans" / "shanxi-2023-11.yml"
@@ -31,13 +32,6 @@ gates = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gates)
 
 
-def errors(problems) -> list[str]:
-    return [str(p) for p in problems if p.severity == "error"]
-
-
-def line_of(path: Path, needle: str, after: int = 0) -> int:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return next(n for n, line in enumerate(lines, 1) if n > after and needle in line)
 
 
 @pytest.fixture

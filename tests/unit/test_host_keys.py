@@ -18,12 +18,11 @@ from cutover.ansible.runner import ssh_args
 from cutover.errors import CutoverError
 from cutover.plan.lint import load_plan
 
+from .problems import errors
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "plans" / "shanxi-2023-11.yml"
 
-
-def errors(problems) -> list[str]:
-    return [str(p) for p in problems if p.severity == "error"]
 
 
 @pytest.fixture

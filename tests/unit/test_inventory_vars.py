@@ -16,17 +16,13 @@ from cutover.contract.host_vars import TABLE, load_contract, role_option
 from cutover.plan.lint import load_plan
 from cutover.plan.playbooks import work_plays
 
+from .problems import errors, line_of
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "plans" / "shanxi-2023-11.yml"
 EXAMPLE = ROOT / "inventories" / "example"
 
 
-def errors(problems) -> list[str]:
-    return [str(p) for p in problems if p.severity == "error"]
-
-
-def line_of(path: Path, needle: str) -> int:
-    return next(n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if needle in line)
 
 
 @pytest.fixture

@@ -12,18 +12,14 @@ import pytest
 
 from cutover.plan.lint import load_plan
 
+from .problems import errors, line_of
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "plans" / "shanxi-2023-11.yml"
 EXAMPLE = ROOT / "inventories" / "example"
 APPROVAL_SQL = "DELETE FROM approval WHERE id = %(id)s AND kind = 'cutover-smoke' RETURNING id"
 
 
-def errors(problems) -> list[str]:
-    return [str(p) for p in problems if p.severity == "error"]
-
-
-def line_of(path: Path, needle: str) -> int:
-    return next(n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if needle in line)
 
 
 @pytest.fixture
