@@ -11,6 +11,9 @@ LAB_STATE_FILE = LAB_STATE / "state.json"  # what `lab.up` started, and what it 
 PLAYBOOKS = ROOT / "playbooks"
 INVENTORIES = ROOT / "inventories"
 LAB_INVENTORY = INVENTORIES / "lab"
+# the lab's operations host (the shared journal's PostgreSQL), outside the window's inventory
+LAB_OPS_INVENTORY = INVENTORIES / "lab-ops"
+LAB_JOURNAL_PGPASS = LAB_STATE / "journal.pgpass"  # libpq password file for the ops journal
 ANSIBLE_CFG = ROOT / "ansible.cfg"
 
 

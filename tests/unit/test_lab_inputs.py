@@ -11,7 +11,7 @@ import pytest
 
 from cutover.errors import CutoverError
 from cutover.lab import artifacts, podman
-from cutover.lab.topology import LAB_INVENTORY, lab_hosts, select
+from cutover.lab.topology import LAB_INVENTORY, every_lab_host, lab_hosts, select
 
 ROOT = Path(__file__).resolve().parents[2]
 INV = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
@@ -172,3 +172,45 @@ def test_many_containers_raise_the_inotify_limit_as_root_or_say_how(tmp_path, mo
     assert limit.read_text() == "128\n"
     assert said[-1] == ("warning: fs.inotify.max_user_instances is 128; 34 containers need about 236, or the "
                         "last ones start without sshd: sudo sysctl -w fs.inotify.max_user_instances=236")
+
+
+def test_the_ops_host_runs_the_shared_journal_and_no_plan_can_reach_it():
+    """#16 item 3 (N15, N16): the journal's PostgreSQL lives on a lab host of its own, started
+    with every lab, outside the window's inventory (the business db host is frozen and
+    snapshotted during the window; the record of that must not be)."""
+    window = {h.name for h in lab_hosts()}
+    every = every_lab_host()
+    ops = [h for h in every if "ops" in h.groups]
+    assert [h.name for h in ops] == ["ops1"]
+    assert "ops1" not in window
+    assert ops[0] in select(every, 1)
+    assert [(s.name, s.port) for s in ops[0].services] == [("ssh", 22071), ("postgresql@15-main", 25434)]
+    ports = [p for h in every for p in h.ports()]
+    assert len(ports) == len(set(ports))
+
+
+def test_a_rehearsal_refuses_a_journal_that_holds_a_window_before_the_lab_is_touched(tmp_path, monkeypatch):
+    """A rehearsal is a new window: pointed at a journal with runs (a team's real one, say), it
+    refuses and names it; a URL with a password is refused without showing it. Neither touches
+    the lab nor the journal."""
+    from invoke import Context, Exit
+
+    from cutover.cli import lab as cli_lab
+    from cutover.engine.journal import Journal
+
+    touched = []
+    monkeypatch.setattr(cli_lab.labmod, "down", lambda **_: touched.append("down"))
+    monkeypatch.setattr(cli_lab.labmod, "up", lambda **_: touched.append("up"))
+    used = tmp_path / "team.sqlite"
+    with Journal.open(used) as journal:
+        journal.start_run("stop", rehearsal=False, check=False, plan_hash="x", options={}, who="王工")
+    before = used.read_bytes()
+    with pytest.raises(Exit) as refused:
+        cli_lab.rehearse(Context(), journal=str(used))
+    assert f"journal {used} already holds a window: 1 run(s)" in str(refused.value.message)
+    assert used.read_bytes() == before
+    with pytest.raises(Exit) as refused:
+        cli_lab.rehearse(Context(), journal="postgresql://cutover:S3cret-x@127.0.0.1:25434/cutover_journal")
+    assert "carries a password" in str(refused.value.message)
+    assert "S3cret-x" not in str(refused.value.message)
+    assert touched == []

@@ -5,13 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from pathlib import Path
 
 from invoke import Context, Exit, task
 from rich.table import Table
 
 from cutover.cli.common import refusals
 from cutover.engine.executor import Executor
+from cutover.engine.journal import Journal
+from cutover.engine.journal_db import Where, is_url, journal_location, shown
 from cutover.engine.session import RunOptions
+from cutover.errors import CutoverError
 from cutover.lab import lab as labmod
 from cutover.paths import resolve
 from cutover.plan.lint import check as lint_check
@@ -50,6 +54,7 @@ def up(c: Context, cities: int | None = None, scale: int | None = None, seed: in
     made = f"{len(summary['created'])} container(s) started" if summary["created"] else "containers unchanged"
     prov = "provisioned" if summary["provisioned"] else "provisioning unchanged"
     console.print(f"lab up in {summary['seconds']} s: {made}, {prov}")
+    console.print(f"shared journal (ops host): --journal '{labmod.journal_url()}'")
     _show(labmod.status(), as_json=False)
 
 
@@ -102,13 +107,19 @@ def _show(lab_status: dict, *, as_json: bool) -> None:
         "scale": "insured persons per insurance line",
         "fresh": "start from a new lab (default); --no-fresh reuses the running one, provisioned "
         "again to before the window",
+        "journal": "the rehearsal's journal: by default a new file beside its report; or a postgresql:// "
+        "URL, such as the lab's shared journal on its ops host (`invoke lab.status --json`, journal_url), "
+        "which the rehearsal's provisioning empties first. Another journal must hold no window yet",
     },
 )
 @refusals
 def rehearse(c: Context, cities: int | None = None, scale: int | None = None, fresh: bool = True,
-             counties: int | None = None) -> None:
+             counties: int | None = None, journal: str | None = None) -> None:
     """The README's main job: lab up, the whole shipped plan on the rehearsal clock, the report."""
     started = time.monotonic()
+    given = journal_location(journal) if journal else None
+    if given is not None and given != labmod.journal_url():
+        _refuse_a_used_journal(given)  # before the lab is touched; the lab's own is emptied below
     if fresh:
         labmod.down(say=console.print)
     labmod.up(cities=int(cities if cities is not None else c.config.lab.cities),
@@ -118,7 +129,8 @@ def rehearse(c: Context, cities: int | None = None, scale: int | None = None, fr
               progress_factory=PlaybookProgress, reset=True)  # an earlier window's state is undone
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = resolve(c.config.cutover.artifacts) / "rehearsals" / stamp
-    journal = out / "journal.sqlite"
+    journal = given if given is not None else out / "journal.sqlite"
+    _refuse_a_used_journal(journal)
     plan = c.config.cutover.plan
     for verb in VERBS:
         console.rule(f"cutover.{verb} (rehearsal)")
@@ -133,6 +145,19 @@ def rehearse(c: Context, cities: int | None = None, scale: int | None = None, fr
     latest.symlink_to(out.name)
     console.rule("rehearsal complete")
     console.print(f"every step of {the_plan.plan.name} done in {time.monotonic() - started:.0f} s")
-    console.print(f"journal: {journal}")
+    console.print(f"journal: {shown(journal)}")
     for kind, path in paths.items():
         console.print(f"report ({kind}): {path}")
+
+
+def _refuse_a_used_journal(where: Where) -> None:
+    """A rehearsal is a new window: a journal that already holds a run is refused, unchanged."""
+    if not is_url(where) and not Path(where).exists():
+        return
+    with Journal.open(where) as journal:
+        runs = journal.all("runs")
+    if runs:
+        raise CutoverError(f"journal {shown(where)} already holds a window: {len(runs)} run(s), the first "
+                           f"started {runs[0]['started_at']}; nothing was run",
+                           "a rehearsal starts a new window: name an empty journal (the lab's own, "
+                           "journal_url of `invoke lab.status --json`, is emptied by the rehearsal)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -22,15 +23,23 @@ from typing import Any
 
 from cutover.ansible import run_playbook
 from cutover.errors import CutoverError
-from cutover.inventory import active_limit, lab_state
+from cutover.inventory import active_limit, lab_state, resolved_var
 from cutover.lab import artifacts, image
 from cutover.lab.podman import ensure_host_tools, ensure_inotify, podman
-from cutover.lab.topology import LabHost, lab_hosts, select
-from cutover.paths import LAB_INVENTORY, LAB_STATE, LAB_STATE_FILE, ROOT
+from cutover.lab.topology import LabHost, every_lab_host, select
+from cutover.paths import (
+    LAB_INVENTORY,
+    LAB_JOURNAL_PGPASS,
+    LAB_OPS_INVENTORY,
+    LAB_STATE,
+    LAB_STATE_FILE,
+    ROOT,
+)
 
 LABEL = "cutover.lab"
 SSH_DIR = LAB_STATE / "ssh"
 PROVISION = ROOT / "playbooks" / "lab" / "provision.yml"
+PROVISION_OPS = ROOT / "playbooks" / "lab" / "ops.yml"  # the shared journal's host (inventories/lab-ops)
 FAULTS = ("missing-plan", "unpaid-batch", "pending-approval", "in-transit")
 
 
@@ -146,7 +155,8 @@ def _provision_hash(hosts: list[LabHost], tag: str, extravars: dict[str, Any]) -
     digest.update(tag.encode())
     digest.update(json.dumps([host.name for host in hosts]).encode())
     digest.update(json.dumps(extravars, sort_keys=True).encode())
-    for base in ("inventories/lab", "playbooks/lab", "roles/release_deploy", "lab/app", "lab/datagen"):
+    for base in ("inventories/lab", "inventories/lab-ops", "playbooks/lab", "roles/release_deploy", "lab/app",
+                 "lab/datagen"):
         for path in sorted((ROOT / base).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(str(path.relative_to(ROOT)).encode())
@@ -166,7 +176,7 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
         raise CutoverError(f"unknown --fault {', '.join(bad)}", f"choose from {', '.join(FAULTS)}")
     if scale < 1:
         raise CutoverError(f"--scale {scale} must be at least 1")
-    all_hosts = lab_hosts(LAB_INVENTORY)
+    all_hosts = every_lab_host()
     hosts = select(all_hosts, cities, counties)
     ensure_host_tools(say)
     ensure_inotify(len(hosts), say)
@@ -185,6 +195,7 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
     if provisioned:
         LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": None}, indent=2))
         _provision(len(hosts), extravars, say, progress_factory)
+    _write_journal_pgpass()
     LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": phash}, indent=2))
     return {"created": created, "provisioned": provisioned,
             "seconds": round(time.monotonic() - started, 1)}
@@ -219,16 +230,49 @@ def _reconcile_containers(hosts: list[LabHost], tag: str, say) -> list[str]:
 
 
 def _provision(count: int, extravars: dict[str, Any], say, progress_factory) -> None:
-    say(f"==> provisioning {count} host(s) (playbooks/lab/provision.yml)")
-    progress = progress_factory("lab provisioning") if progress_factory else None
-    with progress or contextlib.nullcontext():
-        result = run_playbook(PROVISION, LAB_INVENTORY, ident=f"provision-{int(time.time())}",
-                              artifacts_dir=LAB_STATE / "runs", extravars=extravars,
-                              limit=active_limit(LAB_INVENTORY),
-                              on_progress=progress.update if progress else None)
-    if not result.ok:
-        raise CutoverError("lab provisioning failed:\n" + result.summary(),
-                           f"full log: {result.artifact_dir / 'stdout'}")
+    say(f"==> provisioning {count} host(s) (playbooks/lab/provision.yml, playbooks/lab/ops.yml)")
+    for playbook, inventory, what in ((PROVISION, LAB_INVENTORY, "lab provisioning"),
+                                      (PROVISION_OPS, LAB_OPS_INVENTORY, "lab provisioning: ops")):
+        progress = progress_factory(what) if progress_factory else None
+        with progress or contextlib.nullcontext():
+            result = run_playbook(playbook, inventory, ident=f"{playbook.stem}-{int(time.time())}",
+                                  artifacts_dir=LAB_STATE / "runs", extravars=extravars,
+                                  limit=active_limit(inventory),
+                                  on_progress=progress.update if progress else None)
+        if not result.ok:
+            raise CutoverError(f"{what} failed:\n" + result.summary(),
+                               f"full log: {result.artifact_dir / 'stdout'}")
+
+
+# ---------------------------------------------------------------- the shared journal (ops host)
+
+
+def _journal_settings() -> dict[str, Any]:
+    ops = next(h for h in every_lab_host() if "ops" in h.groups)
+    return {"port": int(ops.vars["cutover_journal_port"]), "db": ops.vars["cutover_journal_db"],
+            "user": ops.vars["cutover_journal_user"], "host": ops.name}
+
+
+def _write_journal_pgpass() -> None:
+    """The lab's own libpq password file for its journal (mode 0600, created so), so that the
+    URL `journal_url()` gives holds no secret (N16)."""
+    settings = _journal_settings()
+    password = resolved_var(LAB_OPS_INVENTORY, settings["host"], "cutover_journal_password")
+    line = f"127.0.0.1:{settings['port']}:{settings['db']}:{settings['user']}:{password}\n"
+    LAB_JOURNAL_PGPASS.unlink(missing_ok=True)
+    fd = os.open(LAB_JOURNAL_PGPASS, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(line)
+
+
+def journal_url() -> str | None:
+    """The URL of the lab's shared journal on the ops host, or None when no lab is up. It holds
+    no secret: libpq reads the password from the lab's password file, which `passfile` names."""
+    if not lab_state() or not LAB_JOURNAL_PGPASS.exists():
+        return None
+    settings = _journal_settings()
+    return (f"postgresql://{settings['user']}@127.0.0.1:{settings['port']}/{settings['db']}"
+            f"?passfile={LAB_JOURNAL_PGPASS}")
 
 
 def _ours_on(port: int, existing: dict[str, dict[str, Any]], recreate: list[LabHost]) -> bool:
@@ -242,6 +286,7 @@ def down(say=print) -> list[str]:
     Without podman there is no lab to remove: a fresh machine's first `lab.rehearse` starts
     here, before `up` installs podman."""
     removed = []
+    LAB_JOURNAL_PGPASS.unlink(missing_ok=True)  # the journal it opened goes with the ops host
     if shutil.which("podman") is None:
         LAB_STATE_FILE.unlink(missing_ok=True)
         say("no lab to remove (podman is not installed yet)")
@@ -339,7 +384,7 @@ def status(hosts: list[str] | None = None) -> dict[str, Any]:
     """Every host of the lab (or the named ones), every service: state, health, version."""
     state = lab_state()
     skipped = set(state.get("skipped_hosts") or [])
-    every = lab_hosts(LAB_INVENTORY)
+    every = every_lab_host()
     unknown = sorted(set(hosts or []) - {h.name for h in every})
     if unknown:
         raise CutoverError(f"no lab host named {', '.join(unknown)}",
@@ -350,7 +395,8 @@ def status(hosts: list[str] | None = None) -> dict[str, Any]:
         rows = list(pool.map(
             lambda h: host_status(h, existing.get(h.name, {}).get("state") == "running"), chosen))
     return {"lab": {k: state.get(k) for k in ("cities", "counties", "scale", "seed", "faults", "image")},
-            "hosts": rows, "healthy": bool(rows) and all(row["healthy"] for row in rows)}
+            "journal_url": journal_url(), "hosts": rows,
+            "healthy": bool(rows) and all(row["healthy"] for row in rows)}
 
 
 def podman_available() -> bool:

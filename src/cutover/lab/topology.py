@@ -10,9 +10,9 @@ import jinja2
 
 from cutover.errors import CutoverError
 from cutover.inventory import load_inventory
-from cutover.paths import LAB_INVENTORY
+from cutover.paths import LAB_INVENTORY, LAB_OPS_INVENTORY
 
-GROUPS = ("db", "core", "gateway", "counter", "portal", "jobs", "drop", "tax")
+GROUPS = ("db", "core", "gateway", "counter", "portal", "jobs", "drop", "tax", "ops")
 
 
 @dataclass
@@ -67,6 +67,8 @@ def _services(groups: list[str], variables: dict[str, Any]) -> list[Service]:
         out.append(Service("postgresql@15-main", "tcp", variables["si_db_port"]))
     if "tax" in groups:
         out.append(Service("postgresql@15-main", "tcp", variables["si_tax_db_port"]))
+    if "ops" in groups:
+        out.append(Service("postgresql@15-main", "tcp", variables["cutover_journal_port"]))
     if "portal" in groups:
         out.append(Service("nginx", "http", variables["si_portal_port"]))
     if "drop" in groups:
@@ -114,6 +116,20 @@ def lab_hosts(inventory: Path = LAB_INVENTORY) -> list[LabHost]:
                     "lab hosts share the loopback network: give every service its own port")
             seen_ports[port] = name
         hosts.append(host)
+    return hosts
+
+
+def every_lab_host() -> list[LabHost]:
+    """The window's lab hosts (inventories/lab), then the operations host (inventories/lab-ops,
+    which no plan reaches); no port is used twice across the two."""
+    hosts = lab_hosts(LAB_INVENTORY) + lab_hosts(LAB_OPS_INVENTORY)
+    seen: dict[int, str] = {}
+    for host in hosts:
+        for port in host.ports():
+            if seen.setdefault(port, host.name) != host.name:
+                raise CutoverError(f"port {port} is used by both {seen[port]} and {host.name}",
+                                   "lab hosts share the loopback network: give every service its own port "
+                                   "(inventories/lab and inventories/lab-ops)")
     return hosts
 
 
