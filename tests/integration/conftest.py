@@ -6,7 +6,10 @@ A lab left by an earlier run (or by a developer) is not trusted: the session sta
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +60,30 @@ def host(name: str):
 def clean_outcome() -> dict:
     """What the clean rehearsal (test_rehearse) left, for the crash sweep to compare with."""
     return {}
+
+
+@pytest.fixture(scope="session")
+def sqlite_status() -> dict:
+    """`cutover.status --json` of the clean rehearsal's journal, a SQLite file (test_rehearse),
+    for the stop side's run on the shared PostgreSQL journal to be compared with (#16)."""
+    return {}
+
+
+def status_json(journal: str | Path) -> dict:
+    """`invoke cutover.status --json` from a process of its own, as a second operator runs it."""
+    proc = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "cutover.status",
+                           "--json", "--journal", str(journal)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def shape(value):
+    """What a status document's part is made of, not what it holds: the keys of a list's items
+    (a step's, a run's), and for a part made of lists (the site matrix) each list's item keys.
+    Values keyed by data (hosts, sites) are not descended into."""
+    if isinstance(value, list):
+        return sorted({key for item in value if isinstance(item, dict) for key in item})
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items() if isinstance(item, list)}
+    return type(value).__name__

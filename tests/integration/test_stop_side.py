@@ -47,7 +47,7 @@ from cutover.lab.podman import env as podman_env
 from cutover.paths import LAB_INVENTORY, ROOT
 
 from ..step_hooks import before_step
-from .conftest import CITIES, SCALE, SEED, host
+from .conftest import CITIES, SCALE, SEED, host, shape, status_json
 
 pytestmark = pytest.mark.lab
 PLAN = ROOT / "plans" / "shanxi-2023-11.yml"
@@ -78,7 +78,10 @@ def run(tmp_path_factory):
     labmod.down(say=print)
     labmod.up(cities=CITIES, counties=COUNTIES, scale=SCALE, seed=SEED, faults=["pending-approval"], say=print)
     tmp = tmp_path_factory.mktemp("stop")
-    return RunOptions(plan=str(PLAN), journal=str(tmp / "journal.sqlite"), artifacts=str(tmp / "art"),
+    # #16 (N15, N16): the window's journal is the team's shared one on the lab's ops host
+    journal = labmod.journal_url()
+    assert str(journal).startswith("postgresql://"), journal
+    return RunOptions(plan=str(PLAN), journal=journal, artifacts=str(tmp / "art"),
                       rehearsal=True, auto_confirm=True, say=print)
 
 
@@ -339,6 +342,25 @@ def test_a_rerun_after_a_completed_stop_changes_nothing(run, tmp_path):
     assert sum(v.get("changed", 0) for v in result.stats.values()) == 0, result.stats
 
 
+def test_a_second_process_reads_the_shared_journal_as_it_reads_a_sqlite_one(run, sqlite_status):
+    """#16 (N15, N16): the stop side ran on the ops host's PostgreSQL; `cutover.status --json`
+    from another process gives what it gives for the clean rehearsal's SQLite file: the same
+    keys at every level, the same steps in the same order, and no secret in the URL it shows."""
+    assert sqlite_status, "needs test_rehearse's status in this session: run tests/integration whole"
+    shared = status_json(run.journal)
+    assert shared["journal"].startswith("postgresql://cutover@127.0.0.1:")
+    password = (labmod.LAB_JOURNAL_PGPASS.read_text().strip().rsplit(":", 1)[1])
+    assert password not in json.dumps(shared, ensure_ascii=False)
+    assert set(shared) == set(sqlite_status)
+    for key in shared:
+        if shared[key] and sqlite_status[key]:  # a list empty in one run says nothing of its items
+            assert shape(shared[key]) == shape(sqlite_status[key]), key
+    assert [(s["id"], s["phase"], s["verb"]) for s in shared["steps"]] == [
+        (s["id"], s["phase"], s["verb"]) for s in sqlite_status["steps"]]
+    stop = {s["id"]: s["state"] for s in shared["steps"] if s["verb"] == "stop"}
+    assert set(stop.values()) == {"done"}, stop
+
+
 # --------------------------------------------------------------------------- deploy (N8)
 
 
@@ -372,7 +394,7 @@ def drop_files(path: str) -> list[str]:
 
 def facts(opts, step: str) -> dict:
     """What the step's latest attempt recorded (its playbook's set_stats)."""
-    j = Journal.open(Path(opts.journal))
+    j = Journal.open(opts.journal)
     try:
         return [e["data"] for e in j.evidence(step) if e["kind"] == "facts"][-1]
     finally:
@@ -380,7 +402,7 @@ def facts(opts, step: str) -> dict:
 
 
 def state(opts, step: str) -> str:
-    j = Journal.open(Path(opts.journal))
+    j = Journal.open(opts.journal)
     try:
         return j.step(step)["state"]
     finally:

@@ -1,0 +1,82 @@
+"""The shared journal's cost (#16): `cutover.stop` of the shipped plan with its journal on the
+lab's ops host (PostgreSQL, over loopback TCP) against the same stop with the default SQLite
+file, alternating in one session.
+
+Both sides do the same real work: before each timed stop an untimed plain run of
+playbooks/restore/restore.yml brings the lab back to before the window (bench/overhead.py's
+way), and each timed stop starts a new journal (a new file; the ops database emptied). Prints
+per-round seconds, the journal's statements per stop and the ratio of means. Needs the lab:
+`./inv lab.up` first.
+
+    .venv/bin/python bench/journal.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from overhead import PLAN, back_to_before_the_window
+
+from cutover.engine.executor import Executor
+from cutover.engine.session import RunOptions
+from cutover.lab import lab as labmod
+from cutover.plan.lint import check
+
+
+def empty(url: str) -> None:
+    """The ops journal as the lab's provisioning leaves it: a database with nothing in it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP OWNED BY CURRENT_USER")
+
+
+def statements(url: str) -> int:
+    """Statements the journal's role has run so far (pg_stat_database's commits on its database)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return int(conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+                   .fetchone()[0])
+
+
+def stop(journal: str, artifacts: Path) -> float:
+    opts = RunOptions(plan=str(PLAN), journal=journal, artifacts=str(artifacts), rehearsal=True,
+                      auto_confirm=True, say=lambda *_: None)
+    started = time.perf_counter()
+    Executor("stop", opts).run()
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    url = labmod.journal_url()
+    if url is None:
+        raise SystemExit("no lab: run ./inv lab.up first")
+    plan, _ = check(PLAN)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        a, b, commits = [], [], []
+        for n in range(1, args.rounds + 1):
+            back_to_before_the_window(plan)
+            a.append(stop(str(tmp_path / f"j{n}.sqlite"), tmp_path / f"a{n}"))
+            back_to_before_the_window(plan)
+            empty(url)
+            before = statements(url)
+            b.append(stop(url, tmp_path / f"b{n}"))
+            commits.append(statements(url) - before)
+            print(f"round {n}: SQLite {a[-1]:.1f} s, PostgreSQL {b[-1]:.1f} s "
+                  f"({commits[-1]} transactions on the ops journal)", flush=True)
+    ratio = statistics.mean(b) / statistics.mean(a)
+    print(f"SQLite mean {statistics.mean(a):.1f} s (sd {statistics.pstdev(a):.1f}); "
+          f"PostgreSQL mean {statistics.mean(b):.1f} s (sd {statistics.pstdev(b):.1f}); "
+          f"ratio {ratio:.3f}; transactions per stop {statistics.mean(commits):.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
