@@ -195,7 +195,8 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
     if provisioned:
         LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": None}, indent=2))
         _provision(len(hosts), extravars, say, progress_factory)
-    _write_journal_pgpass()
+    if provisioned or not LAB_JOURNAL_PGPASS.exists():
+        _write_journal_pgpass()
     LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": phash}, indent=2))
     return {"created": created, "provisioned": provisioned,
             "seconds": round(time.monotonic() - started, 1)}
