@@ -66,7 +66,7 @@ def shown(where: Where) -> str:
         return "postgresql://(unreadable URL)"
     netloc = f"{user}@{host}" if user else host
     query = urlencode([(key, "***" if key in SECRET_PARAMS else value)
-                       for key, value in parse_qsl(parts.query, keep_blank_values=True)])
+                       for key, value in parse_qsl(parts.query, keep_blank_values=True)], safe="/")
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
