@@ -1,7 +1,10 @@
 """The lab, brought up for real (podman, systemd, PostgreSQL, sshd) once per session.
 
 A lab left by an earlier run (or by a developer) is not trusted: the session starts with
-`lab.down` and a new `lab.up`.
+`lab.down` and a new `lab.up`. That lab is the one the stop side's window needs (a pending
+approval planted for its N3 gate, a county counter in each city, N17), so the session
+provisions it once; the rehearsal, which runs after the stop side (MODULE_ORDER), provisions
+it back to a clean lab before its window, as `lab.rehearse` always does.
 """
 
 from __future__ import annotations
@@ -17,17 +20,35 @@ import testinfra
 import yaml
 
 from cutover.lab import lab as labmod
-from cutover.lab.topology import lab_hosts, select
+from cutover.lab.topology import every_lab_host, select
 
 CITIES = int(os.environ.get("CUTOVER_TEST_CITIES", "2"))
 SCALE = int(os.environ.get("CUTOVER_TEST_SCALE", "500"))
 SEED = 20231118
+COUNTIES = int(os.environ.get("CUTOVER_TEST_COUNTIES", "1"))
+FAULTS = ["pending-approval"]
+# The lab's modules run in this order (any not named run after, by name): the stop side's
+# window on the session's lab, then the rehearsal, which provisions it back first; the sweeps,
+# which compare with the clean rehearsal, after it; lab.down last.
+MODULE_ORDER = ["test_lifecycle", "test_lab_services", "test_lab_data", "test_drop_transfers",
+                "test_report_in_chromium", "test_stop_side", "test_rehearse", "test_rehearse_crash_sweep",
+                "test_zy_abort_sweep", "test_zz_down"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _module_rank(item) -> tuple[int, str]:
+    name = item.module.__name__.rsplit(".", 1)[-1]
+    return (MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER), name)
+
+
 def pytest_collection_modifyitems(config, items):
-    """The sweep's slow cases run with `invoke test --sweep` (CUTOVER_SWEEP=all); otherwise they
-    are deselected, which pytest's summary counts and says."""
+    """The lab's modules in MODULE_ORDER (a stable sort: tests keep their order within a
+    module). The sweep's slow cases run with `invoke test --sweep` (CUTOVER_SWEEP=all);
+    otherwise they are deselected, which pytest's summary counts and says."""
+    lab_items = [item for item in items if item.nodeid.startswith("tests/integration/")]
+    if lab_items:
+        others = [item for item in items if not item.nodeid.startswith("tests/integration/")]
+        items[:] = others + sorted(lab_items, key=_module_rank)
     if os.environ.get("CUTOVER_SWEEP") in ("all", "five"):
         return
     slow = [item for item in items if item.get_closest_marker("sweep")]
@@ -39,8 +60,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def lab():
     labmod.down(say=print)
-    summary = labmod.up(cities=CITIES, scale=SCALE, seed=SEED, faults=[], say=print)
-    return {"summary": summary, "hosts": select(lab_hosts(), CITIES)}
+    summary = labmod.up(cities=CITIES, counties=COUNTIES, scale=SCALE, seed=SEED, faults=FAULTS, say=print)
+    return {"summary": summary, "hosts": select(every_lab_host(), CITIES, COUNTIES)}
 
 
 @pytest.fixture(scope="session")
@@ -63,9 +84,9 @@ def clean_outcome() -> dict:
 
 
 @pytest.fixture(scope="session")
-def sqlite_status() -> dict:
-    """`cutover.status --json` of the clean rehearsal's journal, a SQLite file (test_rehearse),
-    for the stop side's run on the shared PostgreSQL journal to be compared with (#16)."""
+def shared_status() -> dict:
+    """`cutover.status --json` of the stop side's window, whose journal is the ops host's
+    PostgreSQL (test_stop_side), for the rehearsal's SQLite journal to be compared with (#16)."""
     return {}
 
 

@@ -24,7 +24,7 @@ from cutover.plan.lint import check as lint_check
 from tests.integration.test_report_in_chromium import parse
 from tests.unit.test_serve import cells, rows_of
 
-from .conftest import CITIES, SCALE, host, status_json
+from .conftest import CITIES, SCALE, host, shape, status_json
 from .devtools import Page
 
 pytestmark = pytest.mark.lab
@@ -297,7 +297,16 @@ def test_the_status_page_followed_the_window_in_one_open_page_and_shows_a_depart
     assert {"n5-snapshot", "n5-export"} <= shown
 
 
-def test_status_json_of_the_rehearsal_is_kept_for_the_shared_journals_comparison(rehearsal, sqlite_status):
-    status = status_json(rehearsal["dir"] / "journal.sqlite")
-    assert {step["state"] for step in status["steps"]} == {"done"}
-    sqlite_status.update(status)  # test_stop_side compares its PostgreSQL journal with this
+def test_a_second_process_reads_a_sqlite_journal_as_it_read_the_shared_one(rehearsal, shared_status):
+    """#16 (N15, N16): `cutover.status --json` of this rehearsal's SQLite journal, from another
+    process, is made as the stop side's on the ops host's PostgreSQL was (test_stop_side, run
+    before): the same keys at every level, the same steps in the same order."""
+    assert shared_status, "needs test_stop_side's status in this session: run tests/integration whole"
+    local = status_json(rehearsal["dir"] / "journal.sqlite")
+    assert {step["state"] for step in local["steps"]} == {"done"}
+    assert set(local) == set(shared_status)
+    for key in local:
+        if local[key] and shared_status[key]:  # a list empty in one window says nothing of its items
+            assert shape(local[key]) == shape(shared_status[key]), key
+    assert [(s["id"], s["phase"], s["verb"]) for s in local["steps"]] == [
+        (s["id"], s["phase"], s["verb"]) for s in shared_status["steps"]]
