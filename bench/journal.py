@@ -2,7 +2,7 @@
 lab's ops host (PostgreSQL, over loopback TCP) against the same stop with the default SQLite
 file, alternating in one session.
 
-Both sides do the same real work: before each timed stop an untimed plain run of
+Both sides do the same real work: after each timed stop an untimed plain run of
 playbooks/restore/restore.yml brings the lab back to before the window (bench/overhead.py's
 way), and each timed stop starts a new journal (a new file; the ops database emptied). Prints
 per-round seconds, the journal's statements per stop and the ratio of means. Needs the lab:
@@ -17,14 +17,11 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
-from overhead import PLAN, back_to_before_the_window
+from overhead import PLAN, back_to_before_the_window, through_cutover
 
-from cutover.engine.executor import Executor
-from cutover.engine.session import RunOptions
 from cutover.lab import lab as labmod
 from cutover.plan.lint import check
 
@@ -42,14 +39,6 @@ def statements(url: str) -> int:
                    .fetchone()[0])
 
 
-def stop(journal: str, artifacts: Path) -> float:
-    opts = RunOptions(plan=str(PLAN), journal=journal, artifacts=str(artifacts), rehearsal=True,
-                      auto_confirm=True, say=lambda *_: None)
-    started = time.perf_counter()
-    Executor("stop", opts).run()
-    return time.perf_counter() - started
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
@@ -61,14 +50,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         a, b, commits = [], [], []
-        for n in range(1, args.rounds + 1):
-            back_to_before_the_window(plan)
-            a.append(stop(str(tmp_path / f"j{n}.sqlite"), tmp_path / f"a{n}"))
-            back_to_before_the_window(plan)
+        for n in range(1, args.rounds + 1):  # the lab is up, as lab.up or a rehearsal leaves it
+            journal = str(tmp_path / f"j{n}.sqlite")
+            a.append(through_cutover(journal, tmp_path / f"a{n}"))
+            back_to_before_the_window(plan, journal)
             empty(url)
             before = statements(url)
-            b.append(stop(url, tmp_path / f"b{n}"))
+            b.append(through_cutover(url, tmp_path / f"b{n}"))
             commits.append(statements(url) - before)
+            back_to_before_the_window(plan, url)
             print(f"round {n}: SQLite {a[-1]:.1f} s, PostgreSQL {b[-1]:.1f} s "
                   f"({commits[-1]} transactions on the ops journal)", flush=True)
     ratio = statistics.mean(b) / statistics.mean(a)

@@ -2,9 +2,9 @@
 lint, journal, lock, notifications, progress, the ansible-runner wrapper) against the same
 playbooks run with plain `ansible-playbook`, one after another, in one session.
 
-Both paths do the same real work: the lab is brought back to its pre-window state (all
-services up) by an untimed plain run of playbooks/restore/restore.yml before each timed
-stop, and the rounds alternate A/B so drift on this 2-core machine hits both. Prints the
+Both paths do the same real work: the lab starts up (as `lab.up` or a rehearsal leaves it)
+and is brought back to its pre-window state (all services up) by an untimed plain run of
+playbooks/restore/restore.yml after each timed stop, and the rounds alternate A/B so drift on this 2-core machine hits both. Prints the
 per-round seconds and the ratio of means. Needs the lab: `./inv lab.up` first.
 
     .venv/bin/python bench/overhead.py [--rounds 3]
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from cutover.engine.executor import Executor
+from cutover.engine.journal import Journal
 from cutover.engine.playbook_step import step_vars
 from cutover.engine.session import RunOptions
 from cutover.inventory import run_limit
@@ -32,9 +33,9 @@ from cutover.plan.lint import check
 PLAN = ROOT / "plans" / "shanxi-2023-11.yml"
 
 
-def through_cutover(tmp: Path, n: int) -> float:
-    opts = RunOptions(plan=str(PLAN), journal=str(tmp / f"j{n}.sqlite"), artifacts=str(tmp / "art"),
-                      rehearsal=True, auto_confirm=True, say=lambda *_: None)
+def through_cutover(journal: str, artifacts: Path) -> float:
+    opts = RunOptions(plan=str(PLAN), journal=journal, artifacts=str(artifacts), rehearsal=True,
+                      auto_confirm=True, say=lambda *_: None)
     started = time.perf_counter()
     Executor("stop", opts).run()
     return time.perf_counter() - started
@@ -64,11 +65,17 @@ def plain(plan, n: int, tmp: Path) -> float:
     return time.perf_counter() - started
 
 
-def back_to_before_the_window(plan) -> None:
-    # the stop side only ran: the hosts still run the release before the window, which the
-    # restore's release check would refuse; said so, not skipped silently
+def back_to_before_the_window(plan, journal: str | None = None) -> None:
+    """Undo the stop just timed. The stop side only ran: the hosts still run the release before
+    the window, which the restore's release check would refuse; said so, not skipped silently.
+    The timed jobs come back from the record that stop wrote, under its journal's id (none for
+    plain ansible-playbook runs), as only that window's record may switch them on."""
+    window = ""
+    if journal is not None:
+        with Journal.open(journal) as opened:
+            window = opened.identity()
     playbook("playbooks/restore/restore.yml", {
-        "cutover_restore_without_release": True,
+        "cutover_restore_without_release": True, "cutover_journal_id": window,
         "cutover_data_exclude_lines": plan.plan.vars["cutover_data_exclude_lines"]}, [], None)
 
 
@@ -80,11 +87,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         a, b = [], []
-        for n in range(1, args.rounds + 1):
-            back_to_before_the_window(plan)
-            a.append(through_cutover(tmp_path, n))
-            back_to_before_the_window(plan)
+        for n in range(1, args.rounds + 1):  # the lab is up, as lab.up or a rehearsal leaves it
+            journal = str(tmp_path / f"j{n}.sqlite")
+            a.append(through_cutover(journal, tmp_path / "art"))
+            back_to_before_the_window(plan, journal)
             b.append(plain(plan, n, tmp_path))
+            back_to_before_the_window(plan)
             print(f"round {n}: cutover.stop {a[-1]:.1f} s, ansible-playbook {b[-1]:.1f} s", flush=True)
     ratio = statistics.mean(a) / statistics.mean(b)
     print(f"cutover.stop mean {statistics.mean(a):.1f} s (sd {statistics.pstdev(a):.1f}); "
