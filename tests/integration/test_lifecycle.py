@@ -10,15 +10,16 @@ import pytest
 
 from cutover.errors import CutoverError
 from cutover.lab import lab as labmod
+from cutover.lab.topology import lab_hosts
 
-from .conftest import CITIES, COUNTIES, FAULTS, SCALE, SEED
+from .conftest import CITIES, SCALE, SEED
 
 pytestmark = pytest.mark.lab
 
 
 def test_second_up_changes_nothing_and_is_quick(lab):
     started = time.monotonic()
-    summary = labmod.up(cities=CITIES, counties=COUNTIES, scale=SCALE, seed=SEED, faults=FAULTS, say=print)
+    summary = labmod.up(cities=CITIES, scale=SCALE, seed=SEED, faults=[], say=print)
     assert summary["created"] == []
     assert summary["provisioned"] is False
     print(f"second lab.up: {time.monotonic() - started:.1f} s")
@@ -26,14 +27,13 @@ def test_second_up_changes_nothing_and_is_quick(lab):
 
 def test_a_taken_port_is_named_and_nothing_is_started(lab):
     before = labmod.containers()
-    new_host = next(h for h in labmod.lab_hosts() if h.name == "counter-yangquan")
+    new_host = next(h for h in lab_hosts() if h.name == "counter-yangquan")
     with socket.socket() as blocker:
         blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         blocker.bind(("127.0.0.1", new_host.ssh_port))
         blocker.listen()
         with pytest.raises(CutoverError) as err:
-            labmod.up(cities=CITIES + 1, counties=COUNTIES, scale=SCALE, seed=SEED, faults=FAULTS,
-                      say=print)
+            labmod.up(cities=CITIES + 1, scale=SCALE, seed=SEED, faults=[], say=print)
     assert f"port {new_host.ssh_port} (for counter-yangquan) is taken" in str(err.value)
     after = labmod.containers()
     assert "counter-yangquan" not in after

@@ -2,7 +2,7 @@
 data phase with every fault the data issue names (N5–N7), the deploy (N8), a restore that
 fails at its stage and resumes, version checks, and the rollback with the data (N18).
 
-The session's lab, with one pending approval (lab fault `pending-approval`, conftest): the stop halts at the
+A fresh lab with one pending approval (lab fault `pending-approval`): the stop halts at the
 N3 gate naming the agency and the approval, nothing after it runs; during the freeze (N2)
 collection answers the notice on every channel while benefit payment still works; an
 override lets the gate pass and is recorded; the stop then ends with every channel showing
@@ -44,10 +44,11 @@ from cutover.inventory import active_limit
 from cutover.lab import artifacts
 from cutover.lab import lab as labmod
 from cutover.lab.podman import env as podman_env
+from cutover.lab.topology import lab_hosts
 from cutover.paths import LAB_INVENTORY, ROOT
 
 from ..step_hooks import before_step
-from .conftest import CITIES, COUNTIES, FAULTS, SCALE, SEED, host, status_json
+from .conftest import CITIES, SCALE, SEED, host
 
 pytestmark = pytest.mark.lab
 PLAN = ROOT / "plans" / "shanxi-2023-11.yml"
@@ -55,6 +56,7 @@ CHANNELS = ["/online/", "/nearby/", "/app/minsheng/", "/app/sanjin/"]
 NAME = "shanxi-2023-11"
 SNAP = f"/var/backups/cutover/{NAME}"
 EXPORTED = ["qyyl", "jgyl", "zynj", "gs", "sy"]
+COUNTIES = 1
 
 
 def request(url: str, body: dict | None = None, accept: str = "application/json") -> tuple[int, str]:
@@ -71,14 +73,13 @@ def request(url: str, body: dict | None = None, accept: str = "application/json"
 
 
 @pytest.fixture(scope="module")
-def run(lab, tmp_path_factory):
-    """The session's lab (conftest): before the window, with one pending approval planted and a
-    county counter in each city (N17: sites below the cities)."""
+def run(tmp_path_factory):
+    """A lab before the window, with one pending approval planted, and a county counter in
+    each city (N17: sites below the cities)."""
+    labmod.down(say=print)
+    labmod.up(cities=CITIES, counties=COUNTIES, scale=SCALE, seed=SEED, faults=["pending-approval"], say=print)
     tmp = tmp_path_factory.mktemp("stop")
-    # #16 (N15, N16): the window's journal is the team's shared one on the lab's ops host
-    journal = labmod.journal_url()
-    assert str(journal).startswith("postgresql://"), journal
-    return RunOptions(plan=str(PLAN), journal=journal, artifacts=str(tmp / "art"),
+    return RunOptions(plan=str(PLAN), journal=str(tmp / "journal.sqlite"), artifacts=str(tmp / "art"),
                       rehearsal=True, auto_confirm=True, say=print)
 
 
@@ -138,7 +139,7 @@ def test_a_window_called_off_after_the_freeze_comes_back_as_before_and_goes_no_f
 
 def test_stop_halts_at_the_n3_gate_naming_agency_and_approval(run, datagen):
     # the planted approval is the last row the generator writes (ids are serial)
-    approval_id = len(datagen.generate("qyyl", SCALE, SEED, frozenset(FAULTS))["approval"])
+    approval_id = len(datagen.generate("qyyl", SCALE, SEED, frozenset({"pending-approval"}))["approval"])
     with pytest.raises(StepFailed) as err:
         Executor("stop", run).run()
     msg = err.value.message
@@ -160,7 +161,7 @@ def test_stop_halts_at_the_n3_gate_naming_agency_and_approval(run, datagen):
     screened = {m["line"]: m for m in facts(run, "prep-data-screening")["screening"]}
     assert sorted(screened) == sorted(EXPORTED)  # 城居保 (cjyl) is not handed over
     for line in EXPORTED:
-        people = datagen.generate(line, SCALE, SEED, frozenset(FAULTS))["person"]
+        people = datagen.generate(line, SCALE, SEED, frozenset({"pending-approval"}))["person"]
         person = next(t for t in screened[line]["tables"] if t["table"] == "person")
         assert person["rows"] == len(people)
         assert person["by_rule"] == {"id-no-18-digits": sum(1 for p in people if len(p[1]) != 18)}
@@ -277,8 +278,8 @@ def test_after_the_stop_every_channel_shows_the_notice_for_everything(run):
 
 def fronts() -> list[tuple[str, str, str, int]]:
     """(host, group, component, port) of every counter, core front and interface the lab runs."""
-    kept = {h.name for h in labmod.select(labmod.lab_hosts(), CITIES, COUNTIES)}
-    return [(h.name, g, s.name, s.port) for h in labmod.lab_hosts() if h.name in kept
+    kept = {h.name for h in labmod.select(lab_hosts(), CITIES, COUNTIES)}
+    return [(h.name, g, s.name, s.port) for h in lab_hosts() if h.name in kept
             for g in ("counter", "core", "gateway") if g in h.groups
             for s in h.services if s.kind == "http" and s.port]
 
@@ -304,8 +305,8 @@ def test_after_the_stop_every_counter_core_front_and_interface_answers_with_the_
 
 
 def test_after_the_stop_every_business_service_is_stopped_and_databases_run(run):
-    for h in labmod.lab_hosts():
-        if h.name not in {x.name for x in labmod.select(labmod.lab_hosts(), CITIES, COUNTIES)} or "drop" in h.groups:
+    for h in lab_hosts():
+        if h.name not in {x.name for x in labmod.select(lab_hosts(), CITIES, COUNTIES)} or "drop" in h.groups:
             continue  # the drop's notification receiver is not a business service
         t = host(h.name)
         for s in h.services:
@@ -337,20 +338,6 @@ def test_a_rerun_after_a_completed_stop_changes_nothing(run, tmp_path):
                           extravars={"cutover_journal_id": window})
     assert result.ok, result.summary()
     assert sum(v.get("changed", 0) for v in result.stats.values()) == 0, result.stats
-
-
-def test_a_second_process_reads_the_shared_journal_with_no_secret_in_sight(run, shared_status):
-    """#16 (N15, N16): the stop side ran on the ops host's PostgreSQL; `cutover.status --json`
-    from another process shows the whole stop done and the URL without any secret. Kept for
-    test_rehearse, which compares it with its SQLite journal's."""
-    shared = status_json(run.journal)
-    assert shared["journal"].startswith("postgresql://cutover@127.0.0.1:25434/cutover_journal?passfile=/")
-    password = labmod.LAB_JOURNAL_PGPASS.read_text().strip().rsplit(":", 1)[1]
-    assert password not in json.dumps(shared, ensure_ascii=False)
-    stop = {s["id"]: s["state"] for s in shared["steps"] if s["verb"] == "stop"}
-    assert set(stop.values()) == {"done"}, stop
-    assert [o["step_id"] for o in shared["overrides"]] == ["n3-gate-payments-approvals"]
-    shared_status.update(shared)
 
 
 # --------------------------------------------------------------------------- deploy (N8)
@@ -386,7 +373,7 @@ def drop_files(path: str) -> list[str]:
 
 def facts(opts, step: str) -> dict:
     """What the step's latest attempt recorded (its playbook's set_stats)."""
-    j = Journal.open(opts.journal)
+    j = Journal.open(Path(opts.journal))
     try:
         return [e["data"] for e in j.evidence(step) if e["kind"] == "facts"][-1]
     finally:
@@ -394,7 +381,7 @@ def facts(opts, step: str) -> dict:
 
 
 def state(opts, step: str) -> str:
-    j = Journal.open(opts.journal)
+    j = Journal.open(Path(opts.journal))
     try:
         return j.step(step)["state"]
     finally:

@@ -146,6 +146,7 @@ def test_lab_down_on_a_machine_without_podman_removes_nothing_and_goes_on(tmp_pa
     state = tmp_path / "lab-state.json"
     state.write_text("{}")
     monkeypatch.setattr(labmod, "LAB_STATE_FILE", state)
+    monkeypatch.setattr(labmod, "LAB_JOURNAL_PGPASS", tmp_path / "journal.pgpass")  # not this checkout's
     said: list[str] = []
     assert labmod.down(say=said.append) == []
     assert said == ["no lab to remove (podman is not installed yet)"]
