@@ -190,10 +190,12 @@ def test_the_ops_host_runs_the_shared_journal_and_no_plan_can_reach_it():
     assert len(ports) == len(set(ports))
 
 
-def test_a_rehearsal_refuses_a_journal_that_holds_a_window_before_the_lab_is_touched(tmp_path, monkeypatch):
-    """A rehearsal is a new window: pointed at a journal with runs (a team's real one, say), it
-    refuses and names it; a URL with a password is refused without showing it. Neither touches
-    the lab nor the journal."""
+def test_a_rehearsal_writes_into_its_own_file_or_the_labs_journal_only_and_refuses_before_the_lab_is_touched(
+        tmp_path, monkeypatch):
+    """A rehearsal auto-confirms every manual step: pointed at a team's real journal (empty,
+    made for the window) it would leave the real window with nothing to do. Anything but the
+    lab's ops journal is refused: a file, a team's URL, "" or "null" (a failed `jq`), a URL with
+    a password (never shown). Neither the lab nor the journal is touched."""
     from invoke import Context, Exit
 
     from cutover.cli import lab as cli_lab
@@ -202,16 +204,37 @@ def test_a_rehearsal_refuses_a_journal_that_holds_a_window_before_the_lab_is_tou
     touched = []
     monkeypatch.setattr(cli_lab.labmod, "down", lambda **_: touched.append("down"))
     monkeypatch.setattr(cli_lab.labmod, "up", lambda **_: touched.append("up"))
-    used = tmp_path / "team.sqlite"
-    with Journal.open(used) as journal:
-        journal.start_run("stop", rehearsal=False, check=False, plan_hash="x", options={}, who="王工")
-    before = used.read_bytes()
+    team = tmp_path / "team.sqlite"
+    with Journal.open(team):
+        pass
+    before = team.read_bytes()
+    for given in (str(team), "postgresql://cutover@ops.example:5432/cutover_shanxi_2023_11",
+                  "postgresql://cutover@127.0.0.1:25434/another_db", "", "null"):
+        with pytest.raises(Exit) as refused:
+            cli_lab.rehearse(Context(), journal=given)
+        assert "is not the lab's shared journal; nothing was run" in str(refused.value.message), given
+    assert team.read_bytes() == before
     with pytest.raises(Exit) as refused:
-        cli_lab.rehearse(Context(), journal=str(used))
-    assert f"journal {used} already holds a window: 1 run(s)" in str(refused.value.message)
-    assert used.read_bytes() == before
-    with pytest.raises(Exit) as refused:
-        cli_lab.rehearse(Context(), journal="postgresql://cutover:S3cret-x@127.0.0.1:25434/cutover_journal")
+        cli_lab.rehearse(Context(), journal="postgresql://cutover@127.0.0.1:25434/cutover_journal?PASSWORD=S3cret-x")
     assert "carries a password" in str(refused.value.message)
     assert "S3cret-x" not in str(refused.value.message)
     assert touched == []
+
+
+def test_the_labs_journal_url_names_its_password_file_and_holds_no_secret(tmp_path, monkeypatch):
+    from cutover.engine.journal_db import journal_location
+    from cutover.lab import lab as labmod
+
+    monkeypatch.setattr(labmod, "LAB_JOURNAL_PGPASS", tmp_path / "a dir" / "journal.pgpass")
+    monkeypatch.setattr(labmod, "lab_state", lambda: {})
+    assert labmod.journal_url() is None  # no lab, no URL
+    monkeypatch.setattr(labmod, "lab_state", lambda: {"hosts": ["ops1"]})
+    (tmp_path / "a dir").mkdir()
+    (tmp_path / "a dir" / "journal.pgpass").write_text("x")
+    url = labmod.journal_url()
+    assert url == ("postgresql://cutover@127.0.0.1:25434/cutover_journal?passfile="
+                   f"{str(tmp_path).replace(' ', '%20')}/a%20dir/journal.pgpass")
+    assert journal_location(url) == url  # no password in it
+    assert labmod.is_lab_journal(url)
+    assert labmod.is_lab_journal("postgresql://cutover@localhost:25434/cutover_journal")
+    assert not labmod.is_lab_journal("postgresql://cutover@127.0.0.1:5432/cutover_journal")

@@ -107,9 +107,9 @@ def _show(lab_status: dict, *, as_json: bool) -> None:
         "scale": "insured persons per insurance line",
         "fresh": "start from a new lab (default); --no-fresh reuses the running one, provisioned "
         "again to before the window",
-        "journal": "the rehearsal's journal: by default a new file beside its report; or a postgresql:// "
-        "URL, such as the lab's shared journal on its ops host (`invoke lab.status --json`, journal_url), "
-        "which the rehearsal's provisioning empties first. Another journal must hold no window yet",
+        "journal": "the rehearsal's journal: by default a new file beside its report; or the lab's shared "
+        "journal on its ops host (its postgresql:// URL: `invoke lab.status --json`, journal_url), which "
+        "the rehearsal empties first. A rehearsal never writes into any other journal",
     },
 )
 @refusals
@@ -117,9 +117,15 @@ def rehearse(c: Context, cities: int | None = None, scale: int | None = None, fr
              counties: int | None = None, journal: str | None = None) -> None:
     """The README's main job: lab up, the whole shipped plan on the rehearsal clock, the report."""
     started = time.monotonic()
-    given = journal_location(journal) if journal else None
-    if given is not None and given != labmod.journal_url():
-        _refuse_a_used_journal(given)  # before the lab is touched; the lab's own is emptied below
+    given = None
+    if journal is not None:  # "" or "null" (a failed `jq`) is refused too, never read as "the default"
+        given = journal_location(journal)
+        if not (is_url(given) and labmod.is_lab_journal(str(given))):
+            raise CutoverError(f"lab.rehearse --journal {shown(given)!r} is not the lab's shared journal; "
+                               "nothing was run",
+                               "a rehearsal writes into its own new file (leave --journal out) or into the "
+                               "lab's journal on ops1 (journal_url of `invoke lab.status --json`), never "
+                               "into a team's real journal")
     if fresh:
         labmod.down(say=console.print)
     labmod.up(cities=int(cities if cities is not None else c.config.lab.cities),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
@@ -45,7 +45,8 @@ def journal_location(given: str | Path) -> Where:
         return resolve(text)
     try:
         parts = urlsplit(text)
-        secret = parts.password is not None or any(key in SECRET_PARAMS for key, _ in parse_qsl(parts.query))
+        secret = parts.password is not None or any(key.lower() in SECRET_PARAMS
+                                                   for key, _ in parse_qsl(parts.query))
     except ValueError as exc:
         raise CutoverError(f"journal URL {shown(text)} cannot be read: {exc}",
                            "write it as postgresql://HOST:PORT/DBNAME (user@HOST if needed)") from None
@@ -65,8 +66,9 @@ def shown(where: Where) -> str:
     except ValueError:
         return "postgresql://(unreadable URL)"
     netloc = f"{user}@{host}" if user else host
-    query = urlencode([(key, "***" if key in SECRET_PARAMS else value)
-                       for key, value in parse_qsl(parts.query, keep_blank_values=True)], safe="/")
+    query = urlencode([(key, "***" if key.lower() in SECRET_PARAMS else value)
+                       for key, value in parse_qsl(parts.query, keep_blank_values=True)],
+                      safe="/", quote_via=quote)
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 

@@ -14,12 +14,14 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from cutover.ansible import run_playbook
 from cutover.errors import CutoverError
@@ -194,8 +196,8 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
     provisioned = reset or bool(created) or lab_state().get("provisioned") != phash
     if provisioned:
         LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": None}, indent=2))
-        _provision(len(hosts), extravars, say, progress_factory)
-    if provisioned or not LAB_JOURNAL_PGPASS.exists():
+        _provision(len(hosts), extravars, say, progress_factory, reset=reset)
+    if provisioned or not LAB_JOURNAL_PGPASS.exists() or LAB_JOURNAL_PGPASS.stat().st_mode & 0o077:
         _write_journal_pgpass()
     LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": phash}, indent=2))
     return {"created": created, "provisioned": provisioned,
@@ -230,14 +232,20 @@ def _reconcile_containers(hosts: list[LabHost], tag: str, say) -> list[str]:
     return [h.name for h in recreate]
 
 
-def _provision(count: int, extravars: dict[str, Any], say, progress_factory) -> None:
+def _provision(count: int, extravars: dict[str, Any], say, progress_factory, *, reset: bool = False) -> None:
     say(f"==> provisioning {count} host(s) (playbooks/lab/provision.yml, playbooks/lab/ops.yml)")
-    for playbook, inventory, what in ((PROVISION, LAB_INVENTORY, "lab provisioning"),
-                                      (PROVISION_OPS, LAB_OPS_INVENTORY, "lab provisioning: ops")):
+    if reset:
+        say("    the shared journal on ops1 is emptied: the lab goes back to before any window")
+    # the journal is emptied only by a reset (lab.rehearse, lab.up --reset), never by an
+    # ordinary re-provisioning after a code change, which a team's lab window may be using
+    ops_vars = {**extravars, "lab_ops_empty_journal": reset}
+    for playbook, inventory, what, variables in (
+            (PROVISION, LAB_INVENTORY, "lab provisioning", extravars),
+            (PROVISION_OPS, LAB_OPS_INVENTORY, "lab provisioning: ops", ops_vars)):
         progress = progress_factory(what) if progress_factory else None
         with progress or contextlib.nullcontext():
             result = run_playbook(playbook, inventory, ident=f"{playbook.stem}-{int(time.time())}",
-                                  artifacts_dir=LAB_STATE / "runs", extravars=extravars,
+                                  artifacts_dir=LAB_STATE / "runs", extravars=variables,
                                   limit=active_limit(inventory),
                                   on_progress=progress.update if progress else None)
         if not result.ok:
@@ -258,12 +266,13 @@ def _write_journal_pgpass() -> None:
     """The lab's own libpq password file for its journal (mode 0600, created so), so that the
     URL `journal_url()` gives holds no secret (N16)."""
     settings = _journal_settings()
-    password = resolved_var(LAB_OPS_INVENTORY, settings["host"], "cutover_journal_password")
-    line = f"127.0.0.1:{settings['port']}:{settings['db']}:{settings['user']}:{password}\n"
-    LAB_JOURNAL_PGPASS.unlink(missing_ok=True)
-    fd = os.open(LAB_JOURNAL_PGPASS, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    password = str(resolved_var(LAB_OPS_INVENTORY, settings["host"], "cutover_journal_password"))
+    fields = ["127.0.0.1", str(settings["port"]), settings["db"], settings["user"], password]
+    line = ":".join(field.replace("\\", "\\\\").replace(":", "\\:") for field in fields) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=LAB_STATE, prefix=".journal.pgpass.")  # made 0600; then one rename
     with os.fdopen(fd, "w") as out:
         out.write(line)
+    os.replace(tmp, LAB_JOURNAL_PGPASS)
 
 
 def journal_url() -> str | None:
@@ -273,7 +282,19 @@ def journal_url() -> str | None:
         return None
     settings = _journal_settings()
     return (f"postgresql://{settings['user']}@127.0.0.1:{settings['port']}/{settings['db']}"
-            f"?passfile={LAB_JOURNAL_PGPASS}")
+            f"?passfile={quote(str(LAB_JOURNAL_PGPASS), safe='/')}")
+
+
+def is_lab_journal(url: str) -> bool:
+    """Does a postgresql:// URL name the lab's own journal (ops1's database, on loopback)?"""
+    settings = _journal_settings()
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return (parts.hostname in ("127.0.0.1", "localhost") and port == settings["port"]
+            and parts.path.lstrip("/") == settings["db"])
 
 
 def _ours_on(port: int, existing: dict[str, dict[str, Any]], recreate: list[LabHost]) -> bool:
