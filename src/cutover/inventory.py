@@ -6,10 +6,13 @@ inventories through here."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +59,30 @@ def check_inventory_yaml(inventory: Path) -> None:
         check_file(path)
 
 
+# Within `one_reading()`: each inventory's `ansible-inventory --list` output, by path.
+_READ: contextvars.ContextVar[dict[Path, str] | None] = contextvars.ContextVar("cutover_inventory_read",
+                                                                               default=None)
+
+
+@contextlib.contextmanager
+def one_reading() -> Iterator[None]:
+    """Within, each inventory is read once (checked and listed by Ansible), and every later
+    look at it (the plan's lint, the production question, the sites a run reaches) sees that
+    same reading. A run's checks agree with each other, and the inventory is not listed
+    three times before the first step. Per thread: another thread reads for itself."""
+    token = _READ.set({})
+    try:
+        yield
+    finally:
+        _READ.reset(token)
+
+
 def load_inventory(inventory: Path) -> dict[str, Any]:
     """`ansible-inventory --list`, failing loudly on an inventory Ansible cannot parse."""
+    read = _READ.get()
+    key = Path(inventory).resolve()
+    if read is not None and key in read:
+        return json.loads(read[key])
     if not inventory.exists():
         raise CutoverError(f"inventory {inventory} does not exist", "pass --inventory PATH")
     check_inventory_yaml(inventory)
@@ -69,6 +94,8 @@ def load_inventory(inventory: Path) -> dict[str, Any]:
         detail = "\n".join(line for line in proc.stderr.strip().splitlines() if line.strip())[-1200:]
         raise CutoverError(f"inventory {inventory} cannot be parsed:\n{detail}",
                            "fix the file and line named above (YAML syntax, indentation)")
+    if read is not None:
+        read[key] = proc.stdout
     return json.loads(proc.stdout)
 
 

@@ -16,6 +16,7 @@ keys (`<<: *defaults`) load as before.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -140,4 +141,11 @@ def check_file(path: Path) -> None:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return
+    _check_text(text, str(path))
+
+
+@lru_cache(maxsize=512)
+def _check_text(text: str, path: str) -> None:
+    """check_file of a text: the same text passes again (an inventory's files are checked at
+    each reading of it); a refused one is checked, and refused, every time."""
     compose(text, path, syntax_errors=False)

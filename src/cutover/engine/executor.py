@@ -28,6 +28,7 @@ from cutover.engine.session import RunOptions, Session
 from cutover.engine.states import RunStatus, StepState
 from cutover.engine.waiting import CalledOff, WokeTo, sleep_until_start
 from cutover.errors import CutoverError
+from cutover.inventory import one_reading
 from cutover.paths import resolve
 from cutover.plan.model import VERBS, Step
 from cutover.plan.times import fmt
@@ -48,6 +49,10 @@ class Executor:
         self.verb, self.opts = verb, opts
 
     def run(self) -> int:
+        with one_reading():  # the inventory is read once per run, as the run's scope is
+            return self._run()
+
+    def _run(self) -> int:
         session = Session(self.opts, warn=True)
         plan = session.plan
         if not self.opts.check and not self.opts.yes:

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from functools import cache
+import copy
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,20 @@ def lint_playbooks(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]]) -> No
 def _plays(path: Path) -> list[dict[str, Any]]:
     """The plays of a playbook that name their hosts (unreadable: none; lint_playbooks says why)."""
     try:
-        plays = safe_load(path.read_text(encoding="utf-8"), path) or []
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, YamlRefused):
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    return copy.deepcopy(_parsed_plays(text, str(path)))
+
+
+@lru_cache(maxsize=256)
+def _parsed_plays(text: str, path: str) -> list[dict[str, Any]]:
+    """`_plays` of a playbook's text: one lint asks for the same playbook's plays dozens of
+    times (each step, each check), and parsing YAML is the slow part; the same text parses
+    to the same plays."""
+    try:
+        plays = safe_load(text, path) or []
+    except (yaml.YAMLError, YamlRefused):
         return []
     return [p for p in plays if isinstance(p, dict) and isinstance(p.get("hosts"), str)] \
         if isinstance(plays, list) else []
