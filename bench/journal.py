@@ -5,8 +5,9 @@ file, alternating in one session.
 Both sides do the same real work: after each timed stop an untimed plain run of
 playbooks/restore/restore.yml brings the lab back to before the window (bench/overhead.py's
 way), and each timed stop starts a new journal (a new file; the ops database emptied). Prints
-per-round seconds, the journal's statements per stop and the ratio of means. Needs the lab:
-`./inv lab.up` first.
+per-round seconds, the journal's transactions per stop and the ratio of means. Needs the lab,
+up (as `lab.up` or a rehearsal leaves it): `./inv lab.up` first. It empties the lab's own
+journal on ops1 before each timed stop.
 
     .venv/bin/python bench/journal.py [--rounds 3]
 """
@@ -52,13 +53,17 @@ def main() -> int:
         a, b, commits = [], [], []
         for n in range(1, args.rounds + 1):  # the lab is up, as lab.up or a rehearsal leaves it
             journal = str(tmp_path / f"j{n}.sqlite")
-            a.append(through_cutover(journal, tmp_path / f"a{n}"))
-            back_to_before_the_window(plan, journal)
+            try:
+                a.append(through_cutover(journal, tmp_path / f"a{n}"))
+            finally:  # a failed stop too: the lab is left as it was found, not stopped
+                back_to_before_the_window(plan, journal)
             empty(url)
             before = statements(url)
-            b.append(through_cutover(url, tmp_path / f"b{n}"))
+            try:
+                b.append(through_cutover(url, tmp_path / f"b{n}"))
+            finally:
+                back_to_before_the_window(plan, url)
             commits.append(statements(url) - before)
-            back_to_before_the_window(plan, url)
             print(f"round {n}: SQLite {a[-1]:.1f} s, PostgreSQL {b[-1]:.1f} s "
                   f"({commits[-1]} transactions on the ops journal)", flush=True)
     ratio = statistics.mean(b) / statistics.mean(a)

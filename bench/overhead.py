@@ -89,10 +89,14 @@ def main() -> int:
         a, b = [], []
         for n in range(1, args.rounds + 1):  # the lab is up, as lab.up or a rehearsal leaves it
             journal = str(tmp_path / f"j{n}.sqlite")
-            a.append(through_cutover(journal, tmp_path / "art"))
-            back_to_before_the_window(plan, journal)
-            b.append(plain(plan, n, tmp_path))
-            back_to_before_the_window(plan)
+            try:
+                a.append(through_cutover(journal, tmp_path / "art"))
+            finally:  # a failed stop too: the lab is left as it was found, not stopped
+                back_to_before_the_window(plan, journal)
+            try:
+                b.append(plain(plan, n, tmp_path))
+            finally:
+                back_to_before_the_window(plan)
             print(f"round {n}: cutover.stop {a[-1]:.1f} s, ansible-playbook {b[-1]:.1f} s", flush=True)
     ratio = statistics.mean(a) / statistics.mean(b)
     print(f"cutover.stop mean {statistics.mean(a):.1f} s (sd {statistics.pstdev(a):.1f}); "
