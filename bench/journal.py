@@ -10,6 +10,7 @@ up (as `lab.up` or a rehearsal leaves it): `./inv lab.up` first. It empties the 
 journal on ops1 before each timed stop.
 
     .venv/bin/python bench/journal.py [--rounds 3]
+    .venv/bin/python bench/journal.py --writes-only   # the journal's own cost: 360 writes, 5 rounds
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
 from overhead import PLAN, back_to_before_the_window, through_cutover
 
+from cutover.engine.journal import Journal
 from cutover.lab import lab as labmod
 from cutover.plan.lint import check
 
@@ -40,9 +43,33 @@ def statements(url: str) -> int:
                    .fetchone()[0])
 
 
+def writes(url: str, tmp: Path, count: int = 360, rounds: int = 5) -> tuple[list[float], list[float]]:
+    """The journal's own cost without the playbooks: `count` writes (about what one stop
+    makes, from the transaction count above) to a new SQLite file and to the ops journal,
+    alternating."""
+    def once(where: str | Path) -> float:
+        with Journal.open(where) as journal:
+            started = time.perf_counter()
+            for n in range(count):
+                journal.record_notification("bench", f"write {n}", "bench/journal.py", 1, True)
+            return time.perf_counter() - started
+
+    a, b = [], []
+    for n in range(rounds):
+        a.append(once(tmp / f"w{n}.sqlite"))
+        empty(url)
+        b.append(once(url))
+    empty(url)
+    print(f"{count} journal writes: SQLite {statistics.mean(a):.2f} s (sd {statistics.pstdev(a):.2f}), "
+          f"PostgreSQL {statistics.mean(b):.2f} s (sd {statistics.pstdev(b):.2f}), "
+          f"ratio {statistics.mean(b) / statistics.mean(a):.2f}", flush=True)
+    return a, b
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--writes-only", action="store_true", help="only the journal's own cost, no stop")
     args = parser.parse_args()
     url = labmod.journal_url()
     if url is None:
@@ -50,6 +77,9 @@ def main() -> int:
     plan, _ = check(PLAN)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
+        writes(url, tmp_path)
+        if args.writes_only:
+            return 0
         a, b, commits = [], [], []
         for n in range(1, args.rounds + 1):  # the lab is up, as lab.up or a rehearsal leaves it
             journal = str(tmp_path / f"j{n}.sqlite")
