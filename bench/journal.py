@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from overhead import PLAN, back_to_before_the_window, through_cutover
+from overhead import PLAN, back_to_before_the_window, side_by_side, through_cutover
 
 from cutover.engine.journal import Journal
 from cutover.lab import lab as labmod
@@ -60,9 +60,7 @@ def writes(url: str, tmp: Path, count: int = 360, rounds: int = 5) -> tuple[list
         empty(url)
         b.append(once(url))
     empty(url)
-    print(f"{count} journal writes: SQLite {statistics.mean(a):.2f} s (sd {statistics.pstdev(a):.2f}), "
-          f"PostgreSQL {statistics.mean(b):.2f} s (sd {statistics.pstdev(b):.2f}), "
-          f"ratio {statistics.mean(b) / statistics.mean(a):.2f}", flush=True)
+    print(f"{count} journal writes: {side_by_side('PostgreSQL', b, 'SQLite', a, digits=2)}", flush=True)
     return a, b
 
 
@@ -96,10 +94,7 @@ def main() -> int:
             commits.append(statements(url) - before)
             print(f"round {n}: SQLite {a[-1]:.1f} s, PostgreSQL {b[-1]:.1f} s "
                   f"({commits[-1]} transactions on the ops journal)", flush=True)
-    ratio = statistics.mean(b) / statistics.mean(a)
-    print(f"SQLite mean {statistics.mean(a):.1f} s (sd {statistics.pstdev(a):.1f}); "
-          f"PostgreSQL mean {statistics.mean(b):.1f} s (sd {statistics.pstdev(b):.1f}); "
-          f"ratio {ratio:.3f}; transactions per stop {statistics.mean(commits):.0f}")
+    print(f"{side_by_side('PostgreSQL', b, 'SQLite', a)}; transactions per stop {statistics.mean(commits):.0f}")
     return 0
 
 

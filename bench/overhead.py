@@ -79,6 +79,13 @@ def back_to_before_the_window(plan, journal: str | None = None) -> None:
         "cutover_data_exclude_lines": plan.plan.vars["cutover_data_exclude_lines"]}, [], None)
 
 
+def side_by_side(name_a: str, a: list[float], name_b: str, b: list[float], digits: int = 1) -> str:
+    """'A mean … (sd …); B mean … (sd …); ratio A/B', the line each bench here ends with."""
+    return (f"{name_a} mean {statistics.mean(a):.{digits}f} s (sd {statistics.pstdev(a):.{digits}f}); "
+            f"{name_b} mean {statistics.mean(b):.{digits}f} s (sd {statistics.pstdev(b):.{digits}f}); "
+            f"ratio {statistics.mean(a) / statistics.mean(b):.3f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
@@ -98,10 +105,7 @@ def main() -> int:
             finally:
                 back_to_before_the_window(plan)
             print(f"round {n}: cutover.stop {a[-1]:.1f} s, ansible-playbook {b[-1]:.1f} s", flush=True)
-    ratio = statistics.mean(a) / statistics.mean(b)
-    print(f"cutover.stop mean {statistics.mean(a):.1f} s (sd {statistics.pstdev(a):.1f}); "
-          f"ansible-playbook mean {statistics.mean(b):.1f} s (sd {statistics.pstdev(b):.1f}); "
-          f"ratio {ratio:.3f}")
+    print(side_by_side("cutover.stop", a, "ansible-playbook", b))
     return 0
 
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from pathlib import Path
 
 from invoke import Context, Exit, task
 from rich.table import Table
 
 from cutover.cli.common import refusals
 from cutover.engine.executor import Executor
-from cutover.engine.journal import Journal
-from cutover.engine.journal_db import Where, is_url, journal_location, shown
+from cutover.engine.journal_db import is_url, journal_location, shown
 from cutover.engine.session import RunOptions
 from cutover.errors import CutoverError
 from cutover.lab import lab as labmod
@@ -136,7 +134,6 @@ def rehearse(c: Context, cities: int | None = None, scale: int | None = None, fr
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = resolve(c.config.cutover.artifacts) / "rehearsals" / stamp
     journal = given if given is not None else out / "journal.sqlite"
-    _refuse_a_used_journal(journal)
     plan = c.config.cutover.plan
     for verb in VERBS:
         console.rule(f"cutover.{verb} (rehearsal)")
@@ -155,15 +152,3 @@ def rehearse(c: Context, cities: int | None = None, scale: int | None = None, fr
     for kind, path in paths.items():
         console.print(f"report ({kind}): {path}")
 
-
-def _refuse_a_used_journal(where: Where) -> None:
-    """A rehearsal is a new window: a journal that already holds a run is refused, unchanged."""
-    if not is_url(where) and not Path(where).exists():
-        return
-    with Journal.open(where) as journal:
-        runs = journal.all("runs")
-    if runs:
-        raise CutoverError(f"journal {shown(where)} already holds a window: {len(runs)} run(s), the first "
-                           f"started {runs[0]['started_at']}; nothing was run",
-                           "a rehearsal starts a new window: name an empty journal (the lab's own, "
-                           "journal_url of `invoke lab.status --json`, is emptied by the rehearsal)")
