@@ -134,6 +134,18 @@ def _message(res: dict[str, Any]) -> tuple[str, str]:
     return "failed", hint
 
 
+def _unreachable_hint(message: str, host: str) -> str:
+    """When ssh ended before Ansible could hand it the task, Ansible reports only a broken pipe
+    (a race inside it: which error wins depends on the machine's load) and ssh's own reason is
+    lost. With this project's ssh settings (BatchMode, StrictHostKeyChecking) that is almost
+    always a host key that is not the one in known_hosts, or a refused login."""
+    if "Data could not be sent" not in message or "Host key verification failed" in message:
+        return ""
+    return (f"ssh ended before it took the task: most often {host}'s host key is unknown or changed "
+            "(Host key verification failed) or the login was refused; "
+            f"`ssh -o BatchMode=yes <user>@<address of {host}> true` shows ssh's own reason")
+
+
 def _label(item_result: dict[str, Any]) -> str:
     label = item_result.get("_ansible_item_label", item_result.get("item", "?"))
     return str(label)[:120]
@@ -217,6 +229,8 @@ def run_playbook(
         msg = hint = ""
         if status in ("failed", "unreachable"):
             msg, hint = _message(res) if not data.get("no_log") else ("(output hidden: no_log)", "")
+            if status == "unreachable" and not hint:
+                hint = _unreachable_hint(msg, host)
             failures.append(HostFailure(host, task, msg, hint))
         if on_progress is not None:
             on_progress(Progress(host, task, status, data.get("play", ""), msg, hint))
