@@ -229,8 +229,7 @@ def run_playbook(
         msg = hint = ""
         if status in ("failed", "unreachable"):
             msg, hint = _message(res) if not data.get("no_log") else ("(output hidden: no_log)", "")
-            if status == "unreachable" and not hint:
-                hint = _unreachable_hint(msg, host)
+            hint = hint or (_unreachable_hint(msg, host) if status == "unreachable" else "")
             failures.append(HostFailure(host, task, msg, hint))
         if on_progress is not None:
             on_progress(Progress(host, task, status, data.get("play", ""), msg, hint))
