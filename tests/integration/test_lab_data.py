@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import SCALE, SEED
+from .conftest import FAULTS, SCALE, SEED
 
 pytestmark = pytest.mark.lab
 
@@ -16,7 +16,7 @@ def test_row_counts_match_the_generator(lab, lab_vars, datagen):
     for line, spec in lab_vars["si_lines"].items():
         dsn = (f"host=127.0.0.1 port=25432 dbname={spec['db']} user=si_owner "
                f"password={lab_vars['vault_si_db_password']}")
-        expected = datagen.expected_counts(line, SCALE, SEED, frozenset())
+        expected = datagen.expected_counts(line, SCALE, SEED, frozenset(FAULTS))
         with psycopg.connect(dsn) as conn:
             found = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in expected}
         assert found == expected, line

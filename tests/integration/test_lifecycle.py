@@ -12,14 +12,14 @@ from cutover.errors import CutoverError
 from cutover.lab import lab as labmod
 from cutover.lab.topology import lab_hosts
 
-from .conftest import CITIES, SCALE, SEED
+from .conftest import CITIES, COUNTIES, FAULTS, SCALE, SEED
 
 pytestmark = pytest.mark.lab
 
 
 def test_second_up_changes_nothing_and_is_quick(lab):
     started = time.monotonic()
-    summary = labmod.up(cities=CITIES, scale=SCALE, seed=SEED, faults=[], say=print)
+    summary = labmod.up(cities=CITIES, counties=COUNTIES, scale=SCALE, seed=SEED, faults=FAULTS, say=print)
     assert summary["created"] == []
     assert summary["provisioned"] is False
     print(f"second lab.up: {time.monotonic() - started:.1f} s")
@@ -33,7 +33,8 @@ def test_a_taken_port_is_named_and_nothing_is_started(lab):
         blocker.bind(("127.0.0.1", new_host.ssh_port))
         blocker.listen()
         with pytest.raises(CutoverError) as err:
-            labmod.up(cities=CITIES + 1, scale=SCALE, seed=SEED, faults=[], say=print)
+            labmod.up(cities=CITIES + 1, counties=COUNTIES, scale=SCALE, seed=SEED, faults=FAULTS,
+                      say=print)
     assert f"port {new_host.ssh_port} (for counter-yangquan) is taken" in str(err.value)
     after = labmod.containers()
     assert "counter-yangquan" not in after

@@ -6,34 +6,123 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
+import traceback
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from cutover.lab import artifacts
+from cutover.plan.lint import check as lint_check
+from tests.integration.test_report_in_chromium import parse
+from tests.unit.test_serve import cells, rows_of
 
-from .conftest import CITIES, SCALE, host
+from .conftest import CITIES, SCALE, host, shape, status_json
+from .devtools import Page
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
+PLAN = ROOT / "plans" / "shanxi-2023-11.yml"
+DEPARTMENT = "省工伤保险中心数据科"  # owns the data phases (N5-N7), cooperates elsewhere
 
 
 @pytest.fixture(scope="module")
 def rehearsal(lab, tmp_path_factory):
     out = tmp_path_factory.mktemp("rehearsal")
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "lab.rehearse",
          "--cities", str(CITIES), "--scale", str(SCALE), "--no-fresh"],
         cwd=ROOT, env={**os.environ, "INVOKE_CUTOVER_ARTIFACTS": str(out)},
-        capture_output=True, text=True, timeout=1800, check=False)
-    print(proc.stdout[-6000:])
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 1800
+    try:
+        # the page is watched on the side: if Chromium or the page fails, the rehearsal's own
+        # tests still run and only the page's test fails, with the reason
+        try:
+            page = watch_the_status_page(proc, out, tmp_path_factory.mktemp("page"), deadline)
+        except Exception as exc:  # kept whole for the page's own test
+            page = {"error": "".join(traceback.format_exception(exc))[-4000:]}
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:  # the rehearsal and every ansible process it started
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        reader.join(30)
+    output = "".join(said)
+    print(output[-6000:])
+    assert proc.returncode == 0, output[-6000:]
     run_dir = (out / "rehearsals" / "latest").resolve()
-    return {"out": proc.stdout, "dir": run_dir, "db": sqlite3.connect(run_dir / "journal.sqlite")}
+    return {"out": output, "dir": run_dir, "db": sqlite3.connect(run_dir / "journal.sqlite"), "page": page}
+
+
+def states(matrix: dict) -> dict[tuple[str, str], str]:
+    """{(site, phase): state} of the page's matrix (a cell's first class is its state)."""
+    return {(site, phase): (css.split() or ["none"])[0] for site, row in matrix.items()
+            for phase, (css, _) in row.items()}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def watch_the_status_page(rehearsal: subprocess.Popen, out: Path, tmp: Path, deadline: float) -> dict:
+    """#16 item 4 (N15, N16): `invoke cutover.serve` over the rehearsal's journal from the
+    moment it exists, and ONE Chromium page open on it for the whole window: what the page
+    shows is read every few seconds (never reloaded), screenshots mid-window and at the end,
+    then the view of one department. Gives up at `deadline` (the rehearsal's own)."""
+    while not (found := sorted(out.glob("rehearsals/*/journal.sqlite"))):
+        assert rehearsal.poll() is None, "the rehearsal ended before it made a journal"
+        assert time.monotonic() < deadline, "the rehearsal made no journal before the deadline"
+        time.sleep(1)
+    port = _free_port()
+    serve = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "cutover.serve",
+                              "--journal", str(found[0]), "--port", str(port)], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    seen: list[dict] = []
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{url}/api/status", timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        with Page(shutil.which("chromium") or "/usr/bin/chromium", tmp / "profile", f"{url}/") as page:
+            shot = None
+            while rehearsal.poll() is None:
+                assert time.monotonic() < deadline, "the rehearsal outlived the page's deadline"
+                time.sleep(8)
+                raw = page.html()
+                seen.append({"cells": cells(raw), "polls": int(page.evaluate(
+                    "Number(document.documentElement.dataset.polls || 0)") or 0)})
+                states = {css.split()[0] for row in seen[-1]["cells"].values() for css, _ in row.values() if css}
+                if shot is None and "done" in states and states - {"done", "none", ""}:
+                    shot = page.screenshot(tmp / "serve-mid-window.png")
+            time.sleep(7)  # two of the page's polls after the last step
+            raw = page.html()
+            final = page.screenshot(tmp / "serve-page.png")
+            page.call("Page.navigate", url=f"{url}/department/{quote(DEPARTMENT)}")
+            time.sleep(7)
+            department = page.html()
+    finally:
+        serve.terminate()
+        serve.wait(30)
+    return {"seen": seen, "final": raw, "final_png": final, "mid_png": shot, "department": department,
+            "shots": tmp}
 
 
 def test_every_step_is_done_and_the_report_location_is_printed(rehearsal):
@@ -183,3 +272,51 @@ def test_the_clean_window_leaves_every_step_done_once_and_the_data_as_the_snapsh
     assert lab["rows_since_snapshot"]
     assert {k: v for k, v in lab["rows_since_snapshot"].items() if v} == {}
     clean_outcome.update(lab)  # the crash sweep compares its outcome with this one
+
+
+def test_the_status_page_followed_the_window_in_one_open_page_and_shows_a_departments_steps(rehearsal):
+    """#16: what the rest of the province watches. One page, never reloaded, polled on and on;
+    its matrix moved from work to be done to every phase done; the screenshots are kept beside
+    the report; a department's view lists only the steps it owns or cooperates on."""
+    page = rehearsal["page"]
+    assert "error" not in page, page.get("error")
+    seen = page["seen"]
+    assert len(seen) >= 10
+    polls = [s["polls"] for s in seen]
+    assert polls == sorted(polls)
+    assert polls[-1] > polls[0] + 10
+    first = states(seen[0]["cells"])
+    assert "province" in seen[0]["cells"]
+    assert any(state != "done" for state in first.values())
+    final = states(cells(page["final"]))
+    assert set(final.values()) <= {"done", "none"}
+    assert any(first[key] != "done" and final[key] == "done" for key in first)
+    # the open page itself saw cells change (it keeps what each was; a reload would forget)
+    assert any(attrs.get("data-was") for tag, attrs in parse(page["final"]).tags if tag == "td")
+    assert page["final_png"].startswith(b"\x89PNG")
+    assert len(page["final_png"]) > 20_000
+    assert page["mid_png"] is not None
+    assert page["mid_png"].startswith(b"\x89PNG")
+    (rehearsal["dir"] / "serve-page.png").write_bytes(page["final_png"])  # kept for a look
+    (rehearsal["dir"] / "serve-mid-window.png").write_bytes(page["mid_png"])
+    plan, _ = lint_check(str(PLAN))
+    theirs = {step.id for phase in plan.phases for step in phase.steps
+              if DEPARTMENT in (step.owner, *step.cooperating)}
+    shown = set(rows_of(page["department"]))
+    assert shown <= theirs, shown - theirs
+    assert {"n5-snapshot", "n5-export"} <= shown
+
+
+def test_a_second_process_reads_a_sqlite_journal_as_it_read_the_shared_one(rehearsal, shared_status):
+    """#16 (N15, N16): `cutover.status --json` of this rehearsal's SQLite journal, from another
+    process, is made as the stop side's on the ops host's PostgreSQL was (test_stop_side, run
+    before): the same keys at every level, the same steps in the same order."""
+    assert shared_status, "needs test_stop_side's status in this session: run tests/integration whole"
+    local = status_json(rehearsal["dir"] / "journal.sqlite")
+    assert {step["state"] for step in local["steps"]} == {"done"}
+    assert set(local) == set(shared_status)
+    for key in local:
+        if local[key] and shared_status[key]:  # a list empty in one window says nothing of its items
+            assert shape(local[key]) == shape(shared_status[key]), key
+    assert [(s["id"], s["phase"], s["verb"]) for s in local["steps"]] == [
+        (s["id"], s["phase"], s["verb"]) for s in shared_status["steps"]]

@@ -2,7 +2,7 @@
 data phase with every fault the data issue names (N5–N7), the deploy (N8), a restore that
 fails at its stage and resumes, version checks, and the rollback with the data (N18).
 
-A fresh lab with one pending approval (lab fault `pending-approval`): the stop halts at the
+The session's lab, with one pending approval (lab fault `pending-approval`, conftest): the stop halts at the
 N3 gate naming the agency and the approval, nothing after it runs; during the freeze (N2)
 collection answers the notice on every channel while benefit payment still works; an
 override lets the gate pass and is recorded; the stop then ends with every channel showing
@@ -48,7 +48,7 @@ from cutover.lab.topology import lab_hosts
 from cutover.paths import LAB_INVENTORY, ROOT
 
 from ..step_hooks import before_step
-from .conftest import CITIES, SCALE, SEED, host
+from .conftest import CITIES, COUNTIES, FAULTS, SCALE, SEED, host, status_json
 
 pytestmark = pytest.mark.lab
 PLAN = ROOT / "plans" / "shanxi-2023-11.yml"
@@ -56,7 +56,6 @@ CHANNELS = ["/online/", "/nearby/", "/app/minsheng/", "/app/sanjin/"]
 NAME = "shanxi-2023-11"
 SNAP = f"/var/backups/cutover/{NAME}"
 EXPORTED = ["qyyl", "jgyl", "zynj", "gs", "sy"]
-COUNTIES = 1
 
 
 def request(url: str, body: dict | None = None, accept: str = "application/json") -> tuple[int, str]:
@@ -73,13 +72,14 @@ def request(url: str, body: dict | None = None, accept: str = "application/json"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A lab before the window, with one pending approval planted, and a county counter in
-    each city (N17: sites below the cities)."""
-    labmod.down(say=print)
-    labmod.up(cities=CITIES, counties=COUNTIES, scale=SCALE, seed=SEED, faults=["pending-approval"], say=print)
+def run(lab, tmp_path_factory):
+    """The session's lab (conftest): before the window, with one pending approval planted and a
+    county counter in each city (N17: sites below the cities)."""
     tmp = tmp_path_factory.mktemp("stop")
-    return RunOptions(plan=str(PLAN), journal=str(tmp / "journal.sqlite"), artifacts=str(tmp / "art"),
+    # #16 (N15, N16): the window's journal is the team's shared one on the lab's ops host
+    journal = labmod.journal_url()
+    assert str(journal).startswith("postgresql://"), journal
+    return RunOptions(plan=str(PLAN), journal=journal, artifacts=str(tmp / "art"),
                       rehearsal=True, auto_confirm=True, say=print)
 
 
@@ -139,7 +139,7 @@ def test_a_window_called_off_after_the_freeze_comes_back_as_before_and_goes_no_f
 
 def test_stop_halts_at_the_n3_gate_naming_agency_and_approval(run, datagen):
     # the planted approval is the last row the generator writes (ids are serial)
-    approval_id = len(datagen.generate("qyyl", SCALE, SEED, frozenset({"pending-approval"}))["approval"])
+    approval_id = len(datagen.generate("qyyl", SCALE, SEED, frozenset(FAULTS))["approval"])
     with pytest.raises(StepFailed) as err:
         Executor("stop", run).run()
     msg = err.value.message
@@ -161,7 +161,7 @@ def test_stop_halts_at_the_n3_gate_naming_agency_and_approval(run, datagen):
     screened = {m["line"]: m for m in facts(run, "prep-data-screening")["screening"]}
     assert sorted(screened) == sorted(EXPORTED)  # 城居保 (cjyl) is not handed over
     for line in EXPORTED:
-        people = datagen.generate(line, SCALE, SEED, frozenset({"pending-approval"}))["person"]
+        people = datagen.generate(line, SCALE, SEED, frozenset(FAULTS))["person"]
         person = next(t for t in screened[line]["tables"] if t["table"] == "person")
         assert person["rows"] == len(people)
         assert person["by_rule"] == {"id-no-18-digits": sum(1 for p in people if len(p[1]) != 18)}
@@ -340,6 +340,20 @@ def test_a_rerun_after_a_completed_stop_changes_nothing(run, tmp_path):
     assert sum(v.get("changed", 0) for v in result.stats.values()) == 0, result.stats
 
 
+def test_a_second_process_reads_the_shared_journal_with_no_secret_in_sight(run, shared_status):
+    """#16 (N15, N16): the stop side ran on the ops host's PostgreSQL; `cutover.status --json`
+    from another process shows the whole stop done and the URL without any secret. Kept for
+    test_rehearse, which compares it with its SQLite journal's."""
+    shared = status_json(run.journal)
+    assert shared["journal"].startswith("postgresql://cutover@127.0.0.1:25434/cutover_journal?passfile=/")
+    password = labmod.LAB_JOURNAL_PGPASS.read_text().strip().rsplit(":", 1)[1]
+    assert password not in json.dumps(shared, ensure_ascii=False)
+    stop = {s["id"]: s["state"] for s in shared["steps"] if s["verb"] == "stop"}
+    assert set(stop.values()) == {"done"}, stop
+    assert [o["step_id"] for o in shared["overrides"]] == ["n3-gate-payments-approvals"]
+    shared_status.update(shared)
+
+
 # --------------------------------------------------------------------------- deploy (N8)
 
 
@@ -373,7 +387,7 @@ def drop_files(path: str) -> list[str]:
 
 def facts(opts, step: str) -> dict:
     """What the step's latest attempt recorded (its playbook's set_stats)."""
-    j = Journal.open(Path(opts.journal))
+    j = Journal.open(opts.journal)
     try:
         return [e["data"] for e in j.evidence(step) if e["kind"] == "facts"][-1]
     finally:
@@ -381,7 +395,7 @@ def facts(opts, step: str) -> dict:
 
 
 def state(opts, step: str) -> str:
-    j = Journal.open(Path(opts.journal))
+    j = Journal.open(opts.journal)
     try:
         return j.step(step)["state"]
     finally:

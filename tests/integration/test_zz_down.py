@@ -15,8 +15,10 @@ def test_down_removes_the_lab_and_nothing_else(lab):
     podman("rm", "-f", other, check=False)
     podman("create", "--name", other, labmod.image.LATEST, "true")
     try:
+        there = set(labmod.containers())  # the rehearsal may have removed the session's county hosts
+        assert there
         removed = labmod.down(say=print)
-        assert set(removed) >= {h.name for h in lab["hosts"]}
+        assert set(removed) == there
         assert labmod.containers() == {}
         vols = podman("volume", "ls", "-q", "--filter", "label=cutover.lab=1").stdout.split()
         assert vols == []
