@@ -332,3 +332,34 @@ def test_a_step_whose_limit_and_the_operators_share_no_host_is_not_part_of_the_r
     assert any(line.startswith("[1/5] s1: not part of this run") for line in said)
     assert states(env)["s1"] == "pending"
     assert ran(env) == []
+
+
+def test_a_real_window_on_a_rehearsals_journal_is_refused_and_so_is_the_reverse(env):
+    """A rehearsal confirms its manual steps by itself: a real window run on its journal would
+    skip them as done (a review found it). Either way round, refused before any host."""
+    with pytest.raises(StepFailed):  # a check run first (it marks nothing done, so does not count)
+        Executor("stop", opts(env, rehearsal=False, yes=True, check=True)).run()
+    (env["tmp"] / "gate-fails").touch()  # the rehearsal runs s1 and s2, then its gate fails
+    with pytest.raises(StepFailed):
+        Executor("stop", opts(env)).run()
+    assert ran(env) == ["s1", "s2"]
+    before = states(env)
+    with pytest.raises(CutoverError) as err:
+        Executor("stop", opts(env, rehearsal=False, yes=True)).run()
+    assert "holds a rehearsal's runs (run 2: cutover.stop by" in err.value.message
+    assert "cutover.stop as the real window is refused" in err.value.message
+    assert "never share a journal" in err.value.hint
+    assert ran(env) == ["s1", "s2"]
+    assert states(env) == before
+    real = env["tmp"] / "real.sqlite"
+    with pytest.raises(StepFailed):
+        Executor("stop", opts(env, journal=str(real), rehearsal=False, yes=True, check=True)).run()
+    j = Journal.open(real)
+    try:  # what a real window's first run leaves in its journal
+        j.end_run(j.start_run("stop", rehearsal=False, check=False, plan_hash="x", options={}, who="ops"), "failed")
+    finally:
+        j.close()
+    with pytest.raises(CutoverError) as err:
+        Executor("stop", opts(env, journal=str(real))).run()
+    assert "holds a real window's runs" in err.value.message
+    assert "as a rehearsal is refused" in err.value.message

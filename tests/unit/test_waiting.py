@@ -75,6 +75,9 @@ class Sleeper:
         self.said: list[str] = []
         self.rc: int | None = None
         self.error: BaseException | None = None
+        # on the dial's clock (it sleeps as a real window's run does), recorded as a rehearsal:
+        # the tests' other runs are rehearsals, and a journal is never both (refuse_mixed_runs)
+        kw = {"rehearsal": True, **kw}
         opts = opts_of(env, clock=Clock(now=dial.now), say=self.said.append, notify_urls=[], **kw)
         self.thread = threading.Thread(target=self._run, args=(opts,), daemon=True)
         self.thread.start()
@@ -241,9 +244,21 @@ def test_a_run_killed_while_it_slept_is_shown_gone_and_recorded_crashed_by_the_n
         proc.wait(timeout=10)
     gone = cli(env, "cutover.status").stdout
     assert re.search(r"run 1 \(cutover\.stop, .+\) was waiting for s1 until .+, but its process is gone", gone), gone
-    after = cli(env, "cutover.stop", "--rehearsal", "--auto-confirm").stdout
-    assert re.search(r"run 1 \(cutover\.stop, .+\) ended without closing: recorded as crashed", after), after
-    assert [run["status"] for run in runs(env)] == ["crashed", "done"]
+    # the next run of this real window records it, then waits for tomorrow in its turn
+    said = env["tmp"] / "after.out"
+    with open(said, "wb") as out:
+        after = subprocess.Popen([*INV, "cutover.stop", "--plan", str(env["plan"]), "--journal",
+                                  str(env["journal"])], cwd=ROOT, env=env["environ"], stdout=out,
+                                 start_new_session=True)
+    try:
+        wait_for(lambda: after.poll() is not None or asleep(env, 2))
+        assert after.poll() is None, said.read_text()
+    finally:
+        os.killpg(after.pid, signal.SIGKILL)
+        after.wait(timeout=10)
+    assert re.search(r"run 1 \(cutover\.stop, .+\) ended without closing: recorded as crashed",
+                     said.read_text()), said.read_text()
+    assert [run["status"] for run in runs(env)] == ["crashed", "sleeping"]
 
 
 def test_a_detached_run_outlives_the_terminal_that_started_it(env):

@@ -64,6 +64,8 @@ class Executor:
         with session.journal(lock=self.verb, accept_change=self.opts.accept_plan_change) as journal:
             record_crashed_runs(journal, self.opts.say)
             journal.refuse_if_called_off(f"cutover.{self.verb}")
+            if not self.opts.check:
+                journal.refuse_mixed_runs(self.opts.rehearsal, f"cutover.{self.verb}")
             _check_cross_verb_dependencies(session, journal, steps)
             _check_waves(session, steps)
             order = ordered(steps, {step.id: index for index, step in enumerate(plan.steps())})

@@ -360,6 +360,24 @@ class Journal:
                                "call-off that did not finish: invoke cutover.abort again. A new window: "
                                "a new journal (--journal PATH)")
 
+    def refuse_mixed_runs(self, rehearsal: bool, what: str) -> None:
+        """A journal is a rehearsal's or a real window's, never both: a rehearsal confirms its
+        manual steps by itself and runs on a lab's clock, so its steps done would be skipped as
+        done in a real window, and a rehearsal on a real window's journal would record lab
+        work as the window's (N15). Check-mode runs mark nothing done and do not count."""
+        other = self.db.execute("SELECT * FROM runs WHERE rehearsal<>? AND check_mode=0 ORDER BY id LIMIT 1",
+                                (int(rehearsal),)).fetchone()
+        if other is None:
+            return
+        theirs = "a rehearsal's" if other["rehearsal"] else "a real window's"
+        mine = "a rehearsal" if rehearsal else "the real window"
+        by = " ".join(str(other["operator"]).split())
+        raise CutoverError(
+            f"journal {shown(self.path)} holds {theirs} runs (run {other['id']}: cutover.{other['verb']} by "
+            f"{by}, {other['started_at']}); {what} as {mine} is refused",
+            "a rehearsal and a real window never share a journal: give this one its own (--journal PATH or a "
+            "new database); nothing was run")
+
     def mark_run_crashed(self, run_id: int) -> None:
         self.db.execute("UPDATE runs SET status=?, ended_at=COALESCE(ended_at, ?) WHERE id=?",
                         (RunStatus.CRASHED, now_iso(), run_id))

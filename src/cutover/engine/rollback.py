@@ -50,6 +50,7 @@ def rollback(opts: RunOptions, data: bool = False, discard: dict[str, str] | Non
         session.ask_if_production(f"Roll back {what}?", "answer yes, or pass --yes")
     out: dict[str, Any] = {}
     with session.journal(lock="rollback", accept_change=opts.accept_plan_change) as journal:
+        journal.refuse_mixed_runs(opts.rehearsal, "cutover.rollback")
         run_id = journal.start_run("rollback", rehearsal=opts.rehearsal, check=False,
                                    plan_hash=plan.digest, options={"limit": opts.limit, "data": data},
                                    who=operator())
