@@ -13,4 +13,12 @@ class CutoverError(Exception):
         self.code = code
 
     def __str__(self) -> str:
-        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+        text = f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+        return terminal_safe(text)
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every character a terminal would act on instead of show (escape sequences,
+    carriage returns, bidi overrides) replaced: an error names strings from outside the plan
+    (an operator's name from a shared journal, a host's reply)."""
+    return "".join(ch if ch == "\n" or ch.isprintable() else "\ufffd" for ch in text)

@@ -7,6 +7,8 @@ import base64
 import contextlib
 import itertools
 import json
+import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -30,7 +32,7 @@ class Page:
         with open(profile.parent / f"{profile.name}.chromium.log", "wb") as log:
             self.proc = subprocess.Popen([chromium, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
                                           f"--window-size={width},{height}", "about:blank"],
-                                         stdout=subprocess.DEVNULL, stderr=log)
+                                         stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
         self.ids = itertools.count(1)
         try:
             port = self._devtools_port()
@@ -78,7 +80,8 @@ class Page:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.ws.close()
-        self.proc.kill()
+        with contextlib.suppress(ProcessLookupError):  # chromium and its renderers, zygote, GPU process
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
     def __enter__(self) -> Page:

@@ -4,6 +4,7 @@ whole shipped plan on the rehearsal clock (stop, deploy, restore, followup), the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -54,7 +55,8 @@ def rehearsal(lab, tmp_path_factory):
             page = watch_the_status_page(proc, out, tmp_path_factory.mktemp("page"), deadline)
         except Exception as exc:  # kept whole for the page's own test
             page = {"error": "".join(traceback.format_exception(exc))[-4000:]}
-        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        with contextlib.suppress(subprocess.TimeoutExpired):  # killed below; its output is shown
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         if proc.poll() is None:  # the rehearsal and every ansible process it started
             os.killpg(proc.pid, signal.SIGKILL)
@@ -89,9 +91,11 @@ def watch_the_status_page(rehearsal: subprocess.Popen, out: Path, tmp: Path, dea
         assert time.monotonic() < deadline, "the rehearsal made no journal before the deadline"
         time.sleep(1)
     port = _free_port()
-    serve = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "cutover.serve",
-                              "--journal", str(found[0]), "--port", str(port)], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp / "serve.log"
+    with open(log, "wb") as said:
+        serve = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "cutover.serve",
+                                  "--journal", str(found[0]), "--port", str(port)], cwd=ROOT,
+                                 stdout=said, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     seen: list[dict] = []
     try:
@@ -100,7 +104,10 @@ def watch_the_status_page(rehearsal: subprocess.Popen, out: Path, tmp: Path, dea
                 with urllib.request.urlopen(f"{url}/api/status", timeout=5):
                     break
             except OSError:
+                assert serve.poll() is None, f"cutover.serve ended: {log.read_text()[-2000:]}"
                 time.sleep(0.5)
+        else:
+            raise AssertionError(f"cutover.serve did not answer within a minute: {log.read_text()[-2000:]}")
         with Page(shutil.which("chromium") or "/usr/bin/chromium", tmp / "profile", f"{url}/") as page:
             shot = None
             while rehearsal.poll() is None:
@@ -119,8 +126,12 @@ def watch_the_status_page(rehearsal: subprocess.Popen, out: Path, tmp: Path, dea
             time.sleep(7)
             department = page.html()
     finally:
-        serve.terminate()
-        serve.wait(30)
+        os.killpg(serve.pid, signal.SIGTERM)
+        try:
+            serve.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait(10)
     return {"seen": seen, "final": raw, "final_png": final, "mid_png": shot, "department": department,
             "shots": tmp}
 
@@ -310,8 +321,10 @@ def test_the_status_page_followed_the_window_in_one_open_page_and_shows_a_depart
 def test_a_second_process_reads_a_sqlite_journal_as_it_read_the_shared_one(rehearsal, shared_status):
     """#16 (N15, N16): `cutover.status --json` of this rehearsal's SQLite journal, from another
     process, is made as the stop side's on the ops host's PostgreSQL was (test_stop_side, run
-    before): the same keys at every level, the same steps in the same order."""
-    assert shared_status, "needs test_stop_side's status in this session: run tests/integration whole"
+    before): the same top-level keys, the same keys in each list's items (conftest.shape), the
+    same steps in the same order."""
+    assert shared_status, ("test_stop_side's status of the shared journal is missing: test_stop_side was not "
+                           "selected in this session, or failed before its status test (see its result)")
     local = status_json(rehearsal["dir"] / "journal.sqlite")
     assert {step["state"] for step in local["steps"]} == {"done"}
     assert set(local) == set(shared_status)

@@ -334,32 +334,81 @@ def test_a_step_whose_limit_and_the_operators_share_no_host_is_not_part_of_the_r
     assert ran(env) == []
 
 
+def rows(journal: Path) -> dict[str, list[tuple]]:
+    """Every row of the journal's decision and run tables, and its meta (the plan's hash)."""
+    db = sqlite3.connect(journal)
+    try:
+        return {table: db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+                for table in ("runs", "steps", "attempts", "confirmations", "overrides", "plan_changes", "meta")}
+    finally:
+        db.close()
+
+
 def test_a_real_window_on_a_rehearsals_journal_is_refused_and_so_is_the_reverse(env):
     """A rehearsal confirms its manual steps by itself: a real window run on its journal would
-    skip them as done (a review found it). Either way round, refused before any host."""
+    skip them as done (a review found it). Either way round, refused before any wait or write,
+    even with --accept-plan-change after the plan was edited."""
     with pytest.raises(StepFailed):  # a check run first (it marks nothing done, so does not count)
         Executor("stop", opts(env, rehearsal=False, yes=True, check=True)).run()
     (env["tmp"] / "gate-fails").touch()  # the rehearsal runs s1 and s2, then its gate fails
     with pytest.raises(StepFailed):
         Executor("stop", opts(env)).run()
     assert ran(env) == ["s1", "s2"]
-    before = states(env)
+    env["plan"].write_text(env["plan"].read_text().replace("slow_seconds: 0", "slow_seconds: 1"))
+    before = rows(env["journal"])
     with pytest.raises(CutoverError) as err:
-        Executor("stop", opts(env, rehearsal=False, yes=True)).run()
+        Executor("stop", opts(env, rehearsal=False, yes=True, accept_plan_change=True)).run()
     assert "holds a rehearsal's runs (run 2: cutover.stop by" in err.value.message
     assert "cutover.stop as the real window is refused" in err.value.message
     assert "never share a journal" in err.value.hint
     assert ran(env) == ["s1", "s2"]
-    assert states(env) == before
+    assert rows(env["journal"]) == before  # no plan change accepted, no run, nothing
     real = env["tmp"] / "real.sqlite"
-    with pytest.raises(StepFailed):
-        Executor("stop", opts(env, journal=str(real), rehearsal=False, yes=True, check=True)).run()
     j = Journal.open(real)
     try:  # what a real window's first run leaves in its journal
-        j.end_run(j.start_run("stop", rehearsal=False, check=False, plan_hash="x", options={}, who="ops"), "failed")
+        j.end_run(j.start_run("stop", rehearsal=False, check=False, plan_hash="x", options={},
+                              who="ops\x1b]0;pwned\x07"), "failed")
     finally:
         j.close()
     with pytest.raises(CutoverError) as err:
         Executor("stop", opts(env, journal=str(real))).run()
     assert "holds a real window's runs" in err.value.message
     assert "as a rehearsal is refused" in err.value.message
+    assert "\x1b" not in str(err.value)  # the name from a shared journal cannot drive the terminal
+    assert "ops\ufffd]0;pwned\ufffd" in str(err.value)
+
+
+def test_a_journal_that_holds_both_kinds_already_does_not_block_the_way_back(env):
+    """An older checkout on a shared journal may have mixed it: only the first mix is refused."""
+    j = Journal.open(env["journal"])
+    try:
+        for rehearsal in (True, False):
+            j.end_run(j.start_run("stop", rehearsal=rehearsal, check=False, plan_hash="x", options={},
+                                  who="ops"), "failed")
+    finally:
+        j.close()
+    (env["tmp"] / "gate-fails").touch()
+    with pytest.raises(StepFailed, match="step s3 failed"):  # not refused: it ran up to the gate
+        Executor("stop", opts(env, accept_plan_change=True)).run()
+
+
+def test_a_check_run_leaves_no_decision_behind_it_neither_takes_an_override_nor_confirms(env):
+    """A colleague's preview (--check) must not use the duty chief's override, nor, with
+    --auto-confirm, confirm a manual step for the run that does the work (a review found both)."""
+    (env["tmp"] / "gate-fails").touch()
+    with pytest.raises(StepFailed):
+        Executor("stop", opts(env)).run()
+    decisions.override(opts(env), "s3", "王处长", "已线下审核")
+    before = rows(env["journal"])
+    said: list[str] = []
+    assert Executor("stop", opts(env, check=True, auto_confirm=True, say=said.append)).run() == 0
+    assert any("confirmed by rehearsal: confirmed automatically in a rehearsal (check mode: not recorded)"
+               in line for line in said), said
+    after = rows(env["journal"])
+    assert after["overrides"] == before["overrides"]  # still unused
+    assert after["confirmations"] == before["confirmations"] == []
+    assert {r[0]: r[1] for r in after["steps"]} == {r[0]: r[1] for r in before["steps"]}
+    with pytest.raises(StepFailed) as err:  # the real run uses the override, then waits at s4
+        Executor("stop", opts(env)).run()
+    assert err.value.code == EXIT_WAITING
+    assert states(env)["s3"] == "done"

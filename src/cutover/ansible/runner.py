@@ -134,16 +134,17 @@ def _message(res: dict[str, Any]) -> tuple[str, str]:
     return "failed", hint
 
 
-def _unreachable_hint(message: str, host: str) -> str:
+def _unreachable_hint(message: str, host: str, inventory: str | Path) -> str:
     """When ssh ended before Ansible could hand it the task, Ansible reports only a broken pipe
     (a race inside it: which error wins depends on the machine's load) and ssh's own reason is
-    lost. With this project's ssh settings (BatchMode, StrictHostKeyChecking) that is almost
-    always a host key that is not the one in known_hosts, or a refused login."""
+    lost. Say what it may be, and the command that shows ssh's words with this run's own ssh
+    settings (its known_hosts, port and key), not the operator's defaults."""
     if "Data could not be sent" not in message or "Host key verification failed" in message:
         return ""
-    return (f"ssh ended before it took the task: most often {host}'s host key is unknown or changed "
-            "(Host key verification failed) or the login was refused; "
-            f"`ssh -o BatchMode=yes <user>@<address of {host}> true` shows ssh's own reason")
+    return (f"ssh ended before it took the task, and Ansible kept only the broken pipe: {host}'s host key "
+            "may be unknown or changed (Host key verification failed), the login refused, or the "
+            f"connection lost; `ANSIBLE_CONFIG={ANSIBLE_CFG} ansible -i {inventory} {host} "
+            "-m ansible.builtin.ping -vvv` shows ssh's own reason")
 
 
 def _label(item_result: dict[str, Any]) -> str:
@@ -229,7 +230,7 @@ def run_playbook(
         msg = hint = ""
         if status in ("failed", "unreachable"):
             msg, hint = _message(res) if not data.get("no_log") else ("(output hidden: no_log)", "")
-            hint = hint or (_unreachable_hint(msg, host) if status == "unreachable" else "")
+            hint = hint or (_unreachable_hint(msg, host, inventory) if status == "unreachable" else "")
             failures.append(HostFailure(host, task, msg, hint))
         if on_progress is not None:
             on_progress(Progress(host, task, status, data.get("play", ""), msg, hint))

@@ -60,8 +60,8 @@ def abort(opts: RunOptions, by: str, reason: str, past_point_of_no_return: bool 
     if not opts.yes:
         session.ask_if_production("Call off the window and bring everything back as before the stop?",
                                   "answer yes, or pass --yes")
-    with session.journal(lock=VERB, accept_change=opts.accept_plan_change) as journal:
-        journal.refuse_mixed_runs(opts.rehearsal, "cutover.abort")
+    with session.journal(lock=VERB, accept_change=opts.accept_plan_change,
+                         starts_run="cutover.abort") as journal:
         started = _started(plan, journal)
         if not started:
             raise CutoverError(f"nothing to call off: no step of plan {plan.plan.name} has started in "

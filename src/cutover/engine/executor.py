@@ -61,11 +61,10 @@ class Executor:
         steps = plan.steps(self.verb)
         if not steps:
             raise CutoverError(f"plan {plan.plan.name} has no {self.verb} steps")
-        with session.journal(lock=self.verb, accept_change=self.opts.accept_plan_change) as journal:
+        with session.journal(lock=self.verb, accept_change=self.opts.accept_plan_change,
+                             starts_run="" if self.opts.check else f"cutover.{self.verb}") as journal:
             record_crashed_runs(journal, self.opts.say)
             journal.refuse_if_called_off(f"cutover.{self.verb}")
-            if not self.opts.check:
-                journal.refuse_mixed_runs(self.opts.rehearsal, f"cutover.{self.verb}")
             _check_cross_verb_dependencies(session, journal, steps)
             _check_waves(session, steps)
             order = ordered(steps, {step.id: index for index, step in enumerate(plan.steps())})
@@ -278,7 +277,8 @@ def _run_step(run: Run, step: Step, number: int, total: int) -> None:
             raise StepFailed(f"step {step.id} is past its due_by {fmt(step.end, plan.tz)}",
                              f"to run it anyway: invoke cutover.override {step.id} --by NAME "
                              "--reason TEXT (recorded)")
-        journal.use_override(override["id"])
+        if not run.opts.check:  # a check run leaves the override for the run that does the work
+            journal.use_override(override["id"])
         run.say(f"  past due_by, allowed by override of {override['by']}: {override['reason']}")
     STEP_KINDS[step.kind](run, step)
     _, last_of_phase = _phase_edges(run, step)

@@ -364,9 +364,13 @@ class Journal:
         """A journal is a rehearsal's or a real window's, never both: a rehearsal confirms its
         manual steps by itself and runs on a lab's clock, so its steps done would be skipped as
         done in a real window, and a rehearsal on a real window's journal would record lab
-        work as the window's (N15). Check-mode runs mark nothing done and do not count."""
-        other = self.db.execute("SELECT * FROM runs WHERE rehearsal<>? AND check_mode=0 ORDER BY id LIMIT 1",
-                                (int(rehearsal),)).fetchone()
+        work as the window's (N15). Check-mode runs mark nothing done and do not count. Only
+        the first mix is refused: a journal that holds both already (an older checkout on a
+        shared journal) never blocks the way back."""
+        runs = self.db.execute("SELECT * FROM runs WHERE check_mode=0 ORDER BY id").fetchall()
+        if any(bool(run["rehearsal"]) == rehearsal for run in runs):
+            return
+        other = next(iter(runs), None)
         if other is None:
             return
         theirs = "a rehearsal's" if other["rehearsal"] else "a real window's"
@@ -375,8 +379,9 @@ class Journal:
         raise CutoverError(
             f"journal {shown(self.path)} holds {theirs} runs (run {other['id']}: cutover.{other['verb']} by "
             f"{by}, {other['started_at']}); {what} as {mine} is refused",
-            "a rehearsal and a real window never share a journal: give this one its own (--journal PATH or a "
-            "new database); nothing was run")
+            "a rehearsal and a real window never share a journal: give this one its own (--journal PATH, or "
+            "cutover.journal in invoke.yaml, a new file or database) and use it for every command of it; "
+            "nothing was run")
 
     def mark_run_crashed(self, run_id: int) -> None:
         self.db.execute("UPDATE runs SET status=?, ended_at=COALESCE(ended_at, ?) WHERE id=?",

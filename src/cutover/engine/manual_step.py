@@ -8,10 +8,20 @@ waiting at the others, done when every site has confirmed."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from cutover.engine.narrow import site_names
 from cutover.engine.run import EXIT_WAITING, Run, StepFailed
 from cutover.engine.states import AttemptStatus, StepState
 from cutover.plan.model import Step
+
+AUTO_NOTE = "confirmed automatically in a rehearsal"
+
+
+def _for_this_run(run: Run) -> dict[str, Any]:
+    """A rehearsal's automatic confirmation in check mode: shown, never written, so that a
+    check run leaves no decision behind in any journal."""
+    return {"by": "rehearsal", "note": f"{AUTO_NOTE} (check mode: not recorded)", "at": run.now_iso()}
 
 
 def run_manual_step(run: Run, step: Step) -> None:
@@ -21,8 +31,11 @@ def run_manual_step(run: Run, step: Step) -> None:
     journal, opts = run.journal, run.opts
     confirmation = journal.confirmation(step.id)
     if confirmation is None and opts.auto_confirm and opts.rehearsal:
-        journal.add_confirmation(step.id, "rehearsal", "confirmed automatically in a rehearsal")
-        confirmation = journal.confirmation(step.id)
+        if opts.check:  # a check run records no decision: confirmed for this run only
+            confirmation = _for_this_run(run)
+        else:
+            journal.add_confirmation(step.id, "rehearsal", AUTO_NOTE)
+            confirmation = journal.confirmation(step.id)
     if confirmation is None:
         journal.set_state(step.id, StepState.WAITING, "waiting for confirmation")
         raise StepFailed(f"step {step.id} ({step.title}) is a manual step waiting for confirmation",
@@ -46,11 +59,17 @@ def _run_per_site(run: Run, step: Step) -> None:
     with its confirmation; the others wait, and the run ends waiting, saying who is still to confirm."""
     journal, opts = run.journal, run.opts
     todo = run.todo.get(step.id, frozenset())
+    for_this_run: dict[str, Any] = {}
     if opts.auto_confirm and opts.rehearsal:
-        with journal.tx():
-            for site in sorted(todo - set(journal.confirmed_sites(step.id))):
-                journal.add_confirmation(step.id, "rehearsal", "confirmed automatically in a rehearsal", site)
+        unconfirmed = sorted(todo - set(journal.confirmed_sites(step.id)))
+        if opts.check:  # a check run records no decision: confirmed for this run only
+            for_this_run = {site: _for_this_run(run) for site in unconfirmed}
+        else:
+            with journal.tx():
+                for site in unconfirmed:
+                    journal.add_confirmation(step.id, "rehearsal", AUTO_NOTE, site)
     confirmed = {site: row for site, row in journal.confirmed_sites(step.id).items() if site in todo}
+    confirmed |= for_this_run
     waiting = todo - set(confirmed)
     every = run.touches.get(step.id, todo)
     if confirmed:

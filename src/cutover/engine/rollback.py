@@ -49,8 +49,8 @@ def rollback(opts: RunOptions, data: bool = False, discard: dict[str, str] | Non
                 if data else "every component")
         session.ask_if_production(f"Roll back {what}?", "answer yes, or pass --yes")
     out: dict[str, Any] = {}
-    with session.journal(lock="rollback", accept_change=opts.accept_plan_change) as journal:
-        journal.refuse_mixed_runs(opts.rehearsal, "cutover.rollback")
+    with session.journal(lock="rollback", accept_change=opts.accept_plan_change,
+                         starts_run="cutover.rollback") as journal:
         run_id = journal.start_run("rollback", rehearsal=opts.rehearsal, check=False,
                                    plan_hash=plan.digest, options={"limit": opts.limit, "data": data},
                                    who=operator())

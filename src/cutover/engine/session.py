@@ -129,11 +129,20 @@ class Session:
                 self.run_lock = None
 
     @contextlib.contextmanager
-    def journal(self, *, lock: str | None = None, accept_change: bool = False) -> Iterator[Journal]:
+    def journal(self, *, lock: str | None = None, accept_change: bool = False,
+                starts_run: str = "") -> Iterator[Journal]:
         """The journal, bound to the plan (a changed plan is refused unless `accept_change`,
-        which is recorded), and with `lock`, under the run lock as that verb."""
+        which is recorded), and with `lock`, under the run lock as that verb. With `starts_run`
+        (what is about to run, e.g. "cutover.stop"), a journal of the other kind (rehearsal or
+        real window) is refused first, before any wait and any write, and again under the lock."""
+        if starts_run:
+            with self.existing_journal() as journal:
+                if journal is not None:
+                    journal.refuse_mixed_runs(self.opts.rehearsal, starts_run)
         with Journal.open(self.journal_path) as journal, \
                 self.locked(lock) if lock else contextlib.nullcontext():
+            if starts_run:
+                journal.refuse_mixed_runs(self.opts.rehearsal, starts_run)
             note = journal.bind_plan(self.plan, accept_change=accept_change, by=operator())
             if note:
                 self.opts.say(note)
