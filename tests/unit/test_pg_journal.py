@@ -58,9 +58,15 @@ def env(tmp_path, monkeypatch):
             "environ": {**os.environ, **switches, "INVOKE_CUTOVER_ARTIFACTS": str(tmp_path / "art")}}
 
 
+def as_operator(env, name: str) -> dict[str, str]:
+    """Another operator's login; Ansible's temporary files under this test's directory (a
+    `~name` with no such user on this machine would be made inside the checkout)."""
+    return {"USER": name, "LOGNAME": name, "ANSIBLE_REMOTE_TMP": str(env["tmp"] / f"{name}-ansible-tmp")}
+
+
 def cli(env, journal: str, *args: str, operator: str | None = None, check: bool = True,
         plan: Path | None = None) -> subprocess.CompletedProcess:
-    environ = {**env["environ"], **({"USER": operator, "LOGNAME": operator} if operator else {})}
+    environ = {**env["environ"], **(as_operator(env, operator) if operator else {})}
     proc = subprocess.run([*INV, *args, "--plan", str(plan or env["plan"]), "--journal", journal],
                           capture_output=True, text=True, cwd=ROOT, env=environ, timeout=180, check=False)
     if check:
@@ -124,7 +130,7 @@ def test_two_controllers_on_one_journal_take_turns_and_the_second_resumes_after_
     slow.write_text(MINI.read_text())
     first = subprocess.Popen(
         [*INV, "cutover.stop", "--plan", str(slow), "--journal", url, "--rehearsal", "--auto-confirm"],
-        cwd=ROOT, env={**env["environ"], "USER": "alice", "LOGNAME": "alice",
+        cwd=ROOT, env={**env["environ"], **as_operator(env, "alice"),
                        "INVOKE_CUTOVER_ARTIFACTS": str(env["tmp"] / "alice")},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
