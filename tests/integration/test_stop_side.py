@@ -46,6 +46,7 @@ from cutover.lab import lab as labmod
 from cutover.lab.podman import env as podman_env
 from cutover.lab.topology import lab_hosts
 from cutover.paths import LAB_INVENTORY, ROOT
+from cutover.plan.lint import check as lint_check
 
 from ..step_hooks import before_step
 from .conftest import CITIES, COUNTIES, FAULTS, SCALE, SEED, host, status_json
@@ -715,8 +716,10 @@ def test_restore_stops_at_the_failing_stage_naming_host_and_service_then_resumes
         == {"done"}
     j = Journal.open(run.journal)
     try:
-        order = [r["id"] for r in j.db.execute(
-            "SELECT id FROM steps WHERE verb='restore' ORDER BY actual_start, rowid")]
+        # by when each began, then in the plan's order (the journal may be PostgreSQL: no rowid)
+        in_plan = {step.id: index for index, step in enumerate(lint_check(str(PLAN))[0].steps())}
+        order = [r["id"] for r in sorted((r for r in j.steps() if r["verb"] == "restore"),
+                                         key=lambda r: (r["actual_start"] or "", in_plan[r["id"]]))]
         # the notice's stages in its order (the N14 stand-by, a wait step, marks a time, not a stage)
         assert [step for step in order if step != "n14-emergency-standby"][:6] == [
             "n9-restore-core", "n10-restore-interfaces", "n11-restore-counters", "n11-track-counters",
