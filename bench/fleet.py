@@ -1,0 +1,168 @@
+"""Fleet scale (#17): the shipped plan's stop, deploy and restore on labs of growing size, in
+one session, each from a lab freshly provisioned to before the window (untimed).
+
+Sizes are given as county counters per city over the 11 cities (`lab.up --cities 11
+--counties N`): 0 is the 23-host lab, 3 the 56-host one. For each size and verb it reports
+the wall time, the host-tasks Ansible ran (one task on one host), the cost per host-task,
+and the verb's time against the smallest lab's (the goal: at most 2x from 23 to ~120 hosts);
+then the lab's containers' memory per host and the controller's largest process. Where the
+time goes at the largest size: the costliest tasks summed over hosts. `--chart FILE` draws
+the wall time per verb against the hosts as a small SVG.
+
+    .venv/bin/python bench/fleet.py [--counties 0,3] [--chart docs/fleet.svg]
+
+Needs podman (it brings the lab up itself, and leaves it up at the largest size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from cutover.engine.executor import Executor
+from cutover.engine.session import RunOptions
+from cutover.lab import lab as labmod
+from cutover.lab.podman import podman
+from cutover.lab.topology import every_lab_host, select
+from cutover.paths import ROOT
+
+PLAN = ROOT / "plans" / "shanxi-2023-11.yml"
+VERBS = ["stop", "deploy", "restore"]
+CITIES = 11
+SCALE = 500
+SEED = 20231118
+HOST_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
+
+
+def host_tasks(artifacts: Path, verb: str) -> tuple[int, Counter]:
+    """(host-tasks run, seconds per task summed over its hosts) of one verb's playbooks, from
+    ansible-runner's own event files."""
+    count, cost = 0, Counter()
+    for run_dir in artifacts.glob(f"run-*-{verb}"):
+        for event_file in run_dir.rglob("job_events/*.json"):
+            event = json.loads(event_file.read_text())
+            if event.get("event") not in HOST_EVENTS:
+                continue
+            count += 1
+            data = event.get("event_data", {})
+            cost[f"{data.get('play', '')} / {data.get('task', '')}"] += float(data.get("duration") or 0)
+    return count, cost
+
+
+def container_memory() -> dict[str, float]:
+    """MiB each lab container uses now (podman's own accounting)."""
+    rows = json.loads(podman("stats", "--no-stream", "--format", "json").stdout or "[]")
+    return {row["name"]: _bytes(str(row.get("mem_usage", "0B"))) / 2**20 for row in rows
+            if str(row.get("name", "")).startswith("cutover-lab-")}
+
+
+def _bytes(text: str) -> float:
+    """'19.14MB / 25.28GB' -> bytes of the first figure."""
+    figure = text.split("/", maxsplit=1)[0].strip()
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3), ("B", 1)):
+        if figure.endswith(unit):
+            return float(figure[: -len(unit)]) * scale
+    return 0.0
+
+
+def one_size(counties: int, tmp: Path) -> dict:
+    hosts = len([h for h in select(every_lab_host(), CITIES, counties) if "ops" not in h.groups])
+    print(f"lab: {CITIES} cities, {counties} county counters each: {hosts} hosts; provisioning (untimed)",
+          flush=True)
+    labmod.up(cities=CITIES, counties=counties, scale=SCALE, seed=SEED, faults=[], say=lambda *_: None,
+              reset=True)
+    out = tmp / f"counties-{counties}"
+    result = {"counties": counties, "hosts": hosts, "verbs": {}}
+    for verb in VERBS:
+        opts = RunOptions(plan=str(PLAN), journal=str(out / "journal.sqlite"), artifacts=str(out),
+                          rehearsal=True, auto_confirm=True, say=lambda *_: None)
+        started = time.perf_counter()
+        Executor(verb, opts).run()
+        seconds = time.perf_counter() - started
+        count, cost = host_tasks(out, verb)
+        result["verbs"][verb] = {"seconds": seconds, "host_tasks": count, "top": cost.most_common(5)}
+        print(f"  cutover.{verb}: {seconds:.1f} s, {count} host-tasks, "
+              f"{1000 * seconds / max(count, 1):.0f} ms per host-task", flush=True)
+    memory = container_memory()
+    result["memory_mib_per_host"] = sum(memory.values()) / max(len(memory), 1)
+    result["controller_max_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return result
+
+
+def chart(results: list[dict], path: Path) -> None:
+    """Wall time per verb against hosts: one polyline per verb, axes labelled, no dependency."""
+    width, height, pad = 480, 300, 50
+    most_hosts = max(r["hosts"] for r in results)
+    most_seconds = max(v["seconds"] for r in results for v in r["verbs"].values()) * 1.1
+
+    def x(hosts: float) -> float:
+        return pad + (width - 2 * pad) * hosts / most_hosts
+
+    def y(seconds: float) -> float:
+        return height - pad - (height - 2 * pad) * seconds / most_seconds
+
+    colours = {"stop": "#b03a2e", "deploy": "#1f618d", "restore": "#1e8449"}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'font-family="sans-serif" font-size="11">',
+             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#444"/>',
+             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#444"/>',
+             f'<text x="{width / 2}" y="{height - 12}" text-anchor="middle">hosts</text>',
+             f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" '
+             'text-anchor="middle">seconds</text>']
+    for r in results:
+        parts.append(f'<text x="{x(r["hosts"]):.0f}" y="{height - pad + 14}" text-anchor="middle">{r["hosts"]}</text>')
+    for index, verb in enumerate(VERBS):
+        points = " ".join(f'{x(r["hosts"]):.1f},{y(r["verbs"][verb]["seconds"]):.1f}' for r in results)
+        parts.append(f'<polyline fill="none" stroke="{colours[verb]}" stroke-width="2" points="{points}"/>')
+        parts.append(f'<text x="{width - pad + 4}" y="{pad + 14 * index}" fill="{colours[verb]}">{verb}</text>')
+        for r in results:
+            seconds = r["verbs"][verb]["seconds"]
+            parts.append(f'<text x="{x(r["hosts"]) + 3:.0f}" y="{y(seconds) - 3:.0f}" fill="{colours[verb]}">'
+                         f'{seconds:.0f}</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--counties", default="0,3", help="county counters per city, one lab per figure")
+    parser.add_argument("--chart", type=Path, help="draw the wall times per verb into this SVG file")
+    parser.add_argument("--json", type=Path, help="write every figure into this file")
+    args = parser.parse_args()
+    sizes = sorted({int(n) for n in args.counties.split(",")})
+    results = []
+    with tempfile.TemporaryDirectory(prefix="fleet-") as tmp:
+        for counties in sizes:
+            results.append(one_size(counties, Path(tmp)))
+    base = results[0]
+    print(f"\n{'hosts':>5}  " + "  ".join(f"{verb:>22}" for verb in VERBS) + "  MiB/host")
+    for r in results:
+        cells = []
+        for verb in VERBS:
+            v, b = r["verbs"][verb], base["verbs"][verb]
+            cells.append(f"{v['seconds']:6.1f} s {v['seconds'] / b['seconds']:4.2f}x "
+                         f"{1000 * v['seconds'] / max(v['host_tasks'], 1):4.0f} ms")
+        print(f"{r['hosts']:>5}  " + "  ".join(f"{c:>22}" for c in cells) + f"  {r['memory_mib_per_host']:8.1f}")
+    print(f"(each cell: wall time, against the {base['hosts']}-host lab, per host-task)")
+    largest = results[-1]
+    print(f"\nwhere the time goes at {largest['hosts']} hosts (task seconds summed over hosts):")
+    for verb in VERBS:
+        for task, seconds in largest["verbs"][verb]["top"]:
+            print(f"  {verb:8} {seconds:7.1f} s  {task}")
+    print(f"controller: largest process {largest['controller_max_rss_mib']:.0f} MiB")
+    if args.chart:
+        chart(results, args.chart)
+        print(f"chart: {args.chart}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
