@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,18 +77,44 @@ def run_tests(c: Context, quick: bool = False, molecule: bool = True, sweep: boo
         c.run("ruff check .")
         c.run("yamllint -s .")
         c.run("ansible-lint -q")
-        # unit tests on every core; the lab's tests one after another (one lab at a time)
-        c.run("pytest -n auto --durations=10 tests/unit")
-        c.run("pytest --durations=20 tests/integration")
-        if not molecule:
-            return
-        try:  # Molecule's platforms use the lab image; build it if the lab never ran here
+        try:  # the lab's and Molecule's image, built once before either needs it
             ensure_host_tools()
             image.ensure_image()
         except CutoverError as exc:
             raise Exit(f"error: {exc}", code=1) from None
-        failed = run_molecule(_roles_with_molecule())
-        roles = len(_roles_with_molecule())
-        print(f"molecule: {roles - len(failed)} passed, {len(failed)} failed")
+        # The lab's tests (one lab at a time) mostly wait on its hosts; the unit tests and
+        # Molecule, which compute, run beside them in a process of their own (no shared
+        # container, port or file), their output shown whole when they end.
+        with tempfile.TemporaryFile() as log:
+            side = subprocess.Popen([sys.executable, "-m", "cutover.cli.test", *(["--molecule"] * molecule)],
+                                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                lab = c.run("pytest --durations=20 tests/integration", warn=True)
+            finally:
+                side_code = side.wait()
+                log.seek(0)
+                print("==> beside the lab: unit tests" + (", Molecule" if molecule else ""), flush=True)
+                print(log.read().decode(errors="replace"), flush=True)
+        failed = [what for what, code in (("the lab's tests", lab.exited),
+                                          ("the unit tests or Molecule", side_code)) if code != 0]
         if failed:
-            raise Exit(f"molecule failed for: {', '.join(failed)}", code=1)
+            raise Exit(f"failed: {' and '.join(failed)}", code=1)
+
+
+def side_tests(molecule: bool) -> int:
+    """The unit tests on every core, then (with `molecule`) Molecule for every role; both run
+    whatever the other did. Exit code 0 only when all passed."""
+    unit = subprocess.run([sys.executable, "-m", "pytest", "-n", "auto", "--durations=10", "tests/unit"],
+                          cwd=ROOT, check=False).returncode
+    print(f"unit tests: {'passed' if unit == 0 else 'FAILED'}", flush=True)
+    if not molecule:
+        return unit
+    failed = run_molecule(_roles_with_molecule())
+    roles = len(_roles_with_molecule())
+    print(f"molecule: {roles - len(failed)} passed, {len(failed)} failed"
+          + (f" ({', '.join(failed)})" if failed else ""), flush=True)
+    return 1 if unit or failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(side_tests(molecule="--molecule" in sys.argv[1:]))
