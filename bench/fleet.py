@@ -2,12 +2,15 @@
 one session, each from a lab freshly provisioned to before the window (untimed).
 
 Sizes are given as county counters per city over the 11 cities (`lab.up --cities 11
---counties N`): 0 is the 23-host lab, 3 the 56-host one. For each size and verb it reports
-the wall time, the host-tasks Ansible ran (one task on one host), the cost per host-task,
-and the verb's time against the smallest lab's (the goal: at most 2x from 23 to ~120 hosts);
-then the lab's containers' memory per host and the controller's largest process. Where the
-time goes at the largest size: the costliest tasks summed over hosts. `--chart FILE` draws
-the wall time per verb against the hosts as a small SVG.
+--counties N`): 0 is the 23-host lab, 3 the 56-host one, the largest the lab inventory has
+today (about 120 hosts needs more county counters in inventories/lab). For each size and
+verb it reports the wall time, the host-tasks Ansible ran (one task on one host, skipped
+ones counted apart), the cost per host-task run, and the verb's time against the smallest
+lab's (#17's goal: at most 2x from 23 to about 120 hosts); then the memory per window host
+(its container, podman's accounting) and the engine's own peak memory. Where the time goes at
+the largest size: the costliest tasks summed over hosts. `--chart FILE` draws the wall time
+per verb against the hosts as a small SVG; `--json FILE` keeps every figure, also of the
+sizes done when a later one fails.
 
     .venv/bin/python bench/fleet.py [--counties 0,3] [--chart docs/fleet.svg]
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -37,29 +41,32 @@ VERBS = ["stop", "deploy", "restore"]
 CITIES = 11
 SCALE = 500
 SEED = 20231118
-HOST_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
+RAN = {"runner_on_ok", "runner_on_failed", "runner_on_unreachable"}
 
 
-def host_tasks(artifacts: Path, verb: str) -> tuple[int, Counter]:
-    """(host-tasks run, seconds per task summed over its hosts) of one verb's playbooks, from
-    ansible-runner's own event files."""
-    count, cost = 0, Counter()
+def host_tasks(artifacts: Path, verb: str) -> tuple[int, int, Counter]:
+    """(host-tasks run, host-tasks skipped, seconds per task summed over its hosts) of one
+    verb's playbooks, from ansible-runner's own event files."""
+    ran, skipped, cost = 0, 0, Counter()
     for run_dir in artifacts.glob(f"run-*-{verb}"):
         for event_file in run_dir.rglob("job_events/*.json"):
             event = json.loads(event_file.read_text())
-            if event.get("event") not in HOST_EVENTS:
+            if event.get("event") == "runner_on_skipped":
+                skipped += 1
+            if event.get("event") not in RAN:
                 continue
-            count += 1
+            ran += 1
             data = event.get("event_data", {})
             cost[f"{data.get('play', '')} / {data.get('task', '')}"] += float(data.get("duration") or 0)
-    return count, cost
+    return ran, skipped, cost
 
 
-def container_memory() -> dict[str, float]:
-    """MiB each lab container uses now (podman's own accounting)."""
-    rows = json.loads(podman("stats", "--no-stream", "--format", "json").stdout or "[]")
+def container_memory(names: set[str]) -> dict[str, float]:
+    """MiB each of these lab containers uses now (podman's own accounting; {} if it cannot say)."""
+    stats = podman("stats", "--no-stream", "--format", "json", check=False)
+    rows = json.loads(stats.stdout or "[]") if stats.returncode == 0 else []
     return {row["name"]: _bytes(str(row.get("mem_usage", "0B"))) / 2**20 for row in rows
-            if str(row.get("name", "")).startswith("cutover-lab-")}
+            if row.get("name") in names}
 
 
 def _bytes(text: str) -> float:
@@ -71,27 +78,33 @@ def _bytes(text: str) -> float:
     return 0.0
 
 
-def one_size(counties: int, tmp: Path) -> dict:
-    hosts = len([h for h in select(every_lab_host(), CITIES, counties) if "ops" not in h.groups])
-    print(f"lab: {CITIES} cities, {counties} county counters each: {hosts} hosts; provisioning (untimed)",
-          flush=True)
+def window_hosts(counties: int) -> list:
+    """The lab's window hosts at this size (the ops host, which no plan reaches, left out)."""
+    return [h for h in select(every_lab_host(), CITIES, counties) if "ops" not in h.groups]
+
+
+def one_size(counties: int, out: Path) -> dict:
+    hosts = window_hosts(counties)
+    print(f"lab: {CITIES} cities, {counties} county counters each: {len(hosts)} hosts; provisioning "
+          "(untimed)", flush=True)
     labmod.up(cities=CITIES, counties=counties, scale=SCALE, seed=SEED, faults=[], say=lambda *_: None,
               reset=True)
-    out = tmp / f"counties-{counties}"
-    result = {"counties": counties, "hosts": hosts, "verbs": {}}
+    out.mkdir(parents=True)
+    result = {"counties": counties, "hosts": len(hosts), "verbs": {}}
     for verb in VERBS:
         opts = RunOptions(plan=str(PLAN), journal=str(out / "journal.sqlite"), artifacts=str(out),
                           rehearsal=True, auto_confirm=True, say=lambda *_: None)
         started = time.perf_counter()
         Executor(verb, opts).run()
         seconds = time.perf_counter() - started
-        count, cost = host_tasks(out, verb)
-        result["verbs"][verb] = {"seconds": seconds, "host_tasks": count, "top": cost.most_common(5)}
-        print(f"  cutover.{verb}: {seconds:.1f} s, {count} host-tasks, "
-              f"{1000 * seconds / max(count, 1):.0f} ms per host-task", flush=True)
-    memory = container_memory()
-    result["memory_mib_per_host"] = sum(memory.values()) / max(len(memory), 1)
-    result["controller_max_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        ran, skipped, cost = host_tasks(out, verb)
+        result["verbs"][verb] = {"seconds": seconds, "host_tasks": ran, "skipped": skipped,
+                                 "top": cost.most_common(5)}
+        print(f"  cutover.{verb}: {seconds:.1f} s, {ran} host-tasks run ({skipped} skipped), "
+              f"{1000 * seconds / max(ran, 1):.0f} ms per host-task run", flush=True)
+    memory = container_memory({h.container for h in hosts})
+    result["memory_mib_per_host"] = sum(memory.values()) / len(memory) if memory else None
+    result["engine_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
 
@@ -136,32 +149,50 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write every figure into this file")
     args = parser.parse_args()
     sizes = sorted({int(n) for n in args.counties.split(",")})
-    results = []
-    with tempfile.TemporaryDirectory(prefix="fleet-") as tmp:
+    for counties in sizes:  # every size is checked before the first lab is touched
+        window_hosts(counties)
+    results: list[dict] = []
+    keep = Path(tempfile.mkdtemp(prefix="fleet-"))
+    try:
         for counties in sizes:
-            results.append(one_size(counties, Path(tmp)))
+            try:
+                results.append(one_size(counties, keep / f"counties-{counties}"))
+            except Exception:
+                print(f"the {counties}-county lab failed; its journal and Ansible's logs are kept in {keep}; "
+                      "the lab is left mid-window: `./inv lab.up --reset` puts it back before the window",
+                      flush=True)
+                raise
+        shutil.rmtree(keep)
+    finally:
+        if args.json and results:
+            args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    report(results)
+    if args.chart:
+        chart(results, args.chart)
+        print(f"chart: {args.chart}")
+    return 0
+
+
+def report(results: list[dict]) -> None:
     base = results[0]
-    print(f"\n{'hosts':>5}  " + "  ".join(f"{verb:>22}" for verb in VERBS) + "  MiB/host")
+    print(f"\n{'hosts':>5}  " + "  ".join(f"{verb:>24}" for verb in VERBS) + "  MiB/host")
     for r in results:
         cells = []
         for verb in VERBS:
             v, b = r["verbs"][verb], base["verbs"][verb]
             cells.append(f"{v['seconds']:6.1f} s {v['seconds'] / b['seconds']:4.2f}x "
                          f"{1000 * v['seconds'] / max(v['host_tasks'], 1):4.0f} ms")
-        print(f"{r['hosts']:>5}  " + "  ".join(f"{c:>22}" for c in cells) + f"  {r['memory_mib_per_host']:8.1f}")
-    print(f"(each cell: wall time, against the {base['hosts']}-host lab, per host-task)")
+        memory = r["memory_mib_per_host"]
+        print(f"{r['hosts']:>5}  " + "  ".join(f"{c:>24}" for c in cells)
+              + (f"  {memory:8.1f}" if memory is not None else "  (podman stats failed)"))
+    print(f"(each cell: wall time, against the {base['hosts']}-host lab, per host-task run)")
     largest = results[-1]
     print(f"\nwhere the time goes at {largest['hosts']} hosts (task seconds summed over hosts):")
     for verb in VERBS:
         for task, seconds in largest["verbs"][verb]["top"]:
             print(f"  {verb:8} {seconds:7.1f} s  {task}")
-    print(f"controller: largest process {largest['controller_max_rss_mib']:.0f} MiB")
-    if args.chart:
-        chart(results, args.chart)
-        print(f"chart: {args.chart}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    return 0
+    print(f"engine (this process, ansible-runner's event handling included): peak "
+          f"{largest['engine_peak_rss_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from invoke import Context, Exit, task
@@ -41,20 +42,27 @@ def _molecule(role: Path) -> tuple[str, int, str, float]:
     return role.name, done.returncode, done.stdout, time.monotonic() - started
 
 
-def run_molecule(roles: list[Path]) -> list[str]:
-    """Molecule for each role, MOLECULE_AT_ONCE at a time; each scenario's output is printed
-    whole when it ends, so the log reads one scenario after another. Returns the failed."""
+def run_molecule(roles: list[Path], at_once: int = MOLECULE_AT_ONCE) -> list[str]:
+    """Molecule for each role, `at_once` at a time; each scenario's output is printed whole
+    when it ends, so the log reads one scenario after another. Returns the failed; no role
+    with a scenario is a failure too. Ctrl-C starts no further scenario."""
+    if not roles:
+        print("==> molecule test: no role has a scenario (roles/*/molecule/default)", flush=True)
+        return ["(no scenario found)"]
     failed = []
-    print(f"==> molecule test: {', '.join(r.name for r in roles)} ({MOLECULE_AT_ONCE} at a time)",
-          flush=True)
-    with ThreadPoolExecutor(max_workers=MOLECULE_AT_ONCE) as pool:
-        for name, code, output, seconds in pool.map(_molecule, roles):
+    print(f"==> molecule test: {', '.join(r.name for r in roles)} ({at_once} at a time)", flush=True)
+    pool = ThreadPoolExecutor(max_workers=at_once)
+    try:
+        for future in as_completed([pool.submit(_molecule, role) for role in roles]):
+            name, code, output, seconds = future.result()
             print(f"==> molecule test: {name}", flush=True)
             print(output, flush=True)
             print(f"==> molecule test: {name} {'passed' if code == 0 else 'FAILED'} in {seconds:.0f} s",
                   flush=True)
             if code != 0:
                 failed.append(name)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return failed
 
 
@@ -83,39 +91,38 @@ def run_tests(c: Context, quick: bool = False, molecule: bool = True, sweep: boo
         except CutoverError as exc:
             raise Exit(f"error: {exc}", code=1) from None
         # The lab's tests (one lab at a time) mostly wait on its hosts; the unit tests and
-        # Molecule, which compute, run beside them in a process of their own (no shared
-        # container, port or file), their output shown whole when they end.
-        with tempfile.TemporaryFile() as log:
-            side = subprocess.Popen([sys.executable, "-m", "cutover.cli.test", *(["--molecule"] * molecule)],
-                                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-            try:
-                lab = c.run("pytest --durations=20 tests/integration", warn=True)
-            finally:
-                side_code = side.wait()
-                log.seek(0)
-                print("==> beside the lab: unit tests" + (", Molecule" if molecule else ""), flush=True)
-                print(log.read().decode(errors="replace"), flush=True)
+        # Molecule, which compute, run beside them in a process of their own, one test and
+        # one scenario at a time (the lab keeps a core); their output goes to a file,
+        # printed whole when they end.
+        side_log = ROOT / "artifacts" / "test-beside-the-lab.log"
+        side_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(side_log, "wb") as log:
+            side = subprocess.Popen([sys.executable, "-m", "cutover.cli.beside",
+                                     *(["--molecule"] * molecule)], cwd=ROOT, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            lab = c.run("pytest --durations=20 tests/integration", warn=True)
+            side_code = side.wait()
+        except BaseException:  # Ctrl-C, a CI timeout: nothing is left running beside
+            stop_group(side)
+            raise
+        finally:
+            print(f"==> beside the lab: unit tests{', Molecule' * molecule} ({side_log})", flush=True)
+            print(side_log.read_text(errors="replace"), flush=True)
         failed = [what for what, code in (("the lab's tests", lab.exited),
                                           ("the unit tests or Molecule", side_code)) if code != 0]
         if failed:
             raise Exit(f"failed: {' and '.join(failed)}", code=1)
 
 
-def side_tests(molecule: bool) -> int:
-    """The unit tests, then (with `molecule`) Molecule for every role; both run whatever the
-    other did. Exit code 0 only when all passed. One process for the unit tests: the lab's
-    tests beside them keep a core (their hosts answer within timeouts)."""
-    unit = subprocess.run([sys.executable, "-m", "pytest", "--durations=10", "tests/unit"],
-                          cwd=ROOT, check=False).returncode
-    print(f"unit tests: {'passed' if unit == 0 else 'FAILED'}", flush=True)
-    if not molecule:
-        return unit
-    failed = run_molecule(_roles_with_molecule())
-    roles = len(_roles_with_molecule())
-    print(f"molecule: {roles - len(failed)} passed, {len(failed)} failed"
-          + (f" ({', '.join(failed)})" if failed else ""), flush=True)
-    return 1 if unit or failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(side_tests(molecule="--molecule" in sys.argv[1:]))
+def stop_group(proc: subprocess.Popen) -> None:
+    """Interrupt a process group as Ctrl-C would, then end it: Molecule destroys its containers
+    on an interrupt; what does not end in a minute is killed."""
+    for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
