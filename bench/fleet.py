@@ -133,7 +133,7 @@ def chart(results: list[dict], path: Path) -> None:
     for index, verb in enumerate(VERBS):
         points = " ".join(f'{x(r["hosts"]):.1f},{y(r["verbs"][verb]["seconds"]):.1f}' for r in results)
         parts.append(f'<polyline fill="none" stroke="{colours[verb]}" stroke-width="2" points="{points}"/>')
-        parts.append(f'<text x="{width - pad + 4}" y="{pad + 14 * index}" fill="{colours[verb]}">{verb}</text>')
+        parts.append(f'<text x="{pad + 8}" y="{pad + 14 * index}" fill="{colours[verb]}">{verb}</text>')
         for r in results:
             seconds = r["verbs"][verb]["seconds"]
             parts.append(f'<text x="{x(r["hosts"]) + 3:.0f}" y="{y(seconds) - 3:.0f}" fill="{colours[verb]}">'
