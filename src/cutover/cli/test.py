@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,7 +102,7 @@ def run_tests(c: Context, quick: bool = False, molecule: bool = True, sweep: boo
                                      *(["--molecule"] * molecule)], cwd=ROOT, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            lab = c.run("pytest --durations=20 tests/integration", warn=True)
+            lab = c.run("pytest -rfE --durations=20 tests/integration", warn=True)
             side_code = side.wait()
         except BaseException:  # Ctrl-C, a CI timeout: nothing is left running beside
             stop_group(side)
@@ -109,10 +110,21 @@ def run_tests(c: Context, quick: bool = False, molecule: bool = True, sweep: boo
         finally:
             print(f"==> beside the lab: unit tests{', Molecule' * molecule} ({side_log})", flush=True)
             print(side_log.read_text(errors="replace"), flush=True)
+        # The lab's closing lines again, last: the side log printed above is long.
+        print("==> the lab's tests: summary", *closing_lines(lab.stdout), sep="\n", flush=True)
         failed = [what for what, code in (("the lab's tests", lab.exited),
                                           ("the unit tests or Molecule", side_code)) if code != 0]
         if failed:
             raise Exit(f"failed: {' and '.join(failed)}", code=1)
+
+
+def closing_lines(output: str) -> list[str]:
+    """pytest's lines that name a failed or erroring test (`-rfE`), and its counts line."""
+    return ["  " + line[:300] for line in output.splitlines()
+            if line.startswith(("FAILED ", "ERROR ")) or PYTEST_COUNTS.match(line)]
+
+
+PYTEST_COUNTS = re.compile(r"^=+ .*\b(passed|failed|error|errors|no tests ran)\b.* in [0-9.]+s")
 
 
 def stop_group(proc: subprocess.Popen) -> None:
