@@ -1,18 +1,19 @@
 """Fleet scale (#17): the shipped plan's stop, deploy and restore on labs of growing size, in
-one session, each from a lab freshly provisioned to before the window (untimed).
+one session, each from a lab freshly provisioned to before the window (`lab.up --reset`,
+timed apart from the verbs).
 
 Sizes are given as county counters per city over the 11 cities (`lab.up --cities 11
---counties N`): 0 is the 23-host lab, 3 the 56-host one, the largest the lab inventory has
-today (about 120 hosts needs more county counters in inventories/lab). For each size and
-verb it reports the wall time, the host-tasks Ansible ran (one task on one host, skipped
-ones counted apart), the cost per host-task run, and the verb's time against the smallest
-lab's (#17's goal: at most 2x from 23 to about 120 hosts); then the memory per window host
-(its container, podman's accounting) and the engine's own peak memory. Where the time goes at
-the largest size: the costliest tasks summed over hosts. `--chart FILE` draws the wall time
-per verb against the hosts as a small SVG; `--json FILE` keeps every figure, also of the
-sizes done when a later one fails.
+--counties N`): 0 is the 23-host lab, 3 the 56-host one, 9 (the most the lab inventory has)
+the 122-host one. For each size and verb it reports the wall time, the host-tasks Ansible ran
+(one task on one host, skipped ones counted apart), the cost per host-task run, Ansible's CPU
+time on the controller, and the verb's time against the smallest lab's (#17's goal: at most
+2x from 23 to about 120 hosts); then the memory per window host (its container, podman's
+accounting) and the engine's own peak memory. Where the time goes at the largest size: the
+costliest tasks summed over hosts. `--chart FILE` draws the wall time per verb against the
+hosts as a small SVG; `--json FILE` keeps every figure, also of the sizes done when a later
+one fails.
 
-    .venv/bin/python bench/fleet.py [--counties 0,3] [--chart docs/fleet.svg]
+    .venv/bin/python bench/fleet.py [--counties 0,3,9] [--chart docs/fleet.svg]
 
 Needs podman (it brings the lab up itself, and leaves it up at the largest size).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import sys
@@ -85,27 +87,40 @@ def window_hosts(counties: int) -> list:
 
 def one_size(counties: int, out: Path) -> dict:
     hosts = window_hosts(counties)
-    print(f"lab: {CITIES} cities, {counties} county counters each: {len(hosts)} hosts; provisioning "
-          "(untimed)", flush=True)
+    print(f"lab: {CITIES} cities, {counties} county counters each: {len(hosts)} hosts; provisioning",
+          flush=True)
+    started = time.perf_counter()
     labmod.up(cities=CITIES, counties=counties, scale=SCALE, seed=SEED, faults=[], say=lambda *_: None,
               reset=True)
+    lab_up = time.perf_counter() - started
+    print(f"  lab.up --reset: {lab_up:.1f} s (not in the verbs' figures)", flush=True)
     out.mkdir(parents=True)
-    result = {"counties": counties, "hosts": len(hosts), "verbs": {}}
+    result = {"counties": counties, "hosts": len(hosts), "lab_up_seconds": lab_up, "verbs": {}}
     for verb in VERBS:
         opts = RunOptions(plan=str(PLAN), journal=str(out / "journal.sqlite"), artifacts=str(out),
                           rehearsal=True, auto_confirm=True, say=lambda *_: None)
+        cpu_before = children_cpu()
         started = time.perf_counter()
         Executor(verb, opts).run()
         seconds = time.perf_counter() - started
+        cpu = children_cpu() - cpu_before
         ran, skipped, cost = host_tasks(out, verb)
         result["verbs"][verb] = {"seconds": seconds, "host_tasks": ran, "skipped": skipped,
-                                 "top": cost.most_common(5)}
+                                 "controller_cpu_seconds": cpu, "top": cost.most_common(6)}
         print(f"  cutover.{verb}: {seconds:.1f} s, {ran} host-tasks run ({skipped} skipped), "
-              f"{1000 * seconds / max(ran, 1):.0f} ms per host-task run", flush=True)
+              f"{1000 * seconds / max(ran, 1):.0f} ms per host-task run; Ansible on the controller "
+              f"used {cpu:.0f} CPU-seconds ({cpu / seconds:.2f} of {os.cpu_count()} cores)", flush=True)
     memory = container_memory({h.container for h in hosts})
     result["memory_mib_per_host"] = sum(memory.values()) / len(memory) if memory else None
     result["engine_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
+
+
+def children_cpu() -> float:
+    """CPU seconds (user and system) of this process's ended children: ansible-playbook and its
+    workers, which ansible-runner starts and waits for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def chart(results: list[dict], path: Path) -> None:
@@ -186,6 +201,10 @@ def report(results: list[dict]) -> None:
         print(f"{r['hosts']:>5}  " + "  ".join(f"{c:>24}" for c in cells)
               + (f"  {memory:8.1f}" if memory is not None else "  (podman stats failed)"))
     print(f"(each cell: wall time, against the {base['hosts']}-host lab, per host-task run)")
+    print("\nhosts  lab.up --reset   Ansible's CPU-seconds on the controller per verb (stop, deploy, restore)")
+    for r in results:
+        cpu = ", ".join(f"{r['verbs'][verb].get('controller_cpu_seconds', 0):.0f}" for verb in VERBS)
+        print(f"{r['hosts']:>5}  {r.get('lab_up_seconds', 0):12.1f} s   {cpu}")
     largest = results[-1]
     print(f"\nwhere the time goes at {largest['hosts']} hosts (task seconds summed over hosts):")
     for verb in VERBS:

@@ -53,10 +53,11 @@ def test_counties_adds_the_first_county_counters_of_each_started_city_in_its_sit
     assert [h.vars["cutover_site"] for h in chosen[2:4]] == ["taiyuan-c01", "taiyuan-c02"]
     assert len(select(hosts, 11, counties=1)) == 23 + 11  # the issue's 34-host lab
     assert len(select(hosts, 11, counties=3)) == 23 + 33
-    ports = [port for h in select(hosts, 11, counties=3) for port in h.ports()]
+    assert len(select(hosts, 11, counties=9)) == 23 + 99  # #17's fleet scale: about 120 hosts
+    ports = [port for h in select(hosts, 11, counties=9) for port in h.ports()]
     assert len(ports) == len(set(ports))  # every county counter on its own ssh and http port
-    with pytest.raises(CutoverError, match=r"(?s)--counties 4 is out of range.*pick 0\.\.3"):
-        select(hosts, 2, counties=4)
+    with pytest.raises(CutoverError, match=r"(?s)--counties 10 is out of range.*pick 0\.\.9"):
+        select(hosts, 2, counties=10)
 
 
 def test_broken_inventory_names_the_file_and_line(tmp_path):

@@ -25,7 +25,7 @@ from cutover.ui import PlaybookProgress, console
 @task(
     help={
         "cities": "counter hosts to start, one per city (1-11; default from invoke.yaml)",
-        "counties": "county counters to start in each of those cities (0-3; default from invoke.yaml: 0)",
+        "counties": "county counters to start in each of those cities (0-9; default from invoke.yaml: 0)",
         "scale": "insured persons per insurance line in the synthetic data",
         "seed": "seed of the synthetic data (same seed, same rows)",
         "fault": "plant a gate failure in the data: missing-plan, unpaid-batch, "
