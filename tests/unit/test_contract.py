@@ -711,3 +711,28 @@ def test_a_playbook_run_alone_without_what_it_needs_is_refused_naming_the_variab
         assert f"PLAY [{INPUT_PLAY}]" in out
         assert re.search(rf"{name} is (missing|not set)", out), out[-2000:]
         assert "PLAY RECAP" in out  # refused by the input check, not by a crash
+
+
+@pytest.mark.parametrize("playbook", ["playbooks/stop/full-stop.yml", "playbooks/stop/freeze-collection.yml"])
+def test_a_host_without_its_components_is_named_by_one_check_for_every_host(probe_inventory, tmp_path, playbook):
+    """#17: the input checks run once for all the play's hosts (a check per host was a task per
+    host on the controller, 40 % of the stop's at 23 hosts). One check still reads every
+    host's own inventory: each host without si_components is named, and no host goes on."""
+    inv = tmp_path / "inventory"
+    inv.mkdir()
+    hosts = _load(probe_inventory / "hosts.yml")
+    counters = hosts["all"]["children"]["counter"]["hosts"]
+    first = next(iter(counters.values()))
+    # the group gives counters their components (group_vars/counter): a host's own empty ones win
+    counters["counter-x1"] = {**first, "si_components": []}
+    counters["counter-x2"] = {**first, "si_components": None}
+    counters["counter-x3"] = dict(first)
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts, allow_unicode=True), encoding="utf-8")
+    (inv / "group_vars").symlink_to(ROOT / "inventories" / "lab" / "group_vars")
+    rc, out = _ansible(inv, ROOT / playbook, {}, tmp_path / "run")
+    assert rc != 0
+    named = re.search(r"msg: '?([\w, -]+): no si_components in the inventory", out)
+    assert named, out[-2000:]
+    assert set(named.group(1).split(", ")) == {"counter-x1", "counter-x2"}
+    assert out.count("fatal: [") == 1  # one check, on one host, for all
+    assert not re.search(r"^PLAY \[N[24]", out, flags=re.MULTILINE)  # nothing after the checks
