@@ -202,10 +202,12 @@ def test_real_ssh_to_a_host_with_an_unknown_key_fails_at_once_whatever_the_shell
     assert not result.ok
     assert result.stats["stranger"].get("dark") == 1  # unreachable, not failed later
     # ssh's own words, or (when Ansible's race between writing the task and ssh's exit hides
-    # them, as it does under load) a hint that names the host key as the likely cause
-    assert "Host key verification failed" in result.summary()
-    if "Host key verification failed" not in result.failures[0].message:
-        assert "host key may be unknown or changed" in result.failures[0].hint
+    # them, as it does under load) a hint that names the host key as the likely cause; either
+    # is in what the operator reads. (Stop 25's CI: this asked for ssh's words in the summary
+    # even when the race had hidden them.)
+    said = ("Host key verification failed" if "Host key verification failed" in result.failures[0].message
+            else "host key may be unknown or changed")
+    assert said in result.summary(), result.summary()
 
 
 def test_when_ansible_reports_only_a_broken_pipe_the_operator_is_told_to_look_at_the_host_key():

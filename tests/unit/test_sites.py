@@ -22,12 +22,6 @@ EXAMPLE = ROOT / "inventories" / "example"
 PLAN = ROOT / "plans" / "shanxi-2023-11.yml"
 
 
-@pytest.fixture(autouse=True)
-def no_lab_running(monkeypatch):
-    """Whatever lab runs on this machine, the lab inventory is read whole: every host there."""
-    monkeypatch.setattr("cutover.inventory.lab_state", dict)
-
-
 def tree_of(declared, host_site) -> SiteTree:
     return SiteTree(declared, host_site)
 
