@@ -6,12 +6,12 @@ Sizes are given as county counters per city over the 11 cities (`lab.up --cities
 --counties N`): 0 is the 23-host lab, 3 the 56-host one, 9 (the most the lab inventory has)
 the 122-host one. For each size and verb it reports the wall time, the host-tasks Ansible ran
 (one task on one host, skipped ones counted apart), the cost per host-task run, Ansible's CPU
-time on the controller, and the verb's time against the smallest lab's (#17's goal: at most
-2x from 23 to about 120 hosts); then the memory per window host (its container, podman's
-accounting) and the engine's own peak memory. Where the time goes at the largest size: the
-costliest tasks summed over hosts. `--chart FILE` draws the wall time per verb against the
-hosts as a small SVG; `--json FILE` keeps every figure, also of the sizes done when a later
-one fails.
+time on the controller (roughly: the processes the engine waits for), and the verb's time
+against the smallest lab's (#17's goal: at most 2x from 23 to about 120 hosts); then the
+memory per window host (its container, podman's accounting) and the engine's own peak
+memory. Where the time goes at the largest size: the costliest tasks summed over hosts.
+`--chart FILE` draws the wall time per verb against the hosts as a small SVG; `--json FILE`
+keeps every figure, also of the sizes done when a later one fails.
 
     .venv/bin/python bench/fleet.py [--counties 0,3,9] [--chart docs/fleet.svg]
 
@@ -118,7 +118,8 @@ def one_size(counties: int, out: Path) -> dict:
 
 def children_cpu() -> float:
     """CPU seconds (user and system) of this process's ended children: ansible-playbook and its
-    workers, which ansible-runner starts and waits for."""
+    workers, which ansible-runner starts and waits for, and any other child the engine reaps;
+    not ssh's ControlPersist masters, which leave the process tree."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 

@@ -736,3 +736,24 @@ def test_a_host_without_its_components_is_named_by_one_check_for_every_host(prob
     assert set(named.group(1).split(", ")) == {"counter-x1", "counter-x2"}
     assert out.count("fatal: [") == 1  # one check, on one host, for all
     assert not re.search(r"^PLAY \[N[24]", out, flags=re.MULTILINE)  # nothing after the checks
+
+
+def test_a_run_variable_one_host_of_the_inventory_sets_is_refused_before_any_work(probe_inventory, tmp_path):
+    """The input checks read the run's variables once, on the first host (#17). A host whose
+    inventory says cutover_restore_without_release would start its services unchecked: the
+    first check refuses the run when the hosts do not agree (plan.check refuses the inventory)."""
+    inv = tmp_path / "inventory"
+    inv.mkdir()
+    hosts = _load(probe_inventory / "hosts.yml")
+    counters = hosts["all"]["children"]["counter"]["hosts"]
+    counters["counter-x1"] = {**next(iter(counters.values())), "cutover_restore_without_release": "yes"}
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts, allow_unicode=True), encoding="utf-8")
+    (inv / "group_vars").symlink_to(ROOT / "inventories" / "lab" / "group_vars")
+    plan = load_plan(SHIPPED)[0]
+    rc, out = _ansible(inv, ROOT / "playbooks" / "restore" / "restore.yml", {
+        "cutover_release_manifest": str(resolve(plan.plan.release_manifest)),
+        "cutover_data_exclude_lines": ["cjyl"]}, tmp_path / "run")
+    assert rc != 0
+    assert "cutover_restore_without_release differ between this play's hosts" in out, out[-2000:]
+    assert out.count("fatal: [") == 1
+    assert not re.search(r"^PLAY \[N9", out, flags=re.MULTILINE)

@@ -65,6 +65,20 @@ def test_a_string_where_a_list_is_needed_is_named_where_it_is_written(example):
            "is a string, not a list" in found[0]
 
 
+def test_a_run_variable_set_in_the_inventory_is_refused_where_it_is_written(example):
+    """The run's variables are extra vars; one the engine leaves out when unset would take effect
+    on the hosts whose inventory sets it, and the playbooks check it once for all hosts (#17)."""
+    counter = example / "group_vars" / "counter" / "vars.yml"
+    counter.write_text(counter.read_text() + "cutover_restore_without_release: true\n")
+    _, problems = load_plan(SHIPPED, example)
+    found = [e for e in errors(problems) if "cutover_restore_without_release" in e]
+    assert len(found) == 1, errors(problems)
+    assert found[0].startswith(f"{counter}:{line_of(counter, 'cutover_restore_without_release')}: ")
+    assert "cutover_restore_without_release is set for counter-changzhi-01, counter-changzhi-c01, " \
+           "counter-changzhi-c02 and 41 more hosts; it is the run's variable" in found[0]
+    assert "remove cutover_restore_without_release from the inventory" in found[0]
+
+
 def test_a_secret_of_the_wrong_kind_is_named_but_never_shown(example):
     vars_file = example / "group_vars" / "all" / "vars.yml"
     vars_file.write_text(vars_file.read_text().replace("si_drop_protocol: ftps ", "si_drop_protocol: ftpx "))
@@ -153,7 +167,7 @@ def test_every_play_of_every_entry_playbook_says_what_it_needs_and_reads_nothing
 def test_every_variable_an_inputs_play_asserts_is_needed_by_that_playbook():
     contract = load_contract()
     for book in ENTRY_PLAYBOOKS:
-        asserted = set(re.findall(r"has no (si_[a-z_]+) in the inventory", book.read_text()))
+        asserted = set(re.findall(r"\bno (si_[a-z_]+) in the inventory", book.read_text()))
         needed = {v for play in contract.plays[str(book.relative_to(ROOT))].values()
                   for names in play.needs.values() for v in names}
         assert asserted <= needed, f"{book.name} asserts {asserted - needed} that {TABLE.name} does not need"

@@ -30,7 +30,7 @@ def side_tests(molecule: bool) -> int:
 def _pytest_unit() -> tuple[int, list[str]]:
     """The unit tests, their output passed through as it comes; returns the exit code and
     pytest's closing lines: each failed or erroring test and the counts."""
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-rfE", "--durations=10", "tests/unit"],
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "--durations=10", "tests/unit"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             errors="replace")
     lines = []
@@ -38,7 +38,8 @@ def _pytest_unit() -> tuple[int, list[str]]:
     for line in proc.stdout:
         print(line, end="", flush=True)
         lines.append(line)
-    return proc.wait(), closing_lines("".join(lines))
+    code = proc.wait()
+    return code, closing_lines("".join(lines), code)
 
 
 if __name__ == "__main__":

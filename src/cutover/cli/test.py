@@ -102,7 +102,7 @@ def run_tests(c: Context, quick: bool = False, molecule: bool = True, sweep: boo
                                      *(["--molecule"] * molecule)], cwd=ROOT, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            lab = c.run("pytest -rfE --durations=20 tests/integration", warn=True)
+            lab = c.run("pytest --durations=20 tests/integration", warn=True)
             side_code = side.wait()
         except BaseException:  # Ctrl-C, a CI timeout: nothing is left running beside
             stop_group(side)
@@ -111,20 +111,31 @@ def run_tests(c: Context, quick: bool = False, molecule: bool = True, sweep: boo
             print(f"==> beside the lab: unit tests{', Molecule' * molecule} ({side_log})", flush=True)
             print(side_log.read_text(errors="replace"), flush=True)
         # The lab's closing lines again, last: the side log printed above is long.
-        print("==> the lab's tests: summary", *closing_lines(lab.stdout), sep="\n", flush=True)
+        print("==> the lab's tests: summary", *closing_lines(lab.stdout, lab.exited), sep="\n", flush=True)
         failed = [what for what, code in (("the lab's tests", lab.exited),
                                           ("the unit tests or Molecule", side_code)) if code != 0]
         if failed:
             raise Exit(f"failed: {' and '.join(failed)}", code=1)
 
 
-def closing_lines(output: str) -> list[str]:
-    """pytest's lines that name a failed or erroring test (`-rfE`), and its counts line."""
-    return ["  " + line[:300] for line in output.splitlines()
-            if line.startswith(("FAILED ", "ERROR ")) or PYTEST_COUNTS.match(line)]
+def closing_lines(output: str, code: int) -> list[str]:
+    """pytest's closing lines: after its short test summary (`-ra`, from pyproject), each
+    failed or erroring test, an interruption, and the counts; said plainly when pytest ended
+    without them (a crash, a kill)."""
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if "short test summary info" in line), None)
+    closing = [line[:300] for line in lines[start:] if line.startswith(("FAILED ", "ERROR "))
+               or "Interrupted" in line] if start is not None else []
+    if len(closing) > MOST_NAMED:  # the other run's summary stays in a log cut to its tail
+        closing = [*closing[:MOST_NAMED], f"... and {len(closing) - MOST_NAMED} more (above)"]
+    counts = [line for line in lines if PYTEST_COUNTS.match(line)]
+    closing += counts[-1:] or [f"(no pytest summary: exit code {code})"]
+    return ["  " + line for line in closing]
 
 
-PYTEST_COUNTS = re.compile(r"^=+ .*\b(passed|failed|error|errors|no tests ran)\b.* in [0-9.]+s")
+MOST_NAMED = 15
+PYTEST_COUNTS = re.compile(
+    r"^=+ .*\b(passed|failed|error|errors|no tests ran|deselected|skipped)\b.* in [0-9.]+s")
 
 
 def stop_group(proc: subprocess.Popen) -> None:

@@ -10,19 +10,46 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cutover.contract.inputs import ENGINE_VARS, OPERATOR_ONLY_VARS, PLAN_VARS
 from cutover.data import sql
 from cutover.errors import CutoverError
 from cutover.inventory import load_inventory
 from cutover.paths import resolve
 from cutover.plan.gate_queries import lint_gate_queries
 from cutover.plan.host_keys import lint_host_keys
-from cutover.plan.inventory_vars import InventoryGroups, lint_inventory_vars, lint_vault_references
+from cutover.plan.inventory_vars import (
+    InventoryGroups,
+    lint_inventory_vars,
+    lint_vault_references,
+    named_hosts,
+    var_line,
+)
 from cutover.plan.model import Plan
 from cutover.plan.playbooks import play_hosts
 from cutover.plan.problems import Add, close_match, rel
 from cutover.plan.smoke_checks import lint_smoke_transactions
 from cutover.sites import SiteTree, site_limit
 from cutover.yamlsafe import YamlRefused
+
+RUN_VARS = frozenset(ENGINE_VARS) | frozenset(PLAN_VARS) | frozenset(OPERATOR_ONLY_VARS)
+RUN_VAR_SOURCES = {**PLAN_VARS, **OPERATOR_ONLY_VARS}
+
+
+def _lint_run_vars(hostvars: dict[str, Any], add: Add, inv_path: Path, groups: InventoryGroups) -> None:
+    """The run's variables (the engine's, the plan's, an operator's `-e`) are never the
+    inventory's. The engine leaves some out when unset (cutover_abort, cutover_restart,
+    cutover_restore_without_release): set on a host, such a value would take effect there
+    alone (cutover_restore_without_release: true starts that host's services unchecked), and
+    the playbooks check these inputs once for all hosts (#17)."""
+    found: dict[str, list[str]] = {}
+    for host, host_vars in hostvars.items():
+        for var in sorted(RUN_VARS & set(host_vars)):
+            found.setdefault(var, []).append(host)
+    for var, hosts in found.items():
+        add(("plan", "inventory"), f"inventory {rel(inv_path)}: {var} is set for {named_hosts(hosts)}; it is "
+            "the run's variable (the engine's, the plan's vars or an operator's -e), never the inventory's",
+            f"remove {var} from the inventory: {RUN_VAR_SOURCES.get(var, 'the engine passes it')}",
+            at=var_line(inv_path, hosts[0], groups.of_host(hosts[0]), var))
 
 
 def lint_inventory(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]],
@@ -39,8 +66,10 @@ def lint_inventory(plan: Plan, add: Add, locs: dict[str, tuple[Any, ...]],
         return None
     hostvars = data.get("_meta", {}).get("hostvars", {})
     hosts = set(hostvars)
-    groups = InventoryGroups(data).names  # an empty group too (production's `tax`)
+    inventory_groups = InventoryGroups(data)
+    groups = inventory_groups.names  # an empty group too (production's `tax`)
     _lint_export_fragments(hostvars, add, inv_path)
+    _lint_run_vars(hostvars, add, inv_path, inventory_groups)
     production = any(hv.get("cutover_environment") == "production" for hv in hostvars.values())
     lint_inventory_vars(plan, add, data, inv_path)
     lint_vault_references(add, data, inv_path)
