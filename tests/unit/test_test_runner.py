@@ -35,3 +35,15 @@ def test_a_collection_error_is_said_as_an_interruption_and_a_crash_by_its_exit_c
     assert any("Interrupted" in line for line in lines), lines
     assert closing_lines("collected 549 items\ntests/unit/test_a.py ....", -9) == \
         ["  (no pytest summary: exit code -9)"]
+
+
+def test_only_pytests_own_last_summary_counts():
+    nested = ("=== short test summary info ===\nFAILED inner.py::x - from a test's output\n"
+              "=== 1 failed in 0.1s ===\n")
+    output = f"tests/unit/test_a.py F\n{nested}=== short test summary info ===\n" \
+             "FAILED tests/unit/test_a.py::test_a - real\n=== 1 failed, 3 passed in 9.0s ===\n"
+    assert closing_lines(output, 1) == ["  FAILED tests/unit/test_a.py::test_a - real",
+                                        "  === 1 failed, 3 passed in 9.0s ==="]
+    crashed = f"tests/unit/test_a.py .\n{nested}Killed\n"  # the nested run's counts are not ours
+    assert closing_lines(crashed, -9)[-1] == "  (no pytest summary: exit code -9)"
+    assert closing_lines("=== 2 xfailed in 0.5s ===\n", 0) == ["  === 2 xfailed in 0.5s ==="]

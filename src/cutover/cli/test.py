@@ -119,23 +119,25 @@ def run_tests(c: Context, quick: bool = False, molecule: bool = True, sweep: boo
 
 
 def closing_lines(output: str, code: int) -> list[str]:
-    """pytest's closing lines: after its short test summary (`-ra`, from pyproject), each
-    failed or erroring test, an interruption, and the counts; said plainly when pytest ended
-    without them (a crash, a kill)."""
+    """pytest's closing lines: from its own short test summary (`-ra`, from pyproject; the
+    last one, a test's output may hold another's), each failed or erroring test, an
+    interruption, and the counts, its last line; said plainly when pytest ended without them
+    (a crash, a kill)."""
     lines = output.splitlines()
-    start = next((i for i, line in enumerate(lines) if "short test summary info" in line), None)
-    closing = [line[:300] for line in lines[start:] if line.startswith(("FAILED ", "ERROR "))
-               or "Interrupted" in line] if start is not None else []
-    if len(closing) > MOST_NAMED:  # the other run's summary stays in a log cut to its tail
-        closing = [*closing[:MOST_NAMED], f"... and {len(closing) - MOST_NAMED} more (above)"]
-    counts = [line for line in lines if PYTEST_COUNTS.match(line)]
-    closing += counts[-1:] or [f"(no pytest summary: exit code {code})"]
+    starts = [i for i, line in enumerate(lines) if "short test summary info" in line]
+    tail = lines[starts[-1]:] if starts else lines[-3:]
+    named = [line[:300] for line in tail if line.startswith(("FAILED ", "ERROR "))]
+    if len(named) > MOST_NAMED:  # the other run's summary stays in a log cut to its tail
+        named = [*named[:MOST_NAMED], f"... and {len(named) - MOST_NAMED} more (above)"]
+    closing = named + [line for line in tail if "Interrupted" in line]
+    last = next((line for line in reversed(lines) if line.strip()), "")  # pytest ends with its counts
+    closing.append(last if PYTEST_COUNTS.match(last) else f"(no pytest summary: exit code {code})")
     return ["  " + line for line in closing]
 
 
 MOST_NAMED = 15
 PYTEST_COUNTS = re.compile(
-    r"^=+ .*\b(passed|failed|error|errors|no tests ran|deselected|skipped)\b.* in [0-9.]+s")
+    r"^=+ .*\b(passed|failed|error|errors|no tests ran|deselected|skipped|xfailed|xpassed)\b.* in [0-9.]+s")
 
 
 def stop_group(proc: subprocess.Popen) -> None:
