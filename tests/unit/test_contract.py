@@ -528,17 +528,9 @@ def test_every_entry_playbook_begins_by_asserting_its_inputs_whatever_the_tags(p
 
 
 # A `when:` that tests whether a variable is defined skips its task when the variable is
-# missing; for a safety check that is a check silently not made. The few left choose what a
-# given item is, each with its reason.
-ONE_SERVICE = ("roles/service_control/tasks/one.yml", "Service control | One service | {}")
-DEFINED_TESTS_ALLOWED = {
-    (ONE_SERVICE[0], ONE_SERVICE[1].format("Wait until the service accepts TCP connections")):
-        "a service's health probe is http, tcp or command, by which key its item has",
-    (ONE_SERVICE[0], ONE_SERVICE[1].format("Wait until the command probe succeeds")):
-        "a service's health probe is http, tcp or command, by which key its item has",
-    (ONE_SERVICE[0], ONE_SERVICE[1].format("Fail when the command probe never succeeded")):
-        "the command probe's own verdict: only a service whose probe is a command has one",
-}
+# missing; for a safety check that is a check silently not made. None is left: the last ones
+# chose a service's probe by its item's keys, which service_control's module now does.
+DEFINED_TESTS_ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def test_no_task_is_skipped_because_a_variable_is_not_defined():

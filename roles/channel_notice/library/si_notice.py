@@ -1,0 +1,254 @@
+#!/usr/bin/python3
+"""The components' side of the friendly notice on one host, in one call (roles/channel_notice).
+
+#17: a task per file and per unit was a round trip each; at 110 county counters the stop spent
+most of its time in them. This module does the same work on the host in one go: it writes
+the components' maintenance files, installs the stand-in program and unit, starts each
+stand-in (N4) and waits until each answers with the notice; or, with state absent, stops
+the stand-ins and removes the files (N9-N12). Standard library and Ansible's module
+utilities only.
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: si_notice
+short_description: The maintenance files and notice stand-ins of a host's components
+description:
+  - With I(state=present), writes C(APP_DIR/COMPONENT.json) for each component; with stand-ins,
+    installs the stand-in program and the unit C(si-notice@.service), writes each stand-in's
+    copy of the notice, (re)starts each C(si-notice@NAME) and waits until it answers 503 with
+    the notice and its own name in C(X-SI-Notice-Standin).
+  - With I(state=absent), stops the stand-ins of the components (when the unit is installed)
+    and removes their maintenance files and stand-in copies.
+  - Files are written only when their content or mode differs, atomically, owned by root.
+options:
+  state: {type: str, choices: [present, absent], default: present, description: On or off.}
+  components: {type: list, elements: str, default: [], description: Components reading a maintenance file.}
+  component_notice: {type: str, default: "", description: The content of every component's maintenance file.}
+  app_dir: {type: path, required: true, description: Directory of the components' maintenance files.}
+  www: {type: path, required: true, description: The stand-ins' copies of the notice live in WWW/standin.}
+  notice: {type: dict, default: {}, description: "The stand-ins' notice: {notice, json, html}."}
+  standins: {type: list, elements: dict, default: [], description: "[{name, port, address}]."}
+  program_path: {type: path, description: Where the stand-in program goes.}
+  program: {type: str, default: "", description: The stand-in program's text.}
+  unit_path: {type: path, default: /etc/systemd/system/si-notice@.service, description: The stand-in unit.}
+  unit: {type: str, default: "", description: The stand-in unit's text.}
+  wait: {type: int, default: 15, description: Seconds each stand-in has to answer.}
+"""
+
+import json
+import os
+import re
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from ansible.module_utils.basic import AnsibleModule
+
+UNIT_PREFIX = "si-notice@"
+
+
+class Host:
+    """The changes made (or, in check mode, that would be made), in order."""
+
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        self.changes: list[str] = []
+
+    def directory(self, path: str) -> None:
+        if os.path.isdir(path):
+            return
+        self.changes.append(f"created {path}")
+        if not self.module.check_mode:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            os.chmod(path, 0o755)  # noqa: S103 (a directory anyone may read, as the role always made)
+            self._own(path)
+
+    def file(self, path: str, content: str, mode: int) -> bool:
+        data = content.encode("utf-8")
+        try:
+            with open(path, "rb") as fh:
+                same = fh.read() == data
+            same = same and (os.stat(path).st_mode & 0o7777) == mode
+        except FileNotFoundError:
+            same = False
+        if same:
+            return False
+        self.changes.append(f"wrote {path}")
+        if not self.module.check_mode:
+            self.directory(os.path.dirname(path))
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".si-notice-")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, mode)
+                self._own(tmp)
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        return True
+
+    def remove(self, path: str) -> None:
+        if not os.path.lexists(path):
+            return
+        self.changes.append(f"removed {path}")
+        if not self.module.check_mode:
+            os.unlink(path)
+
+    def systemctl(self, *args: str) -> tuple[int, str]:
+        rc, out, err = self.module.run_command(["systemctl", *args])
+        return rc, (out + err).strip()
+
+    def unit_active(self, unit: str) -> bool:
+        return self.systemctl("is-active", "--quiet", unit)[0] == 0
+
+    def unit_do(self, verb: str, unit: str) -> None:
+        self.changes.append(f"{verb} {unit}")
+        if self.module.check_mode:
+            return
+        rc, out = self.systemctl(verb, unit)
+        if rc != 0:
+            self.fail(f"systemctl {verb} {unit} failed: {out}", unit)
+
+    def fail(self, msg: str, unit: str | None = None) -> None:
+        if unit:
+            _, status = self.systemctl("status", "--no-pager", "--lines=0", unit)
+            _, out, err = self.module.run_command(["journalctl", "-u", unit, "-n", "25", "--no-pager"])
+            msg = f"{msg}\n{status}\n{(out + err).strip()}"
+        self.module.fail_json(msg=msg, changes=self.changes)
+
+    @staticmethod
+    def _own(path: str) -> None:
+        if os.geteuid() == 0:
+            os.chown(path, 0, 0)
+
+
+def answers_with_notice(name: str, address: str, port: int, wait: int) -> str:
+    """'' once the stand-in answers as itself with the notice; else what it answered last."""
+    host = "127.0.0.1" if address in ("0.0.0.0", "") else address  # noqa: S104 (every address: ask loopback)
+    url = f"http://[{host}]:{port}/health" if ":" in host else f"http://{host}:{port}/health"
+    last = "no answer"
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 (http to the host itself)
+                last = f"{answer.status} (the stand-in answers 503)"
+        except urllib.error.HTTPError as answer:
+            body = answer.read(65536)
+            standin = answer.headers.get("X-SI-Notice-Standin", "")
+            try:
+                code = json.loads(body).get("code")
+            except (ValueError, AttributeError):
+                code = None
+            if answer.code == 503 and code == "MAINTENANCE" and standin == name:
+                return ""
+            last = f"{answer.code}, code {code!r}, X-SI-Notice-Standin {standin!r}"
+        except (OSError, ValueError) as exc:
+            last = f"no answer ({exc})"
+        if time.monotonic() >= deadline:
+            return last
+        time.sleep(1)
+
+
+def present(host: Host, p: dict) -> dict:
+    if p["components"]:
+        host.directory(p["app_dir"])
+    for name in p["components"]:
+        host.file(os.path.join(p["app_dir"], f"{name}.json"), p["component_notice"], 0o644)
+    if not p["standins"]:
+        return {}
+    return standins_up(host, p)
+
+
+def standins_up(host: Host, p: dict) -> dict:
+    standins = p["standins"]
+    host.directory(os.path.dirname(p["program_path"]))
+    host.file(p["program_path"], p["program"], 0o755)
+    standin_dir = os.path.join(p["www"], "standin")
+    host.directory(standin_dir)
+    renewed = set()
+    for item in standins:
+        copy = {**p["notice"], "standin": {"address": item["address"], "port": item["port"]}}
+        text = json.dumps(copy, ensure_ascii=False, indent=4, sort_keys=True) + "\n"
+        if host.file(os.path.join(standin_dir, f"{item['name']}.json"), text, 0o644):
+            renewed.add(item["name"])
+    unit_changed = host.file(p["unit_path"], p["unit"], 0o644)
+    if unit_changed:
+        host.changes.append("systemctl daemon-reload")
+        if not host.module.check_mode:
+            rc, out = host.systemctl("daemon-reload")
+            if rc != 0:
+                host.fail(f"systemctl daemon-reload failed: {out}")
+    for item in standins:  # N4: the conflict stops the component's own unit if it still ran
+        unit = f"{UNIT_PREFIX}{item['name']}.service"
+        if unit_changed or item["name"] in renewed:
+            host.unit_do("restart", unit)
+        elif not host.unit_active(unit):
+            host.unit_do("start", unit)
+    if host.module.check_mode and host.changes:
+        return {}  # nothing was started: nothing to ask yet
+    answers = {}
+    for item in standins:  # as an app would ask: each answers with the notice, as itself
+        last = answers_with_notice(item["name"], item["address"], item["port"], p["wait"])
+        if last:
+            host.fail(f"{UNIT_PREFIX}{item['name']} does not answer with the notice on "
+                      f"{item['address']}:{item['port']} after {p['wait']} s: {last}",
+                      f"{UNIT_PREFIX}{item['name']}.service")
+        answers[item["name"]] = f"{item['address']}:{item['port']}"
+    return {"answering": answers}
+
+
+def absent(host: Host, p: dict) -> dict:
+    if p["components"] and os.path.exists(p["unit_path"]):
+        for name in p["components"]:  # before its maintenance file goes (starting it stops it too)
+            unit = f"{UNIT_PREFIX}{name}.service"
+            if host.unit_active(unit):
+                host.unit_do("stop", unit)
+    for name in p["components"]:
+        host.remove(os.path.join(p["app_dir"], f"{name}.json"))
+        host.remove(os.path.join(p["www"], "standin", f"{name}.json"))
+    return {}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "components": {"type": "list", "elements": "str", "default": []},
+            "component_notice": {"type": "str", "default": ""},
+            "app_dir": {"type": "path", "required": True},
+            "www": {"type": "path", "required": True},
+            "notice": {"type": "dict", "default": {}},
+            "standins": {"type": "list", "elements": "dict", "default": [], "options": {
+                "name": {"type": "str", "required": True},
+                "port": {"type": "int", "required": True},
+                "address": {"type": "str", "default": "0.0.0.0"}}},  # noqa: S104 (as a front listens)
+            "program_path": {"type": "path"},
+            "program": {"type": "str", "default": ""},
+            "unit_path": {"type": "path", "default": "/etc/systemd/system/si-notice@.service"},
+            "unit": {"type": "str", "default": ""},
+            "wait": {"type": "int", "default": 15},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    for item in p["standins"]:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", item["name"]):
+            module.fail_json(msg=f"stand-in {item['name']!r}: a plain unit name (letters, digits, - and _)")
+        if item["name"] not in p["components"]:
+            module.fail_json(msg=f"stand-in {item['name']!r} is not one of the components")
+    if p["state"] == "present" and p["standins"] and not (p["program"] and p["unit"] and p["program_path"]):
+        module.fail_json(msg="stand-ins need the program, its path and the unit")
+    host = Host(module)
+    out = present(host, p) if p["state"] == "present" else absent(host, p)
+    module.exit_json(changed=bool(host.changes), changes=host.changes, **out)
+
+
+if __name__ == "__main__":
+    main()
