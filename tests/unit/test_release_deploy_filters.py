@@ -11,6 +11,11 @@ _PATH = Path(__file__).resolve().parents[2] / "roles/release_deploy/filter_plugi
 _spec = importlib.util.spec_from_file_location("release_deploy_filters", _PATH)
 f = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(f)
+# the install's own decisions live in its module (one call per host, #17)
+_MOD = _PATH.parents[1] / "library" / "si_release.py"
+_mspec = importlib.util.spec_from_file_location("si_release", _MOD)
+m = importlib.util.module_from_spec(_mspec)
+_mspec.loader.exec_module(m)
 
 ROOT = "/opt"
 SHA = "A" * 64
@@ -26,48 +31,12 @@ def test_an_artifact_shared_by_components_is_staged_once_and_its_sha_is_compared
                    {"artifact": "/a/x.tgz", "sha256": "b" * 64}]
 
 
-def _found(component, *dirs):
-    # dirs: (version, mtime)
-    return {"item": component, "files": [{"path": f"{ROOT}/{component['name']}/releases/{v}", "mtime": m}
-                                         for v, m in dirs]}
-
-
 def _current(component, points_at=None, resolved_root=ROOT):
     stat = {"exists": points_at is not None, "islnk": points_at is not None}
     if points_at:  # stat's lnk_target is the link as written; lnk_source is resolved
         stat["lnk_target"] = f"{ROOT}/{component['name']}/releases/{points_at}"
         stat["lnk_source"] = f"{resolved_root}/{component['name']}/releases/{points_at}"
     return {"item": component, "stat": stat}
-
-
-def test_prune_never_removes_the_new_release_or_the_one_current_pointed_to():
-    a = comp("a", version="2.0")
-    # keep=1 is raised to 2; the previous release (1.0) is older than two others but stays
-    found = [_found(a, ("2.0", 50), ("1.5", 40), ("1.4", 30), ("1.0", 10))]
-    doomed = f.release_deploy_prune(found, [_current(a, "1.0")], ROOT, 1)
-    assert doomed == [f"{ROOT}/a/releases/1.4"]
-
-
-def test_prune_is_per_component():
-    a, b = comp("a"), comp("b")
-    found = [_found(a, ("2.0", 9), ("1.0", 8), ("0.9", 7), ("0.8", 6)), _found(b, ("2.0", 9), ("1.0", 8))]
-    doomed = f.release_deploy_prune(found, [_current(a, "1.0"), _current(b, "1.0")], ROOT, 3)
-    assert doomed == [f"{ROOT}/a/releases/0.8"]
-
-
-def test_only_components_whose_current_is_elsewhere_are_switched():
-    a, b, c = comp("a"), comp("b"), comp("c")
-    moving = f.release_deploy_moving([_current(a, "2.0"), _current(b, "1.0"), _current(c)], ROOT)
-    assert [r["item"]["name"] for r in moving] == ["b", "c"]
-
-
-def test_units_restarted_are_those_of_components_whose_current_was_renamed():
-    switched = {"results": [
-        {"changed": True, "item": {"item": comp("a", units=["a"])}},
-        {"changed": False, "skipped": True, "item": {"item": comp("b", units=["b"])}},
-        {"changed": True, "item": {"item": comp("jobs")}},
-    ]}
-    assert f.release_deploy_restart_units(switched) == ["a"]
 
 
 def _slurp(name, content):
@@ -106,17 +75,32 @@ def test_a_root_behind_a_symlink_is_not_taken_for_a_move():
     # /opt -> /srv/opt: the resolved path differs from the root's spelling; a re-run must not
     # move current again, nor write PREVIOUS with the release just installed (N18)
     a = comp("a", version="2.0")
-    assert f.release_deploy_moving([_current(a, "2.0", resolved_root="/srv/opt")], ROOT) == []
-    assert f.release_deploy_previous_of(_current(a, "1.0", resolved_root="/srv/opt"), ROOT) == "1.0"
+    assert f.release_deploy_back([a], [_slurp("a", "1.0\n")], [_current(a, "2.0", resolved_root="/srv/opt")],
+                                 ROOT) == {"moving": [], "problems": []}
+    assert m.points_at(ROOT, "a", "releases/2.0") == m.release_dir(ROOT, a)
+    assert m.points_at(ROOT, "a", f"{ROOT}/a/releases/2.0") == m.release_dir(ROOT, a)
+
+
+# --------------------------------------------------------------- the install module's decisions
+
+def test_prune_never_removes_the_new_release_or_the_one_current_pointed_to():
+    # keep=1 is raised to 2; the previous release (1.0) is older than two others but stays
+    listing = [(f"{ROOT}/a/releases/{v}", t) for v, t in (("2.0", 50), ("1.5", 40), ("1.4", 30), ("1.0", 10))]
+    assert m.to_prune(listing, {f"{ROOT}/a/releases/2.0", f"{ROOT}/a/releases/1.0"}, 1) == [f"{ROOT}/a/releases/1.4"]
 
 
 def test_prune_spares_what_previous_names_whatever_the_mtimes_say():
-    a = comp("a", version="3.0")
     # re-run after the switch: current is already 3.0; 1.0 is the way back but the oldest by mtime
-    found = [_found(a, ("3.0", 50), ("2.5", 40), ("2.4", 30), ("1.0", 10))]
-    doomed = f.release_deploy_prune(found, [_current(a, "3.0")], ROOT, 2, [_slurp_item(a, "1.0\n")])
-    assert doomed == [f"{ROOT}/a/releases/2.4"]
+    listing = [(f"{ROOT}/a/releases/{v}", t) for v, t in (("3.0", 50), ("2.5", 40), ("2.4", 30), ("1.0", 10))]
+    spared = {f"{ROOT}/a/releases/3.0", f"{ROOT}/a/releases/{m.release_named('1.0' + chr(10))}"}
+    assert m.to_prune(listing, spared, 2) == [f"{ROOT}/a/releases/2.4"]
 
 
-def _slurp_item(component, content):
-    return {"item": component, "content": base64.b64encode(content.encode()).decode()}
+@pytest.mark.parametrize("hostile", ["../../etc", "..", "1.0/../../x", " ", None])
+def test_a_previous_naming_a_path_spares_nothing_outside_the_releases(hostile):
+    assert m.release_named(hostile) is None
+
+
+def test_units_restarted_are_those_of_components_whose_current_moved():
+    components = [comp("a", units=["a", "shared"]), comp("b", units=["b"]), comp("jobs"), comp("c", units=["shared"])]
+    assert m.units_to_restart(components, ["a", "jobs", "c"]) == ["a", "shared"]

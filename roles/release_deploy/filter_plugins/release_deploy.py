@@ -37,52 +37,6 @@ def release_deploy_artifacts(components: list[dict[str, Any]]) -> list[dict[str,
     return list(seen.values())
 
 
-def release_deploy_prune(found: list[dict[str, Any]], current: list[dict[str, Any]],
-                         root: str, keep: int, previous: list[dict[str, Any]] | None = None) -> list[str]:
-    """Release directories to remove, over every component of the host.
-
-    `found` are the results of the looped `find` of each component's releases/, `current`
-    those of the looped `stat` of its `current` link before the switch (both looped over
-    the same components in the same order). The newest max(keep, 2) releases stay, and so
-    do the one just installed and the one current pointed to before: the way back (N18)
-    is never pruned, whatever `keep` says, nor the one PREVIOUS names (`previous`: the
-    looped `slurp` of each PREVIOUS, when read): a release's mtime is its tarball's, so age
-    alone cannot tell which one is the way back.
-    """
-    doomed: list[str] = []
-    named = {}
-    for result in previous or []:
-        if (name := _named(result)) is not None:
-            named[result["item"]["name"]] = _release_dir(root, {**result["item"], "version": name})
-    for listing, before in zip(found, current, strict=True):
-        component = listing["item"]
-        spared = {_release_dir(root, component), _points_at(before, root), named.get(component["name"], "")}
-        newest_first = sorted(listing.get("files", []), key=lambda f: f["mtime"], reverse=True)
-        doomed += [f["path"] for f in newest_first[max(int(keep), 2):] if f["path"] not in spared]
-    return doomed
-
-
-def release_deploy_moving(current: list[dict[str, Any]], root: str) -> list[dict[str, Any]]:
-    """The results of the looped `stat` of each `current` whose link does not already point
-    at the component's new release: the components to switch. A missing `current` (first
-    install) or one that is not a link is switched too."""
-    return [r for r in current if _points_at(r, root) != _release_dir(root, r["item"])]
-
-
-def release_deploy_previous_of(current: dict[str, Any], root: str) -> str:
-    """The release a `current` link points at now (what PREVIOUS records before it moves)."""
-    return posixpath.basename(_points_at(current, root))
-
-
-def release_deploy_restart_units(switched: dict[str, Any]) -> list[str]:
-    """The units to restart: those of the components whose `current` was renamed."""
-    units: list[str] = []
-    for result in switched.get("results", []):
-        if result.get("changed"):
-            units += [u for u in result["item"]["item"].get("units", []) if u not in units]
-    return units
-
-
 def _named(result: dict[str, Any]) -> str | None:
     """The release a looped `slurp` of PREVIOUS names, or None (no file, or not a release name)."""
     if "content" not in result:
@@ -123,10 +77,6 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "release_deploy_artifacts": release_deploy_artifacts,
-            "release_deploy_moving": release_deploy_moving,
             "release_deploy_back": release_deploy_back,
-            "release_deploy_previous_of": release_deploy_previous_of,
-            "release_deploy_prune": release_deploy_prune,
-            "release_deploy_restart_units": release_deploy_restart_units,
             "release_deploy_release_dir": release_deploy_release_dir,
         }

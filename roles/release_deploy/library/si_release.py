@@ -1,0 +1,250 @@
+#!/usr/bin/python3
+"""Install a host's staged releases and switch each component to its new one (release_deploy).
+
+#17: the install was a looped task per step (check, unpack, rename, record, link, switch,
+list, prune), about fifteen round trips per host and most of the deploy. This module does the
+same steps on the host in one call, over every component, in the same order and with the
+same guarantees (N8, N18):
+
+- each staged artifact's sha256 is checked before anything is unpacked;
+- a release is unpacked into `<version>.partial` and renamed into place only when complete;
+- the way back is recorded first (PREVIOUS names the release current pointed to) and the
+  rename of the new link over `current` is the last act: a kill at any point leaves PREVIOUS
+  naming the release `current` points to;
+- pruning keeps the newest max(keep, 2) releases and never the new one, the one current
+  pointed to before, or the one PREVIOUS names.
+
+The decisions are plain functions, unit-tested (tests/unit/test_release_deploy_filters.py).
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: si_release
+short_description: Unpack staged releases and switch each component's current atomically
+description:
+  - Checks the sha256 of every staged artifact (CACHE/SHA256-BASENAME), unpacks each
+    component's release into ROOT/NAME/releases/VERSION (through VERSION.partial), records
+    PREVIOUS, moves ROOT/NAME/current with a symlink and a rename, and prunes old releases.
+  - Returns C(moved) (the components whose current moved) and C(restart) (their units).
+options:
+  components: {type: list, elements: dict, required: true, description: "[{name, version, artifact, sha256}]"}
+  root: {type: path, default: /opt, description: Parent directory of every component.}
+  cache: {type: path, required: true, description: Where the artifacts were staged on the host.}
+  keep: {type: int, default: 3, description: Releases kept per component (never fewer than 2).}
+  host: {type: str, default: "", description: The host's name in failure messages.}
+"""
+
+import hashlib
+import os
+import posixpath
+import shutil
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def release_dir(root: str, component: dict) -> str:
+    return posixpath.join(root, component["name"], "releases", str(component["version"]))
+
+
+def staged_path(cache: str, component: dict) -> str:
+    name = posixpath.basename(component["artifact"])
+    return posixpath.join(cache, f"{str(component['sha256']).lower()}-{name}")
+
+
+def points_at(root: str, name: str, target: str | None) -> str:
+    """Where a `current` link points, as written, made absolute against the component's
+    directory: never the resolved path, which differs from the root's own spelling when the
+    root, or a directory above it, is itself a symlink."""
+    if not target:
+        return ""
+    return posixpath.normpath(posixpath.join(root, name, target))
+
+
+def release_named(text: str | None) -> str | None:
+    """The release a PREVIOUS file names, or None (no file, or not a release name)."""
+    if text is None:
+        return None
+    name = text.strip()
+    return name if name and "/" not in name and name not in (".", "..") else None
+
+
+def to_prune(listing: list[tuple[str, float]], spared: set[str], keep: int) -> list[str]:
+    """Of one component's release directories (path, mtime), those beyond the newest
+    max(keep, 2), except the spared ones (the new release, the one current pointed to, the
+    one PREVIOUS names): a release's mtime is its tarball's, so age alone cannot tell which
+    one is the way back."""
+    newest_first = sorted(listing, key=lambda entry: entry[1], reverse=True)
+    return [path for path, _ in newest_first[max(int(keep), 2):] if path not in spared]
+
+
+def units_to_restart(components: list[dict], moved: list[str]) -> list[str]:
+    """The units of the components whose current moved, each once, in order."""
+    units: list[str] = []
+    for component in components:
+        if component["name"] in moved:
+            units += [u for u in component.get("units") or [] if u not in units]
+    return units
+
+
+class Host:
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        self.check = module.check_mode
+        self.changes: list[str] = []
+
+    def fail(self, msg: str) -> None:
+        self.module.fail_json(msg=msg, changes=self.changes)
+
+    def run(self, *argv: str) -> None:
+        rc, out, err = self.module.run_command(list(argv))
+        if rc != 0:
+            self.fail(f"{' '.join(argv)} failed (rc={rc}): {(err or out).strip()}")
+
+    def directory(self, path: str) -> None:
+        if os.path.isdir(path):
+            return
+        self.changes.append(f"created {path}")
+        if not self.check:
+            os.makedirs(path, exist_ok=True)
+            os.chmod(path, 0o755)  # noqa: S103 (programs' directories, readable by their services)
+            if os.geteuid() == 0:
+                os.chown(path, 0, 0)
+
+    def read(self, path: str) -> str | None:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                return fh.read(4096)
+        except OSError:
+            return None
+
+    def write(self, path: str, text: str) -> None:
+        self.changes.append(f"wrote {path}")
+        if self.check:
+            return
+        fd, tmp = tempfile.mkstemp(dir=posixpath.dirname(path), prefix=".si-release-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_staged(host: Host, p: dict) -> None:
+    """Every staged copy must be the manifest's before anything is unpacked (a check run did
+    not stage it: the real run's copy will replace what is there)."""
+    staged = {staged_path(p["cache"], c): str(c["sha256"]).lower() for c in p["components"]}
+    for path, sha in sorted(staged.items()):
+        found = sha256_of(path) if os.path.isfile(path) else "(missing)"
+        if found != sha and not host.check:
+            host.fail(f"staged {posixpath.basename(path)} on {p['host'] or 'this host'} does not match "
+                      f"sha256 {sha} (found {found}); nothing was unpacked")
+
+
+def unpack(host: Host, p: dict) -> None:
+    for component in p["components"]:
+        final = release_dir(p["root"], component)
+        host.directory(posixpath.dirname(final))
+        if os.path.exists(posixpath.join(final, "VERSION")):
+            continue
+        host.changes.append(f"unpacked {final}")
+        if host.check:
+            continue
+        partial = final + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)  # what an interrupted unpack left behind
+        os.makedirs(partial)
+        os.chmod(partial, 0o755)  # noqa: S103 (as above)
+        host.run("tar", "--extract", "--no-same-owner", "--file", staged_path(p["cache"], component),
+                 "--directory", partial)
+        os.rename(partial, final)  # complete: into place
+
+
+def switch(host: Host, p: dict) -> tuple[list[str], dict[str, str]]:
+    """Move each current whose link is elsewhere; PREVIOUS first, the rename last (N18).
+    Returns the components moved and where each current pointed before."""
+    moved, before = [], {}
+    for component in p["components"]:
+        home = posixpath.join(p["root"], component["name"])
+        current = posixpath.join(home, "current")
+        target = os.readlink(current) if os.path.islink(current) else None
+        before[component["name"]] = points_at(p["root"], component["name"], target)
+        new = release_dir(p["root"], component)
+        if before[component["name"]] == new:
+            continue
+        if target is not None:
+            host.write(posixpath.join(home, "PREVIOUS"), posixpath.basename(before[component["name"]]) + "\n")
+        moved.append(component["name"])
+        host.changes.append(f"switched {current} -> {new}")
+        if host.check:
+            continue
+        link = posixpath.join(home, ".current.new")
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(new, link)
+        try:
+            os.replace(link, current)
+        except OSError as exc:
+            os.unlink(link)
+            host.fail(f"{current} could not be switched to {new}: {exc}")
+    return moved, before
+
+
+def prune(host: Host, p: dict, before: dict[str, str]) -> None:
+    for component in p["components"]:
+        home = posixpath.join(p["root"], component["name"])
+        releases = posixpath.join(home, "releases")
+        named = release_named(host.read(posixpath.join(home, "PREVIOUS")))
+        spared = {release_dir(p["root"], component), before.get(component["name"], "")}
+        if named is not None:
+            spared.add(release_dir(p["root"], {**component, "version": named}))
+        try:
+            entries = [e for e in os.scandir(releases) if e.is_dir(follow_symlinks=False)
+                       and not e.name.endswith(".partial")]
+        except FileNotFoundError:
+            continue  # a check run that would create it
+        listing = [(e.path, e.stat(follow_symlinks=False).st_mtime) for e in entries]
+        for path in to_prune(listing, spared, p["keep"]):
+            host.changes.append(f"removed {path}")
+            if not host.check:
+                shutil.rmtree(path)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "components": {"type": "list", "elements": "dict", "required": True},
+            "root": {"type": "path", "default": "/opt"},
+            "cache": {"type": "path", "required": True},
+            "keep": {"type": "int", "default": 3},
+            "host": {"type": "str", "default": ""},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    for component in p["components"]:
+        for key in ("name", "version", "artifact", "sha256"):
+            if not str(component.get(key) or "").strip():
+                module.fail_json(msg=f"component {component.get('name')!r} has no {key}")
+        if "/" in str(component["name"]) + str(component["version"]) or component["version"] in (".", ".."):
+            module.fail_json(msg=f"component {component['name']!r}: name and version are directory names")
+    host = Host(module)
+    check_staged(host, p)
+    unpack(host, p)
+    moved, before = switch(host, p)
+    prune(host, p, before)
+    module.exit_json(changed=bool(host.changes), changes=host.changes, moved=moved,
+                     restart=units_to_restart(p["components"], moved))
+
+
+if __name__ == "__main__":
+    main()
