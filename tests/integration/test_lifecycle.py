@@ -39,3 +39,26 @@ def test_a_taken_port_is_named_and_nothing_is_started(lab):
     after = labmod.containers()
     assert "counter-yangquan" not in after
     assert {k: v["state"] for k, v in after.items()} == {k: v["state"] for k, v in before.items()}
+
+
+def test_a_reset_starts_the_hosts_as_provisioned_from_their_images(lab):
+    """#17: the session's lab was provisioned and kept as an image per window host; a reset
+    with the same inputs starts every window host from its image, without provisioning,
+    and what the hosts held since is gone. The stop side's window (test_stop_side) then runs
+    on this lab: that is the proof the images hold everything provisioning made."""
+    from .conftest import host
+
+    window = sorted(h.name for h in lab["hosts"] if "ops" not in h.groups)
+    host("core-qyyl").run_expect([0], "touch /root/since-provisioned")
+    summary = labmod.up(cities=CITIES, counties=COUNTIES, scale=SCALE, seed=SEED, faults=FAULTS, say=print,
+                        reset=True)
+    print(f"lab.up --reset from the provisioned images: {summary['seconds']} s")
+    assert summary["from_images"] is True
+    assert summary["provisioned"] is True
+    assert sorted(summary["created"]) == window  # the ops host (its journal) is kept
+    assert not host("core-qyyl").file("/root/since-provisioned").exists
+    state = labmod.status()
+    assert state["healthy"], [row for row in state["hosts"] if not row["healthy"]]
+    again = labmod.up(cities=CITIES, counties=COUNTIES, scale=SCALE, seed=SEED, faults=FAULTS, say=print)
+    assert again["created"] == []  # kept as it runs
+    assert again["provisioned"] is False

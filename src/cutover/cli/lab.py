@@ -59,7 +59,7 @@ def up(c: Context, cities: int | None = None, scale: int | None = None, seed: in
 @task
 @refusals
 def down(c: Context) -> None:
-    """Remove the lab's containers and state (the image stays cached for the next lab.up)."""
+    """Remove the lab's containers and state (its images stay cached for the next lab.up)."""
     labmod.down(say=console.print)
 
 

@@ -3,6 +3,8 @@
 `up` is idempotent: containers that run with the wanted image and settings are kept,
 dead or half-made ones (a previous session's leftovers) are removed and recreated, and
 provisioning is skipped when nothing it depends on changed since it last succeeded.
+A provisioning is kept as an image per window host (#17); an `up` that would provision the
+same again (a reset, `lab.rehearse`) starts the hosts from those images instead.
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ SSH_DIR = LAB_STATE / "ssh"
 PROVISION = ROOT / "playbooks" / "lab" / "provision.yml"
 PROVISION_OPS = ROOT / "playbooks" / "lab" / "ops.yml"  # the shared journal's host (inventories/lab-ops)
 FAULTS = ("missing-plan", "unpaid-batch", "pending-approval", "in-transit")
+# #17: each window host as it stands right after provisioning, kept as an image per host and
+# per provisioning (its hash): the next lab.up that would provision the same again (a reset,
+# lab.rehearse) starts the hosts from these instead. The ops host is never kept: its journal
+# may hold a team's window, and ops.yml (quick, one host) always runs.
+SNAPSHOTS = "localhost/cutover-lab-provisioned"
+SNAPSHOTS_KEPT = 2  # provisionings kept (the test lab's and the default's, say)
 
 
 # ---------------------------------------------------------------- keys
@@ -185,31 +193,44 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
     tag = image.ensure_image(say)
     ensure_keys(hosts)
     artifacts.build()
-    created = _reconcile_containers(hosts, tag, say)
-    _wait_ssh(hosts)
-
     skipped = [h.name for h in all_hosts if h not in hosts]
     extravars = {"lab_data_scale": scale, "lab_data_seed": seed, "lab_data_faults": list(faults)}
     phash = _provision_hash(hosts, tag, extravars)
     state = {"cities": cities, "counties": counties, "scale": scale, "seed": seed, "faults": list(faults),
              "image": tag, "hosts": [h.name for h in hosts], "skipped_hosts": skipped}
-    provisioned = reset or bool(created) or lab_state().get("provisioned") != phash
+
+    provisioned = (reset or bool(_to_recreate(hosts, tag, containers()))
+                   or lab_state().get("provisioned") != phash)
+    # provisioned before with exactly these inputs: every window host starts from its image
+    images = _snapshots(hosts, phash) if provisioned else {}
+    created = _reconcile_containers(hosts, tag, say, images=images)
+    _wait_ssh(hosts)
     if provisioned:
         LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": None}, indent=2))
-        _provision(len(hosts), extravars, say, progress_factory, reset=reset)
+        _provision(len(hosts), extravars, say, progress_factory, reset=reset, ops_only=bool(images))
+        if not images:
+            _keep_snapshots(hosts, phash, say)
     if provisioned or not LAB_JOURNAL_PGPASS.exists() or LAB_JOURNAL_PGPASS.stat().st_mode & 0o077:
         _write_journal_pgpass()
     LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": phash}, indent=2))
-    return {"created": created, "provisioned": provisioned,
+    return {"created": created, "provisioned": provisioned, "from_images": bool(images),
             "seconds": round(time.monotonic() - started, 1)}
 
 
-def _reconcile_containers(hosts: list[LabHost], tag: str, say) -> list[str]:
-    """Keep what runs as wanted; remove the rest; (re)create what is missing. Ports first."""
+def _to_recreate(hosts: list[LabHost], tag: str, existing: dict[str, dict[str, Any]]) -> list[LabHost]:
+    """The hosts whose container is missing, not running, or made with other settings."""
+    return [h for h in hosts
+            if existing.get(h.name, {}).get("state") != "running"
+            or existing[h.name]["config"] != _config_hash(h, tag)]
+
+
+def _reconcile_containers(hosts: list[LabHost], tag: str, say,
+                          images: dict[str, str] | None = None) -> list[str]:
+    """Keep what runs as wanted; remove the rest; (re)create what is missing, and every host
+    `images` names, from that image (a provisioned one). Ports first."""
+    images = images or {}
     existing = containers()
-    recreate = [h for h in hosts
-                if existing.get(h.name, {}).get("state") != "running"
-                or existing[h.name]["config"] != _config_hash(h, tag)]
+    recreate = [h for h in hosts if h.name in images or h in _to_recreate(hosts, tag, existing)]
     busy = [(p, h.name) for h in recreate for p in h.ports()
             if not _port_free(p) and not _ours_on(p, existing, recreate)]
     if busy:
@@ -221,19 +242,26 @@ def _reconcile_containers(hosts: list[LabHost], tag: str, say) -> list[str]:
         if name not in keep:
             podman("rm", "-f", "-t", "5", container["name"] or f"cutover-lab-{name}", check=False)
     if recreate:
-        say(f"==> starting {len(recreate)} container(s): {', '.join(h.name for h in recreate)}")
+        said = " as provisioned before, from their images" if images else ""
+        say(f"==> starting {len(recreate)} container(s){said}: {', '.join(h.name for h in recreate)}")
 
     def start(h: LabHost) -> None:
         podman("rm", "-f", "-t", "0", h.container, check=False)
-        podman("run", "-d", "--label", f"{LABEL}.config={_config_hash(h, tag)}", *_run_args(h, tag))
+        # labelled with the plain image's settings: the next lab.up keeps it
+        podman("run", "-d", "--label", f"{LABEL}.config={_config_hash(h, tag)}",
+               *_run_args(h, images.get(h.name, tag)))
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(start, recreate))
     return [h.name for h in recreate]
 
 
-def _provision(count: int, extravars: dict[str, Any], say, progress_factory, *, reset: bool = False) -> None:
-    say(f"==> provisioning {count} host(s) (playbooks/lab/provision.yml, playbooks/lab/ops.yml)")
+def _provision(count: int, extravars: dict[str, Any], say, progress_factory, *, reset: bool = False,
+               ops_only: bool = False) -> None:
+    if ops_only:
+        say("==> the window's hosts started as provisioned; provisioning ops1 (playbooks/lab/ops.yml)")
+    else:
+        say(f"==> provisioning {count} host(s) (playbooks/lab/provision.yml, playbooks/lab/ops.yml)")
     if reset:
         say("    the shared journal on ops1 is emptied: the lab goes back to before any window")
     # the journal is emptied only by a reset (lab.rehearse, lab.up --reset), never by an
@@ -242,6 +270,8 @@ def _provision(count: int, extravars: dict[str, Any], say, progress_factory, *, 
     for playbook, inventory, what, variables in (
             (PROVISION, LAB_INVENTORY, "lab provisioning", extravars),
             (PROVISION_OPS, LAB_OPS_INVENTORY, "lab provisioning: ops", ops_vars)):
+        if ops_only and playbook == PROVISION:
+            continue
         progress = progress_factory(what) if progress_factory else None
         with progress or contextlib.nullcontext():
             result = run_playbook(playbook, inventory, ident=f"{playbook.stem}-{int(time.time())}",
@@ -251,6 +281,59 @@ def _provision(count: int, extravars: dict[str, Any], say, progress_factory, *, 
         if not result.ok:
             raise CutoverError(f"{what} failed:\n" + result.summary(),
                                f"full log: {result.artifact_dir / 'stdout'}")
+
+
+# ---------------------------------------------------------------- provisioned images (#17)
+
+
+def _snapshot_ref(host: LabHost, phash: str) -> str:
+    return f"{SNAPSHOTS}:{host.name}-{phash[:16]}"
+
+
+def _window_hosts(hosts: list[LabHost]) -> list[LabHost]:
+    return [h for h in hosts if "ops" not in h.groups]
+
+
+def _snapshot_refs() -> list[str]:
+    """The provisioned images there are, newest first."""
+    proc = podman("images", "--filter", f"reference={SNAPSHOTS}", "--sort", "created",
+                  "--format", "{{.Repository}}:{{.Tag}}", check=False)
+    return list(reversed(proc.stdout.split()))
+
+
+def _snapshots(hosts: list[LabHost], phash: str) -> dict[str, str]:
+    """The provisioned image of every window host, when each one was kept for exactly these
+    inputs (image, hosts, data, the provisioning's sources); else none."""
+    refs = set(_snapshot_refs())
+    wanted = {h.name: _snapshot_ref(h, phash) for h in _window_hosts(hosts)}
+    return wanted if all(ref in refs for ref in wanted.values()) else {}
+
+
+def _keep_snapshots(hosts: list[LabHost], phash: str, say) -> None:
+    """Keep every window host as provisioned (paused while it is copied: its databases as
+    after a crash, which PostgreSQL recovers from); then only the newest provisionings' images.
+    A host that cannot be kept leaves none of this provisioning: the next reset provisions."""
+    window = _window_hosts(hosts)
+    say(f"==> keeping the {len(window)} provisioned hosts as images: a reset starts from them")
+
+    def keep(h: LabHost) -> bool:
+        return podman("commit", "--pause=true", "--quiet", h.container, _snapshot_ref(h, phash),
+                      check=False).returncode == 0
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        kept = list(pool.map(keep, window))
+    mine = [_snapshot_ref(h, phash) for h in window]
+    if not all(kept):
+        say("    a host could not be kept as an image (see `podman commit`); the next reset provisions")
+        podman("rmi", "-f", *mine, check=False)
+    newest: list[str] = []
+    for ref in _snapshot_refs():
+        key = ref.rsplit("-", 1)[-1]
+        if key not in newest:
+            newest.append(key)
+    old = [ref for ref in _snapshot_refs() if ref.rsplit("-", 1)[-1] not in newest[:SNAPSHOTS_KEPT]]
+    if old:
+        podman("rmi", "-f", *old, check=False)
 
 
 # ---------------------------------------------------------------- the shared journal (ops host)
