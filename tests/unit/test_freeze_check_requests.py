@@ -1,4 +1,4 @@
-"""N2's check of what a user sees (playbooks/stop/library/si_ask.py, one call per host, #17):
+"""N2's check of what a user sees (playbooks/stop/library/channel_requests.py, one call per host, #17):
 every request is sent, and each channel that answers otherwise is named with what it said.
 Real ansible-playbook runs against a real HTTP server on loopback standing in for a host's
 services."""
@@ -27,6 +27,8 @@ class _Service(http.server.BaseHTTPRequestHandler):
         status, text = self.answers.get(self.path, (404, "no such path"))
         data = text.encode()
         self.send_response(status)
+        if status in (301, 302, 303, 307):
+            self.send_header("Location", text)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -48,7 +50,7 @@ def _ask(tmp_path, requests):
     (tmp_path / "library").symlink_to(ROOT / "playbooks" / "stop" / "library")
     play = tmp_path / "ask.yml"
     play.write_text(yaml.safe_dump([{"name": "Ask", "hosts": "localhost", "gather_facts": False, "tasks": [
-        {"name": "Ask", "si_ask": {"requests": requests}}]}]))
+        {"name": "Ask", "channel_requests": {"requests": requests}}]}]))
     inv = tmp_path / "inv.yml"
     inv.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
         "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}}))
@@ -90,3 +92,11 @@ def test_a_channel_that_does_not_answer_is_named(tmp_path):
                               "status": 503}])
     assert not result.ok
     assert "http://127.0.0.1:9/collection answered nothing, not 503" in result.summary()
+
+
+def test_a_channel_redirecting_collection_elsewhere_does_not_pass_by_what_the_other_place_says(tmp_path, service):
+    _Service.answers = {"/a/collection": (302, "/frozen"), "/frozen": (503, "{}")}
+    result = _ask(tmp_path, [{"url": f"{service}/a/collection", "method": "POST", "body": {}, "status": 503}])
+    assert not result.ok
+    assert f"POST {service}/a/collection answered 302, not 503" in result.summary()
+    assert [p for _, p, _ in _Service.seen] == ["/a/collection"]  # never followed

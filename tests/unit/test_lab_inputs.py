@@ -239,3 +239,16 @@ def test_the_labs_journal_url_names_its_password_file_and_holds_no_secret(tmp_pa
     assert labmod.is_lab_journal(url)
     assert labmod.is_lab_journal("postgresql://cutover@localhost:25434/cutover_journal")
     assert not labmod.is_lab_journal("postgresql://cutover@127.0.0.1:5432/cutover_journal")
+
+
+def test_only_the_newest_provisionings_images_are_kept():
+    """#17: a reset starts from the images of the last provisionings; older ones are removed,
+    never the newest, whatever order their hosts' images were kept in."""
+    from cutover.lab.lab import stale_snapshots
+
+    repo = "localhost/cutover-lab-provisioned"
+    newest_first = [f"{repo}:db1-ccc", f"{repo}:core-qyyl-ccc", f"{repo}:db1-bbb", f"{repo}:core-qyyl-bbb",
+                    f"{repo}:counter-taiyuan-c01-aaa", f"{repo}:db1-aaa"]
+    assert stale_snapshots(newest_first, 2) == [f"{repo}:counter-taiyuan-c01-aaa", f"{repo}:db1-aaa"]
+    assert stale_snapshots(newest_first, 3) == []
+    assert stale_snapshots([], 2) == []

@@ -12,8 +12,8 @@ _spec = importlib.util.spec_from_file_location("release_deploy_filters", _PATH)
 f = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(f)
 # the install's own decisions live in its module (one call per host, #17)
-_MOD = _PATH.parents[1] / "library" / "si_release.py"
-_mspec = importlib.util.spec_from_file_location("si_release", _MOD)
+_MOD = _PATH.parents[1] / "library" / "release_install.py"
+_mspec = importlib.util.spec_from_file_location("release_install", _MOD)
 m = importlib.util.module_from_spec(_mspec)
 _mspec.loader.exec_module(m)
 

@@ -165,9 +165,12 @@ def _provision_hash(hosts: list[LabHost], tag: str, extravars: dict[str, Any]) -
     digest.update(tag.encode())
     digest.update(json.dumps([host.name for host in hosts]).encode())
     digest.update(json.dumps(extravars, sort_keys=True).encode())
-    for base in ("inventories/lab", "inventories/lab-ops", "playbooks/lab", "roles/release_deploy", "lab/app",
-                 "lab/datagen"):
-        for path in sorted((ROOT / base).rglob("*")):
+    # everything the provisioning can reach: a reset starts from the images of exactly these
+    # sources, never from an older provisioning's (its roles, filters, the lab's programs)
+    for base in ("inventories/lab", "inventories/lab-ops", "playbooks/lab", "roles", "filter_plugins", "lab",
+                 "ansible.cfg", "pyproject.toml"):
+        top = ROOT / base
+        for path in sorted(top.rglob("*")) if top.is_dir() else [top]:
             if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(str(path.relative_to(ROOT)).encode())
                 digest.update(path.read_bytes())
@@ -199,10 +202,14 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
     state = {"cities": cities, "counties": counties, "scale": scale, "seed": seed, "faults": list(faults),
              "image": tag, "hosts": [h.name for h in hosts], "skipped_hosts": skipped}
 
-    provisioned = (reset or bool(_to_recreate(hosts, tag, containers()))
+    existing = containers()
+    provisioned = (reset or bool(_to_recreate(hosts, tag, existing))
                    or lab_state().get("provisioned") != phash)
-    # provisioned before with exactly these inputs: every window host starts from its image
-    images = _snapshots(hosts, phash) if provisioned else {}
+    # provisioned before with exactly these inputs: every window host starts from its image, on
+    # a reset or when no window host is there at all (after lab.down); a plain lab.up with one
+    # host to remake provisions in place, as ever, and leaves the others' state alone
+    fresh = not any(h.name in existing for h in _window_hosts(hosts))
+    images = _snapshots(hosts, phash) if provisioned and (reset or fresh) else {}
     created = _reconcile_containers(hosts, tag, say, images=images)
     _wait_ssh(hosts)
     if provisioned:
@@ -296,9 +303,10 @@ def _window_hosts(hosts: list[LabHost]) -> list[LabHost]:
 
 def _snapshot_refs() -> list[str]:
     """The provisioned images there are, newest first."""
-    proc = podman("images", "--filter", f"reference={SNAPSHOTS}", "--sort", "created",
-                  "--format", "{{.Repository}}:{{.Tag}}", check=False)
-    return list(reversed(proc.stdout.split()))
+    proc = podman("images", "--filter", f"reference={SNAPSHOTS}",
+                  "--format", "{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}", check=False)
+    rows = [line.split("\t") for line in proc.stdout.splitlines() if "\t" in line]
+    return [ref for _, ref in sorted(rows, reverse=True)]  # the times are UTC, written alike
 
 
 def _snapshots(hosts: list[LabHost], phash: str) -> dict[str, str]:
@@ -320,20 +328,28 @@ def _keep_snapshots(hosts: list[LabHost], phash: str, say) -> None:
         return podman("commit", "--pause=true", "--quiet", h.container, _snapshot_ref(h, phash),
                       check=False).returncode == 0
 
+    mine = [_snapshot_ref(h, phash) for h in window]
+    present = set(_snapshot_refs())
+    replaced = [podman("image", "inspect", "--format", "{{.Id}}", ref, check=False).stdout.strip()
+                for ref in mine if ref in present]  # this provisioning kept again: the earlier images go
     with ThreadPoolExecutor(max_workers=4) as pool:
         kept = list(pool.map(keep, window))
-    mine = [_snapshot_ref(h, phash) for h in window]
     if not all(kept):
         say("    a host could not be kept as an image (see `podman commit`); the next reset provisions")
-        podman("rmi", "-f", *mine, check=False)
+        podman("rmi", *mine, check=False)
+    # never forced: an image a lab container still runs from stays until that container goes
+    for ref in [*stale_snapshots(_snapshot_refs()), *filter(None, replaced)]:
+        podman("rmi", ref, check=False)
+
+
+def stale_snapshots(refs_newest_first: list[str], kept: int = SNAPSHOTS_KEPT) -> list[str]:
+    """The provisioned images beyond the `kept` newest provisionings (a tag is HOST-HASH)."""
     newest: list[str] = []
-    for ref in _snapshot_refs():
+    for ref in refs_newest_first:
         key = ref.rsplit("-", 1)[-1]
         if key not in newest:
             newest.append(key)
-    old = [ref for ref in _snapshot_refs() if ref.rsplit("-", 1)[-1] not in newest[:SNAPSHOTS_KEPT]]
-    if old:
-        podman("rmi", "-f", *old, check=False)
+    return [ref for ref in refs_newest_first if ref.rsplit("-", 1)[-1] not in newest[:kept]]
 
 
 # ---------------------------------------------------------------- the shared journal (ops host)

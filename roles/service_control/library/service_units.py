@@ -10,7 +10,7 @@ its unit seen inactive) or started (and its probes answering) before the next.
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: si_units
+module: service_units
 short_description: Stop or start systemd services in order and wait until they really are
 description:
   - For each service in order, I(state=stopped) stops the unit (when it runs) and waits until
@@ -29,6 +29,7 @@ options:
   host: {type: str, default: "", description: The host's name in failure messages.}
 """
 
+import http.client
 import socket
 import time
 import urllib.error
@@ -36,9 +37,20 @@ import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
 
+SHOWN = 200  # of a probe's answer
+SHOWN_DIAGNOSIS = 8000  # of the unit's status and journal: its end, where the journal's last lines are
+
 
 class Failed(Exception):
     pass
+
+
+def shown(text: str, most: int = SHOWN, lines: bool = False) -> str:
+    """What a host said, as operators read it: short, and never a control character (a
+    newline kept where `lines`)."""
+    keep = "\n" if lines else ""
+    text = "".join(c if c.isprintable() or c in keep else f"\\x{ord(c):02x}" for c in text[: most + 1])
+    return text if len(text) <= most else text[:most] + "…"
 
 
 class Units:
@@ -63,7 +75,7 @@ class Units:
             if not last:
                 return
             if time.monotonic() >= deadline:
-                raise Failed(f"{what}: {last} after {self.p['timeout']} s")
+                raise Failed(f"{what}: {shown(last)} after {self.p['timeout']} s")
             time.sleep(self.p["delay"])
 
     def bring(self, unit: str, probe: dict) -> None:
@@ -96,17 +108,21 @@ class Units:
             return
         rc, out = self.systemctl(verb, unit)
         if rc != 0:
-            raise Failed(f"systemctl {verb} failed: {out}")
+            raise Failed(f"systemctl {verb} failed: {shown(out)}")
 
     def command_probe(self, command: str) -> str:
-        rc, out, err = self.module.run_command(command)  # split into words, no shell
-        return "" if rc == 0 else (err or out).strip() or f"exit code {rc}"
+        try:  # split into words, no shell
+            rc, _, err = self.module.run_command(command, handle_exceptions=False)
+        except (OSError, ValueError) as exc:  # a program that is not there: kept asking, as before
+            return str(exc)
+        return "" if rc == 0 else err.strip() or f"exit code {rc}"
 
     def diagnosis(self, unit: str) -> str:
         _, status = self.systemctl("status", "--no-pager", "--lines=0", unit)
         lines = str(self.p["log_lines"])
         _, out, err = self.module.run_command(["journalctl", "-u", unit, "-n", lines, "--no-pager"])
-        return f"{status}\n{(out + err).strip()}"
+        text = f"{status}\n{(out + err).strip()}"
+        return shown(text[-SHOWN_DIAGNOSIS:], SHOWN_DIAGNOSIS, lines=True)
 
 
 def http_probe(url: str) -> str:
@@ -115,8 +131,8 @@ def http_probe(url: str) -> str:
             return "" if answer.status in (200, 201, 204) else f"it answered {answer.status}"
     except urllib.error.HTTPError as answer:
         return f"it answered {answer.code}"
-    except (OSError, ValueError) as exc:
-        return f"no answer ({exc})"
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # not HTTP at all: no answer either
+        return f"no answer ({exc!r})"
 
 
 def tcp_probe(port: int) -> str:
@@ -151,9 +167,9 @@ def main() -> None:
         except Failed as exc:
             host = module.params["host"] or "this host"
             module.fail_json(msg=f"{unit} on {host} did not become {module.params['state']}: {exc}\n"
-                                 f"{units.diagnosis(unit)}", changes=units.changes, done=done)
+                                 f"{units.diagnosis(unit)}", changes=units.changes, done=done, ok=False)
         done.append(unit)
-    module.exit_json(changed=bool(units.changes), changes=units.changes, done=done)
+    module.exit_json(changed=bool(units.changes), changes=units.changes, done=done, ok=True)
 
 
 if __name__ == "__main__":

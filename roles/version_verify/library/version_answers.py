@@ -11,7 +11,7 @@ reads: in check mode it asks too.
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: si_probes
+module: version_answers
 short_description: What a host's version probes find (files read, HTTP asked, commands run)
 description:
   - For each file probe, the file's content (base64, as slurp gives it; none when unreadable).
@@ -26,6 +26,7 @@ options:
 """
 
 import base64
+import http.client
 import urllib.error
 import urllib.request
 
@@ -48,8 +49,8 @@ def ask(pair: list, timeout: int) -> dict:
             status, headers, body = answer.status, answer.headers, answer.read(MOST)
     except urllib.error.HTTPError as answer:
         status, headers, body = answer.code, answer.headers, answer.read(MOST)
-    except (OSError, ValueError) as exc:
-        return {"item": pair, "status": -1, "msg": str(exc)}
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # not HTTP at all: not running either
+        return {"item": pair, "status": -1, "msg": repr(exc)[:200]}
     return {"item": pair, "status": status, "content": body.decode("utf-8", "replace"),
             "x_si_notice_standin": headers.get("X-SI-Notice-Standin", "")}
 

@@ -9,7 +9,7 @@ call, every one of them, then fails naming each that answered otherwise.
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: si_ask
+module: channel_requests
 short_description: Send requests from the host itself and check the status each answers
 description:
   - Sends each request (C(method), C(url), a JSON C(body)), all of them, and fails naming every
@@ -21,6 +21,7 @@ options:
   timeout: {type: int, default: 30, description: Seconds each request waits.}
 """
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -30,18 +31,29 @@ from ansible.module_utils.basic import AnsibleModule
 SHOWN = 200
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer like any other (the check asks where it is sent, nowhere else):
+    a channel that redirects collection elsewhere does not pass by what the other place says."""
+
+    def redirect_request(self, *_args, **_kwargs):
+        return None
+
+
+OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def ask(request: dict, timeout: int) -> dict:
     data = None if request.get("body") is None else json.dumps(request["body"]).encode()
     headers = {"Content-Type": "application/json"} if data is not None else {}
     req = urllib.request.Request(request["url"], data=data, method=request.get("method") or "GET",  # noqa: S310
                                  headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as answer:  # noqa: S310 (the host's own services)
+        with OPENER.open(req, timeout=timeout) as answer:  # the host's own services
             status, body = answer.status, answer.read(65536)
     except urllib.error.HTTPError as answer:
         status, body = answer.code, answer.read(65536)
-    except (OSError, ValueError) as exc:
-        status, body = -1, str(exc).encode()
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # not HTTP at all: no answer either
+        status, body = -1, repr(exc).encode()
     # what a host answers is shown to operators: short, and never a control character
     head = body.decode("utf-8", "replace")[:SHOWN + 1]
     text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in head)

@@ -20,7 +20,7 @@ The decisions are plain functions, unit-tested (tests/unit/test_release_deploy_f
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: si_release
+module: release_install
 short_description: Unpack staged releases and switch each component's current atomically
 description:
   - Checks the sha256 of every staged artifact (CACHE/SHA256-BASENAME), unpacks each
@@ -39,6 +39,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -103,14 +104,28 @@ class Host:
             self.fail(f"{' '.join(argv)} failed (rc={rc}): {(err or out).strip()}")
 
     def directory(self, path: str) -> None:
-        if os.path.isdir(path):
+        """A directory root owns, mode 0755 (programs' directories, readable by their services):
+        made when missing, put right when it is not."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self.changes.append(f"created {path}")
+            if not self.check:
+                os.makedirs(path, exist_ok=True)
+                self._settle(path)
             return
-        self.changes.append(f"created {path}")
-        if not self.check:
-            os.makedirs(path, exist_ok=True)
-            os.chmod(path, 0o755)  # noqa: S103 (programs' directories, readable by their services)
-            if os.geteuid() == 0:
-                os.chown(path, 0, 0)
+        if not stat.S_ISDIR(st.st_mode):
+            self.fail(f"{path} is not a directory; nothing there was changed")
+        if stat.S_IMODE(st.st_mode) != 0o755 or (os.geteuid() == 0 and (st.st_uid, st.st_gid) != (0, 0)):
+            self.changes.append(f"set {path} to root's, 0755")
+            if not self.check:
+                self._settle(path)
+
+    @staticmethod
+    def _settle(path: str) -> None:
+        os.chmod(path, 0o755)  # noqa: S103 (as above)
+        if os.geteuid() == 0:
+            os.chown(path, 0, 0)
 
     def read(self, path: str) -> str | None:
         try:
@@ -124,12 +139,16 @@ class Host:
         if self.check:
             return
         fd, tmp = tempfile.mkstemp(dir=posixpath.dirname(path), prefix=".si-release-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def sha256_of(path: str) -> str:
@@ -235,13 +254,20 @@ def main() -> None:
         for key in ("name", "version", "artifact", "sha256"):
             if not str(component.get(key) or "").strip():
                 module.fail_json(msg=f"component {component.get('name')!r} has no {key}")
-        if "/" in str(component["name"]) + str(component["version"]) or component["version"] in (".", ".."):
+        if "/" in str(component["name"]) + str(component["version"]) or {
+                str(component["name"]), str(component["version"])} & {".", ".."}:
             module.fail_json(msg=f"component {component['name']!r}: name and version are directory names")
     host = Host(module)
-    check_staged(host, p)
-    unpack(host, p)
-    moved, before = switch(host, p)
-    prune(host, p, before)
+    moved: list[str] = []
+    try:
+        check_staged(host, p)
+        unpack(host, p)
+        moved, before = switch(host, p)
+        prune(host, p, before)
+    except (OSError, ValueError) as exc:  # a full disk, a release directory in the way: say what was done
+        done = "; ".join(host.changes) or "nothing"
+        module.fail_json(msg=f"{p['host'] or 'this host'}: {exc}; done before it: {done}",
+                         changes=host.changes, moved=moved)
     module.exit_json(changed=bool(host.changes), changes=host.changes, moved=moved,
                      restart=units_to_restart(p["components"], moved))
 

@@ -12,7 +12,7 @@ utilities only.
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: si_notice
+module: notice_components
 short_description: The maintenance files and notice stand-ins of a host's components
 description:
   - With I(state=present), writes C(APP_DIR/COMPONENT.json) for each component; with stand-ins,
@@ -37,9 +37,11 @@ options:
   wait: {type: int, default: 15, description: Seconds each stand-in has to answer.}
 """
 
+import http.client
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 import urllib.error
@@ -48,6 +50,20 @@ import urllib.request
 from ansible.module_utils.basic import AnsibleModule
 
 UNIT_PREFIX = "si-notice@"
+SHOWN = 200  # of what a host answered
+SHOWN_DIAGNOSIS = 8000  # of a unit's status and journal: its end
+
+
+def shown(text: str, most: int = SHOWN, lines: bool = False) -> str:
+    """What a host said, as operators read it: short, and never a control character (a
+    newline kept where `lines`)."""
+    keep = "\n" if lines else ""
+    text = "".join(c if c.isprintable() or c in keep else f"\\x{ord(c):02x}" for c in text[: most + 1])
+    return text if len(text) <= most else text[:most] + "…"
+
+
+def _root_owned(st: os.stat_result, mode: int) -> bool:
+    return stat.S_IMODE(st.st_mode) == mode and (os.geteuid() != 0 or (st.st_uid, st.st_gid) == (0, 0))
 
 
 class Host:
@@ -58,9 +74,19 @@ class Host:
         self.changes: list[str] = []
 
     def directory(self, path: str) -> None:
-        if os.path.isdir(path):
-            return
-        self.changes.append(f"created {path}")
+        """root's, 0755 (anyone may read: the stand-in runs as nobody): made when missing, put
+        right when it is not."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self.changes.append(f"created {path}")
+            st = None
+        if st is not None:
+            if not stat.S_ISDIR(st.st_mode):
+                self.fail(f"{path} is not a directory; nothing there was changed")
+            if _root_owned(st, 0o755):
+                return
+            self.changes.append(f"set {path} to root's, 0755")
         if not self.module.check_mode:
             os.makedirs(path, mode=0o755, exist_ok=True)
             os.chmod(path, 0o755)  # noqa: S103 (a directory anyone may read, as the role always made)
@@ -69,9 +95,10 @@ class Host:
     def file(self, path: str, content: str, mode: int) -> bool:
         data = content.encode("utf-8")
         try:
-            with open(path, "rb") as fh:
-                same = fh.read() == data
-            same = same and (os.stat(path).st_mode & 0o7777) == mode
+            same = stat.S_ISREG(os.lstat(path).st_mode) and _root_owned(os.lstat(path), mode)
+            if same:
+                with open(path, "rb") as fh:
+                    same = fh.read() == data
         except FileNotFoundError:
             same = False
         if same:
@@ -108,19 +135,25 @@ class Host:
     def unit_active(self, unit: str) -> bool:
         return self.systemctl("is-active", "--quiet", unit)[0] == 0
 
+    def unit_down(self, unit: str) -> bool:
+        """Inactive or failed: not running, not starting, not waiting to restart."""
+        _, out = self.systemctl("show", "--property=ActiveState", "--value", unit)
+        return out.strip() in ("inactive", "failed", "")
+
     def unit_do(self, verb: str, unit: str) -> None:
         self.changes.append(f"{verb} {unit}")
         if self.module.check_mode:
             return
         rc, out = self.systemctl(verb, unit)
         if rc != 0:
-            self.fail(f"systemctl {verb} {unit} failed: {out}", unit)
+            self.fail(f"systemctl {verb} {unit} failed: {shown(out)}", unit)
 
     def fail(self, msg: str, unit: str | None = None) -> None:
         if unit:
             _, status = self.systemctl("status", "--no-pager", "--lines=0", unit)
             _, out, err = self.module.run_command(["journalctl", "-u", unit, "-n", "25", "--no-pager"])
-            msg = f"{msg}\n{status}\n{(out + err).strip()}"
+            text = f"{status}\n{(out + err).strip()}"
+            msg = f"{msg}\n{shown(text[-SHOWN_DIAGNOSIS:], SHOWN_DIAGNOSIS, lines=True)}"
         self.module.fail_json(msg=msg, changes=self.changes)
 
     @staticmethod
@@ -148,9 +181,9 @@ def answers_with_notice(name: str, address: str, port: int, wait: int) -> str:
                 code = None
             if answer.code == 503 and code == "MAINTENANCE" and standin == name:
                 return ""
-            last = f"{answer.code}, code {code!r}, X-SI-Notice-Standin {standin!r}"
-        except (OSError, ValueError) as exc:
-            last = f"no answer ({exc})"
+            last = f"{answer.code}, code {shown(repr(code))}, X-SI-Notice-Standin {shown(repr(standin))}"
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # not HTTP at all: no answer either
+            last = f"no answer ({shown(repr(exc))})"
         if time.monotonic() >= deadline:
             return last
         time.sleep(1)
@@ -175,7 +208,7 @@ def standins_up(host: Host, p: dict) -> dict:
     renewed = set()
     for item in standins:
         copy = {**p["notice"], "standin": {"address": item["address"], "port": item["port"]}}
-        text = json.dumps(copy, ensure_ascii=False, indent=4, sort_keys=True) + "\n"
+        text = json.dumps(copy, ensure_ascii=False, indent=4, sort_keys=True)  # as the role wrote it before
         if host.file(os.path.join(standin_dir, f"{item['name']}.json"), text, 0o644):
             renewed.add(item["name"])
     unit_changed = host.file(p["unit_path"], p["unit"], 0o644)
@@ -185,16 +218,19 @@ def standins_up(host: Host, p: dict) -> dict:
             rc, out = host.systemctl("daemon-reload")
             if rc != 0:
                 host.fail(f"systemctl daemon-reload failed: {out}")
+    acted = set()
     for item in standins:  # N4: the conflict stops the component's own unit if it still ran
         unit = f"{UNIT_PREFIX}{item['name']}.service"
         if unit_changed or item["name"] in renewed:
             host.unit_do("restart", unit)
+            acted.add(item["name"])
         elif not host.unit_active(unit):
             host.unit_do("start", unit)
-    if host.module.check_mode and host.changes:
-        return {}  # nothing was started: nothing to ask yet
+            acted.add(item["name"])
     answers = {}
     for item in standins:  # as an app would ask: each answers with the notice, as itself
+        if host.module.check_mode and item["name"] in acted:
+            continue  # a check run started nothing: only the stand-ins already up are asked
         last = answers_with_notice(item["name"], item["address"], item["port"], p["wait"])
         if last:
             host.fail(f"{UNIT_PREFIX}{item['name']} does not answer with the notice on "
@@ -208,7 +244,7 @@ def absent(host: Host, p: dict) -> dict:
     if p["components"] and os.path.exists(p["unit_path"]):
         for name in p["components"]:  # before its maintenance file goes (starting it stops it too)
             unit = f"{UNIT_PREFIX}{name}.service"
-            if host.unit_active(unit):
+            if not host.unit_down(unit):  # running, starting, or waiting to restart
                 host.unit_do("stop", unit)
     for name in p["components"]:
         host.remove(os.path.join(p["app_dir"], f"{name}.json"))
