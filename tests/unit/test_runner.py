@@ -66,3 +66,17 @@ def test_the_same_failure_on_many_hosts_is_said_once_naming_them():
     assert result.summary().splitlines()[1:] == [
         "  counter-0, counter-1, counter-2 and 2 more hosts: Inputs | Require the release manifest: " + same,
         "  core-gs: Deploy | Switch: core-gs: si-core-gs has no PREVIOUS"]
+
+
+def test_a_loop_that_found_its_host_unreachable_says_why_not_all_items_completed():
+    """A loop's first connection (service_control's per-service loop, #17) that cannot reach
+    the host: ssh's reason is on the item, the loop's own msg says only that it completed."""
+    from cutover.ansible.runner import _message
+
+    res = {"msg": "All items completed", "changed": False, "results": [
+        {"unreachable": True, "msg": "Failed to connect to the host via ssh: Connection refused",
+         "__service_control_item": {"name": "si-counter"}, "ansible_loop_var": "__service_control_item",
+         "_ansible_item_label": "si-counter"}]}
+    message, _ = _message(res)
+    assert "Connection refused" in message
+    assert "All items completed" not in message

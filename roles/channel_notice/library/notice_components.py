@@ -77,7 +77,7 @@ class Host:
         """root's, 0755 (anyone may read: the stand-in runs as nobody): made when missing, put
         right when it is not."""
         try:
-            st = os.lstat(path)
+            st = os.stat(path)  # a directory behind a symlink is one too
         except FileNotFoundError:
             self.changes.append(f"created {path}")
             st = None
@@ -105,7 +105,7 @@ class Host:
             return False
         self.changes.append(f"wrote {path}")
         if not self.module.check_mode:
-            self.directory(os.path.dirname(path))
+            os.makedirs(os.path.dirname(path), exist_ok=True)  # a parent it does not own is left as it is
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".si-notice-")
             try:
                 with os.fdopen(fd, "wb") as fh:
@@ -282,7 +282,10 @@ def main() -> None:
     if p["state"] == "present" and p["standins"] and not (p["program"] and p["unit"] and p["program_path"]):
         module.fail_json(msg="stand-ins need the program, its path and the unit")
     host = Host(module)
-    out = present(host, p) if p["state"] == "present" else absent(host, p)
+    try:
+        out = present(host, p) if p["state"] == "present" else absent(host, p)
+    except OSError as exc:  # a full disk, a path in the way: say what was done before it
+        host.fail(f"{exc}; done before it: {'; '.join(host.changes) or 'nothing'}")
     module.exit_json(changed=bool(host.changes), changes=host.changes, **out)
 
 

@@ -96,7 +96,8 @@ class Host:
         self.changes: list[str] = []
 
     def fail(self, msg: str) -> None:
-        self.module.fail_json(msg=msg, changes=self.changes)
+        done = "; ".join(self.changes) or "nothing"
+        self.module.fail_json(msg=f"{msg}; done before it: {done}", changes=self.changes)
 
     def run(self, *argv: str) -> None:
         rc, out, err = self.module.run_command(list(argv))
@@ -107,7 +108,7 @@ class Host:
         """A directory root owns, mode 0755 (programs' directories, readable by their services):
         made when missing, put right when it is not."""
         try:
-            st = os.lstat(path)
+            st = os.stat(path)  # a directory behind a symlink (a data volume) is one too
         except FileNotFoundError:
             self.changes.append(f"created {path}")
             if not self.check:

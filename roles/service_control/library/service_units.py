@@ -112,10 +112,10 @@ class Units:
 
     def command_probe(self, command: str) -> str:
         try:  # split into words, no shell
-            rc, _, err = self.module.run_command(command, handle_exceptions=False)
+            rc, out, err = self.module.run_command(command, handle_exceptions=False)
         except (OSError, ValueError) as exc:  # a program that is not there: kept asking, as before
             return str(exc)
-        return "" if rc == 0 else err.strip() or f"exit code {rc}"
+        return "" if rc == 0 else (err or out).strip() or f"exit code {rc}"
 
     def diagnosis(self, unit: str) -> str:
         _, status = self.systemctl("status", "--no-pager", "--lines=0", unit)

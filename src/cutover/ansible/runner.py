@@ -112,8 +112,9 @@ def _message(res: dict[str, Any]) -> tuple[str, str]:
     """(what failed, what to do about it) from a failed task's result, as Ansible's protocol
     has it: a module's `msg` and, from cutover's own (pg_data's module, data_step), `hint`.
     A command that failed adds the last lines it wrote on stderr, whatever they say."""
-    items = [r for r in res.get("results") or [] if isinstance(r, dict) and r.get("failed")]
-    if items:  # a loop: say which items failed and why, not just "One or more items failed"
+    items = [r for r in res.get("results") or []
+             if isinstance(r, dict) and (r.get("failed") or r.get("unreachable"))]
+    if items:  # a loop: which items failed (or found the host unreachable) and why, not "All items completed"
         found = [(_label(r), *_message(r)) for r in items]
         parts = [f"{label}: {message}" for label, message, _ in found[:5]]
         more = f" (and {len(items) - 5} more)" if len(items) > 5 else ""

@@ -165,10 +165,12 @@ def _provision_hash(hosts: list[LabHost], tag: str, extravars: dict[str, Any]) -
     digest.update(tag.encode())
     digest.update(json.dumps([host.name for host in hosts]).encode())
     digest.update(json.dumps(extravars, sort_keys=True).encode())
-    # everything the provisioning can reach: a reset starts from the images of exactly these
-    # sources, never from an older provisioning's (its roles, filters, the lab's programs)
-    for base in ("inventories/lab", "inventories/lab-ops", "playbooks/lab", "roles", "filter_plugins", "lab",
-                 "ansible.cfg", "pyproject.toml"):
+    # everything the provisioning reaches: a reset starts from the images of exactly these
+    # sources, never from an older provisioning's (the roles it runs, the filters, the lab's
+    # programs and how their tarballs are made)
+    for base in ("inventories/lab", "inventories/lab-ops", "playbooks/lab", "roles/pg_data",
+                 "roles/release_deploy", "filter_plugins", "lab", "ansible.cfg", "pyproject.toml",
+                 "src/cutover/lab/artifacts.py"):
         top = ROOT / base
         for path in sorted(top.rglob("*")) if top.is_dir() else [top]:
             if path.is_file() and "__pycache__" not in path.parts:
@@ -208,14 +210,14 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
     # provisioned before with exactly these inputs: every window host starts from its image, on
     # a reset or when no window host is there at all (after lab.down); a plain lab.up with one
     # host to remake provisions in place, as ever, and leaves the others' state alone
-    fresh = not any(h.name in existing for h in _window_hosts(hosts))
+    fresh = {h.name for h in _window_hosts(hosts)} <= {h.name for h in _to_recreate(hosts, tag, existing)}
     images = _snapshots(hosts, phash) if provisioned and (reset or fresh) else {}
     created = _reconcile_containers(hosts, tag, say, images=images)
     _wait_ssh(hosts)
     if provisioned:
         LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": None}, indent=2))
         _provision(len(hosts), extravars, say, progress_factory, reset=reset, ops_only=bool(images))
-        if not images:
+        if not images and not _snapshots(hosts, phash):  # kept once per provisioning's inputs
             _keep_snapshots(hosts, phash, say)
     if provisioned or not LAB_JOURNAL_PGPASS.exists() or LAB_JOURNAL_PGPASS.stat().st_mode & 0o077:
         _write_journal_pgpass()
