@@ -10,11 +10,16 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import yaml
 
 from cutover.ansible import run_playbook
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tarball(path, version):
@@ -28,11 +33,12 @@ def _tarball(path, version):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _deploy(tmp_path, version, *, check=False, keep=2):
+def _deploy(tmp_path, version, *, check=False, keep=2, sha=None, fails=False):
     art = tmp_path / "artifacts"
     art.mkdir(exist_ok=True)
     tarball = art / f"demo-{version}.tar.gz"
-    sha = _tarball(tarball, version) if not tarball.exists() else hashlib.sha256(tarball.read_bytes()).hexdigest()
+    made = _tarball(tarball, version) if not tarball.exists() else hashlib.sha256(tarball.read_bytes()).hexdigest()
+    sha = sha or made
     play = tmp_path / f"deploy-{version}.yml"
     play.write_text(yaml.safe_dump([{
         "name": "Deploy", "hosts": "localhost", "gather_facts": False,
@@ -52,6 +58,9 @@ def _deploy(tmp_path, version, *, check=False, keep=2):
         "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}}))
     result = run_playbook(play, inv, ident=f"deploy-{version}", artifacts_dir=tmp_path / f"art-{version}-{check}",
                           check=check)
+    if fails:
+        assert not result.ok
+        return result
     assert result.ok, result.summary()
     return json.loads((tmp_path / f"said-{version}-{check}.json").read_text())
 
@@ -103,3 +112,70 @@ def test_a_check_run_touches_nothing(tmp_path):
     assert f"switched {tmp_path}/opt/demo/current -> {tmp_path}/opt/demo/releases/2.0" in said["changes"]
     assert sorted(str(p) for p in tmp_path.joinpath("opt").rglob("*")) == before
     assert os.readlink(tmp_path / "opt/demo/current") == str(tmp_path / "opt/demo/releases/1.0")
+
+
+def _staged(tmp_path):
+    return {p.name: p.stat() for p in (tmp_path / "cache").iterdir()}
+
+
+def test_a_rerun_sends_nothing_and_a_staged_copy_changed_on_the_host_is_sent_again(tmp_path):
+    _deploy(tmp_path, "1.0")
+    before = _staged(tmp_path)
+    assert [name.endswith("-demo-1.0.tar.gz") for name in before] == [True]
+    assert _deploy(tmp_path, "1.0")["changed"] is False
+    assert {n: s.st_ino for n, s in _staged(tmp_path).items()} == {n: s.st_ino for n, s in before.items()}
+
+    (copy,) = (tmp_path / "cache").iterdir()
+    copy.write_bytes(b"not the release")  # changed on the host after staging
+    said = _deploy(tmp_path, "1.0")
+    assert said["changes"] == [f"staged {copy}"]  # sent again; the release itself was in place
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == copy.name.split("-")[0]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [copy.name]  # no .partial left
+
+
+def test_an_artifact_that_is_not_the_manifests_is_refused_on_the_controller_and_nothing_reaches_the_host(tmp_path):
+    result = _deploy(tmp_path, "1.0", sha="0" * 64, fails=True)
+    said = result.summary()
+    assert "demo-1.0.tar.gz: sha256 " in said
+    assert f"does not match the release manifest ({'0' * 64})" in said
+    assert "nothing was installed" in said
+    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "opt").exists()
+
+
+def test_a_copy_that_arrives_damaged_is_refused_in_the_cache_and_nothing_is_unpacked(tmp_path):
+    """The module alone, as Ansible runs it (its arguments in a file): what the controller sent
+    is checked before it is renamed into place."""
+    tarball = tmp_path / "demo-1.0.tar.gz"
+    sha = _tarball(tarball, "1.0")
+    damaged = tmp_path / "upload"
+    damaged.write_bytes(tarball.read_bytes()[:-1])
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {
+        "components": [{"name": "demo", "version": "1.0", "artifact": str(tarball), "sha256": sha}],
+        "root": str(tmp_path / "opt"), "cache": str(tmp_path / "cache"), "host": "h1",
+        "uploads": {sha: str(damaged)}}}))
+    module = ROOT / "roles/release_deploy/library/release_install.py"
+    done = subprocess.run([sys.executable, str(module), str(args)], capture_output=True, text=True, check=False)
+    said = json.loads(done.stdout)
+    assert said["failed"] is True
+    assert f"the copy of {sha}-demo-1.0.tar.gz sent to h1 does not match sha256 {sha}" in said["msg"]
+    assert "nothing was unpacked" in said["msg"]
+    assert list((tmp_path / "cache").iterdir()) == []  # the damaged copy is not kept, not even as .partial
+    assert not (tmp_path / "opt").exists()
+
+
+def test_the_module_asks_for_what_the_host_lacks_and_does_nothing_else(tmp_path):
+    tarball = tmp_path / "demo-1.0.tar.gz"
+    sha = _tarball(tarball, "1.0")
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {
+        "components": [{"name": "demo", "version": "1.0", "artifact": str(tarball), "sha256": sha.upper()}],
+        "root": str(tmp_path / "opt"), "cache": str(tmp_path / "cache")}}))
+    module = ROOT / "roles/release_deploy/library/release_install.py"
+    done = subprocess.run([sys.executable, str(module), str(args)], capture_output=True, text=True, check=False)
+    said = json.loads(done.stdout)
+    assert said["send"] == [sha]
+    assert said["changed"] is False
+    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "opt").exists()

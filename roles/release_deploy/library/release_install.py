@@ -1,12 +1,15 @@
 #!/usr/bin/python3
-"""Install a host's staged releases and switch each component to its new one (release_deploy).
+"""Stage a host's releases, install them and switch each component to its new one (release_deploy).
 
 #17: the install was a looped task per step (check, unpack, rename, record, link, switch,
 list, prune), about fifteen round trips per host and most of the deploy. This module does the
 same steps on the host in one call, over every component, in the same order and with the
-same guarantees (N8, N18):
+same guarantees (N8, N18). Its action (action_plugins/release_install.py) checks the artifacts
+on the controller, asks this module which ones the host lacks (`send`, nothing done then) and
+sends only those; a host that has them all takes one call.
 
-- each staged artifact's sha256 is checked before anything is unpacked;
+- each staged artifact's sha256 is checked before anything is unpacked, and a copy sent by the
+  controller is checked in the cache before it is renamed into place;
 - a release is unpacked into `<version>.partial` and renamed into place only when complete;
 - the way back is recorded first (PREVIOUS names the release current pointed to) and the
   rename of the new link over `current` is the last act: a kill at any point leaves PREVIOUS
@@ -21,9 +24,12 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: release_install
-short_description: Unpack staged releases and switch each component's current atomically
+short_description: Stage and unpack releases and switch each component's current atomically
 description:
-  - Checks the sha256 of every staged artifact (CACHE/SHA256-BASENAME), unpacks each
+  - Without C(uploads) for every missing or wrong staged artifact, returns C(send) (their
+    sha256) and does nothing else; the action sends them and calls again.
+  - Stages each sent copy (CACHE/SHA256-BASENAME, checked before it is renamed into place),
+    checks the sha256 of every staged artifact, unpacks each
     component's release into ROOT/NAME/releases/VERSION (through VERSION.partial), records
     PREVIOUS, moves ROOT/NAME/current with a symlink and a rename, and prunes old releases.
   - Returns C(moved) (the components whose current moved) and C(restart) (their units).
@@ -33,6 +39,7 @@ options:
   cache: {type: path, required: true, description: Where the artifacts were staged on the host.}
   keep: {type: int, default: 3, description: Releases kept per component (never fewer than 2).}
   host: {type: str, default: "", description: The host's name in failure messages.}
+  uploads: {type: dict, default: {}, description: "{sha256: path on the host} of the copies sent this run."}
 """
 
 import hashlib
@@ -160,15 +167,49 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def check_staged(host: Host, p: dict) -> None:
-    """Every staged copy must be the manifest's before anything is unpacked (a check run did
-    not stage it: the real run's copy will replace what is there)."""
-    staged = {staged_path(p["cache"], c): str(c["sha256"]).lower() for c in p["components"]}
-    for path, sha in sorted(staged.items()):
-        found = sha256_of(path) if os.path.isfile(path) else "(missing)"
-        if found != sha and not host.check:
-            host.fail(f"staged {posixpath.basename(path)} on {p['host'] or 'this host'} does not match "
-                      f"sha256 {sha} (found {found}); nothing was unpacked")
+def staged(p: dict) -> dict[str, str]:
+    """{sha256: where its copy is staged}, each distinct artifact once (under the first
+    component's file name: two components may name one tarball differently)."""
+    paths: dict[str, str] = {}
+    for component in p["components"]:
+        paths.setdefault(str(component["sha256"]).lower(), staged_path(p["cache"], component))
+    return paths
+
+
+def unstaged(p: dict) -> list[str]:
+    """The artifacts (sha256) whose staged copy is missing or not the manifest's."""
+    return sorted(sha for sha, path in staged(p).items()
+                  if not (os.path.isfile(path) and sha256_of(path) == sha))
+
+
+def stage(host: Host, p: dict, missing: list[str]) -> None:
+    """Every staged copy must be the manifest's before anything is unpacked: a copy the
+    controller sent (`uploads`) is copied into the cache through `.partial`, checked there and
+    renamed into place. A check run stages nothing."""
+    host.directory(p["cache"])
+    paths = staged(p)
+    for sha in missing:
+        path = paths[sha]
+        name = posixpath.basename(path)
+        if host.check:
+            host.changes.append(f"staged {path}")
+            continue
+        sent = p["uploads"].get(sha)
+        if not sent or not os.path.isfile(sent):
+            host.fail(f"{name} is not staged on {p['host'] or 'this host'} and was not sent; "
+                      "nothing was unpacked")
+        partial = path + ".partial"
+        shutil.copyfile(sent, partial)
+        found = sha256_of(partial)
+        if found != sha:
+            os.unlink(partial)
+            host.fail(f"the copy of {name} sent to {p['host'] or 'this host'} does not match sha256 {sha} "
+                      f"(found {found}); nothing was unpacked")
+        os.chmod(partial, 0o644)
+        if os.geteuid() == 0:
+            os.chown(partial, 0, 0)
+        os.replace(partial, path)
+        host.changes.append(f"staged {path}")
 
 
 def unpack(host: Host, p: dict) -> None:
@@ -184,7 +225,7 @@ def unpack(host: Host, p: dict) -> None:
         shutil.rmtree(partial, ignore_errors=True)  # what an interrupted unpack left behind
         os.makedirs(partial)
         os.chmod(partial, 0o755)  # noqa: S103 (as above)
-        host.run("tar", "--extract", "--no-same-owner", "--file", staged_path(p["cache"], component),
+        host.run("tar", "--extract", "--no-same-owner", "--file", staged(p)[str(component["sha256"]).lower()],
                  "--directory", partial)
         os.rename(partial, final)  # complete: into place
 
@@ -247,6 +288,8 @@ def main() -> None:
             "cache": {"type": "path", "required": True},
             "keep": {"type": "int", "default": 3},
             "host": {"type": "str", "default": ""},
+            # {sha256: path on the host} of the copies the action sent this run
+            "uploads": {"type": "dict", "default": {}},
         },
         supports_check_mode=True,
     )
@@ -258,10 +301,15 @@ def main() -> None:
         if "/" in str(component["name"]) + str(component["version"]) or {
                 str(component["name"]), str(component["version"])} & {".", ".."}:
             module.fail_json(msg=f"component {component['name']!r}: name and version are directory names")
+    p["uploads"] = {str(sha).lower(): path for sha, path in (p["uploads"] or {}).items()}
     host = Host(module)
     moved: list[str] = []
     try:
-        check_staged(host, p)
+        missing = unstaged(p)
+        ask = [sha for sha in missing if sha not in p["uploads"]]
+        if ask and not host.check:  # nothing done: the action sends these, then calls again
+            module.exit_json(changed=False, send=ask)
+        stage(host, p, missing)
         unpack(host, p)
         moved, before = switch(host, p)
         prune(host, p, before)
