@@ -201,3 +201,35 @@ def test_a_statement_that_reaches_beyond_its_record_is_rolled_back_and_removes_n
     with psycopg.connect(f"{pg['dsn']} dbname=si_qyyl") as conn:
         assert conn.execute("SELECT count(*) FROM approval WHERE kind <> %s", (MARK,)).fetchone()[0] == real
         conn.execute("DELETE FROM approval WHERE kind = %s", (MARK,))  # the check's own record, as the message says
+
+
+def test_a_service_that_redirects_the_transaction_elsewhere_is_refused_and_the_other_place_gets_nothing(
+        tmp_path, pg, services):
+    """#17: the check is one module call on the host now; as the `uri` calls before it, it proves
+    the service it was sent to, never one a redirect names (here the real core, which would
+    accept the transaction)."""
+    core = services["core"]
+
+    class _Elsewhere(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(307)
+            self.send_header("Location", f"{core}{self.path.lstrip('/')}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Elsewhere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    before = _state(pg)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        result = _smoke(tmp_path, pg, url, ["approval"], "redirect")
+    finally:
+        server.shutdown()
+    assert not result.ok
+    said = " ".join(f.message for f in result.failures)
+    assert f"{url}approval refused the qyyl approval transaction (status 307)" in said
+    assert _state(pg) == before  # the core never saw it

@@ -2,42 +2,35 @@
 each, and what the services answered: the records to read back and remove, and the refusals
 to report. Plain Python, unit-tested (tests/unit/test_business_smoke_filter.py), because
 every answer comes from a host and is treated as hostile: only a plain decimal id is ever
-used, and what is shown of an answer is short and free of control characters."""
+used, and what is shown of an answer is short and free of control characters. What is read
+from the answers is the module's too (the read-back runs on the host in the call that sent the
+transactions), so it lives in the role's module_utils and is loaded from there."""
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-MOST = 200
-RECORD_ID = re.compile(r"[0-9]{1,18}")
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+def _answers():
+    path = Path(__file__).resolve().parents[1] / "module_utils" / "smoke_answers.py"
+    spec = importlib.util.spec_from_file_location("business_smoke_answers", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+_ANSWERS = _answers()
+_records = _ANSWERS._records
+smoke_records = _ANSWERS.smoke_records
+smoke_refusals = _ANSWERS.smoke_refusals
+
 DATABASES = ("line", "tax")
 TAX_DB_KEYS = ("host", "port", "user", "password", "sslmode", "db")
 FUNCTION = re.compile(r"[a-z][a-z0-9_-]{0,62}")  # as plan.check's smoke_checks: no slash, query or host
-
-
-def _shown(result: Mapping[str, Any]) -> str:
-    text = result.get("content")
-    if not isinstance(text, str):
-        answer = result.get("json") if "json" in result else result.get("msg", "")
-        text = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
-    text = CONTROL.sub("?", text)
-    return text if len(text) <= MOST else text[:MOST] + "…"
-
-
-def _id(result: Mapping[str, Any], field: str = "id") -> int | None:
-    answer = result.get("json")
-    value = answer.get(field) if isinstance(answer, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        return None
-    return int(value) if RECORD_ID.fullmatch(str(value)) else None
-
-
-def _records(transaction: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return list(transaction.get("records") or [])
 
 
 def _complete(tax_db: Any) -> bool:
@@ -73,43 +66,6 @@ def smoke_sends(urls: Iterable[str], lines: Iterable[str], names: Iterable[str],
     return [{"url": url, "line": line, "name": name, "path": catalog[name]["path"],
              "body": {**catalog[name]["body"], "line": line}}
             for url in urls for line in lines for name in names]
-
-
-def smoke_records(results: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every record an answer names with a plain id, for each read-back of its transaction:
-    {url, line, name, database, sql, id, accepted}. A refusal that names a record all the
-    same (a service that wrote, then failed) is taken back too: `accepted` is false."""
-    out = []
-    for result in results:
-        send = result["item"]
-        for record in _records(catalog[send["name"]]):
-            found = _id(result, record.get("id_from", "id"))
-            if found is not None:
-                out.append({"url": send["url"], "line": send["line"], "name": send["name"],
-                            "path": send["path"], "database": record["database"], "sql": record["sql"],
-                            "id": found, "accepted": result.get("status") == 200})
-    return out
-
-
-def smoke_refusals(results: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any]) -> list[str]:
-    """Why each other answer proves nothing: the service, the line, the transaction, its status
-    and answer."""
-    out = []
-    for result in results:
-        send = result["item"]
-        what = f"{send['url']}{send['path']}"
-        if result.get("status") != 200:
-            status = result.get("status", "none")
-            out.append(f"{what} refused the {send['line']} {send['name']} transaction (status {status}): "
-                       f"{_shown(result)}")
-            continue
-        missing = [r.get("id_from", "id") for r in _records(catalog[send["name"]])
-                   if _id(result, r.get("id_from", "id")) is None]
-        if missing:
-            ids = " or ".join(dict.fromkeys(missing))
-            out.append(f"{what} accepted the {send['line']} {send['name']} transaction but answered "
-                       f"no record {ids}: {_shown(result)}")
-    return out
 
 
 class FilterModule:
