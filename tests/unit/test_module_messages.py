@@ -26,3 +26,14 @@ def test_what_a_host_says_is_shown_short_and_without_control_characters(module):
     assert len(said) <= 201
     assert m.shown("line one\nline two", lines=True) == "line one\nline two"
     assert m.shown("line one\nline two") == "line one\\x0aline two"
+
+
+def test_every_module_runs_with_the_python_the_inventory_names_for_the_host():
+    """A module whose first line names python3 runs with /usr/bin/python3 whatever the host's
+    ansible_python_interpreter says (Ansible looks up ansible_python3_interpreter instead): on a
+    host whose database driver is in another Python, the smoke check's read-back found no
+    psycopg. `#!/usr/bin/python` is the line Ansible replaces with the host's interpreter."""
+    modules = sorted(ROOT.glob("roles/*/library/*.py")) + sorted(ROOT.glob("playbooks/*/library/*.py"))
+    assert len(modules) >= 7
+    first_lines = {m.relative_to(ROOT).as_posix(): m.read_text().splitlines()[0] for m in modules}
+    assert {path: line for path, line in first_lines.items() if line != "#!/usr/bin/python"} == {}

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python
 """Send a host's own services a list of requests, each with the status it must answer (N2).
 
 #17: the freeze's check was a looped uri task per kind of request, a round trip per request

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python
 """The components' side of the friendly notice on one host, in one call (roles/channel_notice).
 
 #17: a task per file and per unit was a round trip each; at 110 county counters the stop spent

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python
 """The pg_data role's module: freeze, snapshot, verify and restore the line databases (N5,
 N18) on their own host, as the postgres user, with the standard library, Ansible's
 module_utils and the PostgreSQL client tools only. The work is in the role's module_utils

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python
 """Stage a host's releases, install them and switch each component to its new one (release_deploy).
 
 #17: the install was a looped task per step (check, unpack, rename, record, link, switch,

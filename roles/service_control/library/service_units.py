@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python
 """Bring a host's services to a state in order, and wait until each really is (service_control).
 
 #17: the role used to include a task file per service, six tasks each, so a host with one

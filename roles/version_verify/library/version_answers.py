@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python
 """Ask every file, HTTP and command probe of a host's components in one call (version_verify).
 
 #17: a looped task per kind of probe was three round trips per host, the costliest tasks of
