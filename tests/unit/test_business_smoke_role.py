@@ -108,12 +108,12 @@ def _state(pg) -> dict:
     return {"counts": counts, "balance": balance, "marked": marked, "booked": booked}
 
 
-def _smoke(tmp_path: Path, pg, url: str, transactions: list[str], ident: str, catalog: dict | None = None):
+def _smoke(tmp_path: Path, pg, url: str | list[str], transactions: list[str], ident: str, catalog: dict | None = None):
     book = tmp_path / "smoke.yml"
     book.write_text(yaml.safe_dump([{
         "name": "Smoke", "hosts": "gateway", "gather_facts": False,
         "tasks": [{"name": "Smoke", "ansible.builtin.include_role": {"name": "business_smoke"}, "vars": {
-            "business_smoke_urls": [url], "business_smoke_lines": ["qyyl"],
+            "business_smoke_urls": url if isinstance(url, list) else [url], "business_smoke_lines": ["qyyl"],
             "business_smoke_transactions": transactions,
             "business_smoke_catalog": "{{ si_smoke_transactions }}",
             "business_smoke_line_databases": {"qyyl": {"db": "si_qyyl"}},
@@ -233,3 +233,56 @@ def test_a_service_that_redirects_the_transaction_elsewhere_is_refused_and_the_o
     said = " ".join(f.message for f in result.failures)
     assert f"{url}approval refused the qyyl approval transaction (status 307)" in said
     assert _state(pg) == before  # the core never saw it
+
+
+class _CutOff(BaseHTTPRequestHandler):
+    """A service that refuses with a body it never finishes (chunked, the connection dropped),
+    or, on /deep, accepts with JSON nested deeper than any parser goes."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.startswith("/deep"):
+            data = ("[" * 30000 + "]" * 30000).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"40\r\n{\"half\": ")  # promises 64 bytes, sends 9, hangs up
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("path", ["", "deep/"])
+def test_an_answer_that_breaks_off_or_cannot_be_parsed_fails_the_check_and_the_others_records_are_removed(
+        tmp_path, pg, services, path):
+    """#17: one module call sends everything and reads everything back; one service's broken
+    answer must neither crash it nor keep the good service's record from being removed."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CutOff)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    before = _state(pg)
+    bad = f"http://127.0.0.1:{server.server_address[1]}/{path}"
+    try:
+        result = _smoke(tmp_path, pg, [services["core"], bad], ["approval"], "cut-off")
+    finally:
+        server.shutdown()
+    assert not result.ok
+    said = " ".join(f.message for f in result.failures)
+    if path:
+        assert f"{bad}approval accepted the qyyl approval transaction but answered no record id" in said
+    else:
+        assert f"{bad}approval refused the qyyl approval transaction (status 503)" in said
+        assert "its body could not be read" in said
+    assert services["core"] not in said.split("(every record")[0]  # the good one passed
+    assert "Traceback" not in said
+    assert _state(pg) == before  # the record the good service wrote was removed

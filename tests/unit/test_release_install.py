@@ -154,7 +154,7 @@ def test_a_copy_that_arrives_damaged_is_refused_in_the_cache_and_nothing_is_unpa
     args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {
         "components": [{"name": "demo", "version": "1.0", "artifact": str(tarball), "sha256": sha}],
         "root": str(tmp_path / "opt"), "cache": str(tmp_path / "cache"), "host": "h1",
-        "uploads": {sha: str(damaged)}}}))
+        "uploads": {sha: str(damaged)}, "through_action": True}}))
     module = ROOT / "roles/release_deploy/library/release_install.py"
     done = subprocess.run([sys.executable, str(module), str(args)], capture_output=True, text=True, check=False)
     said = json.loads(done.stdout)
@@ -165,17 +165,47 @@ def test_a_copy_that_arrives_damaged_is_refused_in_the_cache_and_nothing_is_unpa
     assert not (tmp_path / "opt").exists()
 
 
-def test_the_module_asks_for_what_the_host_lacks_and_does_nothing_else(tmp_path):
+def _module(tmp_path, **extra):
     tarball = tmp_path / "demo-1.0.tar.gz"
     sha = _tarball(tarball, "1.0")
     args = tmp_path / "args.json"
     args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {
         "components": [{"name": "demo", "version": "1.0", "artifact": str(tarball), "sha256": sha.upper()}],
-        "root": str(tmp_path / "opt"), "cache": str(tmp_path / "cache")}}))
+        "root": str(tmp_path / "opt"), "cache": str(tmp_path / "cache"), **extra}}))
     module = ROOT / "roles/release_deploy/library/release_install.py"
     done = subprocess.run([sys.executable, str(module), str(args)], capture_output=True, text=True, check=False)
-    said = json.loads(done.stdout)
+    return sha, json.loads(done.stdout)
+
+
+def test_the_module_asks_its_action_for_what_the_host_lacks_and_does_nothing_else(tmp_path):
+    sha, said = _module(tmp_path, through_action=True)
     assert said["send"] == [sha]
     assert said["changed"] is False
     assert not (tmp_path / "cache").exists()
     assert not (tmp_path / "opt").exists()
+
+
+def test_the_module_alone_refuses_a_host_that_lacks_an_artifact_instead_of_passing_without_installing(tmp_path):
+    _, said = _module(tmp_path)
+    assert said["failed"] is True
+    assert "demo-1.0.tar.gz: not staged on this host; run the release_deploy role" in said["msg"]
+    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "opt").exists()
+
+
+def test_a_staged_copy_someone_else_could_change_is_sent_again_and_never_unpacked(tmp_path):
+    """The copy is the manifest's, but another user may write to it (or to the staging
+    directory): it could be swapped after the check and before tar runs as root."""
+    _deploy(tmp_path, "1.0")
+    (copy,) = (tmp_path / "cache").iterdir()
+    inode = copy.stat().st_ino
+    copy.chmod(0o666)
+    _deploy(tmp_path, "2.0")  # stages 2.0; 1.0's copy is not needed, so it stays as it is
+    said = _deploy(tmp_path, "1.0")  # back to 1.0: its copy is not trusted
+    assert f"staged {copy}" in said["changes"]
+    assert copy.stat().st_ino != inode
+    assert oct(copy.stat().st_mode & 0o777) == "0o644"
+    (tmp_path / "cache").chmod(0o777)
+    said = _deploy(tmp_path, "1.0")
+    assert said["changes"][:2] == [f"set {tmp_path}/cache to root's, 0755", f"staged {copy}"]
+    assert oct((tmp_path / "cache").stat().st_mode & 0o777) == "0o755"

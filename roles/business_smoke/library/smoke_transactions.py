@@ -31,20 +31,19 @@ options:
   check: {type: str, required: true, description: The X-Cutover-Check header's value.}
   timeout: {type: int, default: 30, description: Seconds each request and connection waits.}
   line_db: {type: dict, required: true, description: "{host, port, user, password, sslmode, sslrootcert}"}
-  line_databases: {type: dict, required: true, description: "{LINE: {db: NAME}}"}
+  line_databases: {type: dict, required: true, description: "{LINE: database name}"}
   tax_db: {type: dict, default: {}, description: "{host, port, user, password, sslmode, sslrootcert, db}"}
 """
 
 import contextlib
-import http.client
 import json
 import urllib.error
 import urllib.request
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.smoke_answers import smoke_records
 
-READ = 65536
+READ = 4 << 20  # what is read of an answer: a record echoed whole fits; more is said to be cut
 # The inventory's statement (plan.check: one statement, %(id)s only) runs inside this guard:
 # unless it touched exactly its one record, the whole statement fails and is rolled back, so a
 # statement that would reach other rows (a `>=` for `=`, an OR) changes nothing.
@@ -64,50 +63,70 @@ OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def send(item: dict, check: str, timeout: int) -> dict:
-    """One transaction, answered as `uri` answers (status -1: no HTTP answer at all)."""
+    """One transaction, answered as `uri` answers (status -1: no HTTP answer at all). Nothing a
+    service answers raises: a body cut off, stalled or nested too deep is an answer that names
+    no record, and the records the other services named are still read back and removed."""
     req = urllib.request.Request(f"{item['url']}{item['path']}", data=json.dumps(item["body"]).encode(),  # noqa: S310
                                  method="POST", headers={"Content-Type": "application/json",
                                                          "X-Cutover-Check": check})
     try:
-        with OPENER.open(req, timeout=timeout) as answer:  # the host's own services
-            status, body, kind = answer.status, answer.read(READ), answer.headers.get_content_subtype()
-    except urllib.error.HTTPError as answer:
-        status, body, kind = answer.code, answer.read(READ), answer.headers.get_content_subtype()
-    except (OSError, ValueError, http.client.HTTPException) as exc:
+        answer = OPENER.open(req, timeout=timeout)  # the host's own services
+    except urllib.error.HTTPError as refused:
+        answer = refused
+    except Exception as exc:  # no HTTP answer at all: refused, reset, timed out, not HTTP
         return {"item": item, "status": -1, "msg": f"Status code was -1 and not [200]: Request failed: {exc}"}
+    status = answer.status if answer.status is not None else answer.code
+    kind = answer.headers.get_content_subtype() if answer.headers is not None else ""
+    try:
+        body = answer.read(READ + 1)
+        cut = "" if len(body) <= READ else f" (answer cut at {READ} bytes)"
+        body = body[:READ]
+    except Exception as exc:  # the status came, the body did not (cut off, stalled)
+        body, cut = b"", f" (its body could not be read: {exc})"
+    finally:
+        answer.close()
     content = body.decode("utf-8", "replace")
-    said = f"OK ({len(body)} bytes)" if status == 200 else f"Status code was {status} and not [200]"
-    result = {"item": item, "status": status, "content": content, "msg": said}
-    if "json" in kind:  # as uri: JSON only when the answer says it is
-        with contextlib.suppress(ValueError):
+    said = (f"OK ({len(body)} bytes)" if status == 200 else f"Status code was {status} and not [200]") + cut
+    result = {"item": item, "status": status, "content": content + cut, "msg": said}
+    if "json" in kind and not cut:  # as uri: JSON only when the answer says it is
+        with contextlib.suppress(ValueError, RecursionError):
             result["json"] = json.loads(content)
     return result
 
 
-def connect(conn: dict, db: str, timeout: int):
-    try:  # imported here: a missing driver is a record reported unread, not a crash
-        import psycopg as driver  # noqa: PLC0415
-    except ImportError as first:  # a host with psycopg2 only, as postgresql_query accepts
+def database_driver():
+    """psycopg, or psycopg2 (as postgresql_query accepts); None when the host has neither."""
+    try:
+        import psycopg  # noqa: PLC0415 (a missing driver is said before anything is sent)
+    except ImportError:
         try:
-            import psycopg2 as driver  # noqa: PLC0415
+            import psycopg2  # noqa: PLC0415
         except ImportError:
-            raise first from None
+            return None
+        return psycopg2
+    return psycopg
+
+
+def connect(driver, conn: dict, db: str, timeout: int):
     kwargs = {"host": conn["host"], "port": int(conn["port"]), "user": conn["user"],
               "password": conn["password"], "dbname": db, "sslmode": conn["sslmode"],
               "connect_timeout": timeout, "application_name": "cutover-smoke"}
     if conn.get("sslrootcert"):
         kwargs["sslrootcert"] = conn["sslrootcert"]
+    if hasattr(driver, "ClientCursor"):  # psycopg 3: bind %(id)s on the client, as postgresql_query did
+        kwargs["cursor_factory"] = driver.ClientCursor
     return driver.connect(**kwargs)
 
 
-def read_back(record: dict, p: dict) -> dict:
-    """Run the record's statement for its id inside the guard, in a transaction of its own."""
+def read_back(driver, record: dict, p: dict) -> dict:
+    """Run the record's statement for its id inside the guard, in a transaction of its own.
+    Whatever goes wrong is this record's failure, never the others'."""
     if record["database"] == "line":
-        conn_args, db = p["line_db"], (p["line_databases"].get(record["line"]) or {}).get("db", "")
+        conn_args, db = p["line_db"], str(p["line_databases"].get(record["line"]) or "")
     else:
-        conn_args, db = p["tax_db"], p["tax_db"].get("db", "")
+        conn_args, db = p["tax_db"], str(p["tax_db"].get("db") or "")
     try:
-        conn = connect(conn_args, db, p["timeout"])
+        conn = connect(driver, conn_args, db, p["timeout"])
     except Exception as exc:  # any driver's error: the record is reported unread
         return {"item": record, "failed": True, "msg": f"could not connect to {db}: {exc}"}
     try:
@@ -117,10 +136,12 @@ def read_back(record: dict, p: dict) -> dict:
         conn.commit()
         return {"item": record, "failed": False, "query_result": [{"touched": row[0]} for row in rows]}
     except Exception as exc:  # the guard's refusal is an error too; rolled back
-        conn.rollback()
+        with contextlib.suppress(Exception):  # a dropped connection cannot: nothing was committed
+            conn.rollback()
         return {"item": record, "failed": True, "msg": f"Cannot execute SQL in {db}: {exc}"}
     finally:
-        conn.close()
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def main() -> None:
@@ -128,8 +149,9 @@ def main() -> None:
                 "user": {"type": "str", "required": True},
                 "password": {"type": "str", "required": True, "no_log": True},
                 "sslmode": {"type": "str", "required": True}, "sslrootcert": {"type": "str", "default": ""}}
-    # the tax side's is needed only by a transaction read back there (the role refuses one without it)
-    tax = {key: {**spec, "required": False} for key, spec in database.items()} | {"db": {"type": "str"}}
+    tax = {key: {**spec, "required": False} for key, spec in database.items()}
+    tax["db"] = {"type": "str", "default": ""}
+    tax["port"] = {"type": "int", "default": 0}
     module = AnsibleModule(
         argument_spec={
             "sends": {"type": "list", "elements": "dict", "required": True},
@@ -137,15 +159,24 @@ def main() -> None:
             "check": {"type": "str", "required": True},
             "timeout": {"type": "int", "default": 30},
             "line_db": {"type": "dict", "required": True, "options": database},
-            "line_databases": {"type": "dict", "required": True},
+            "line_databases": {"type": "dict", "required": True},  # {LINE: database name}
+            # the tax side's, only for a transaction read back there (the role refuses one without it)
             "tax_db": {"type": "dict", "default": {}, "options": tax},
         },
         supports_check_mode=True,
     )
     p = module.params
-    sent = [send(item, p["check"], p["timeout"]) for item in p["sends"]]
-    # every record a service named, accepted or not, so that none stays behind
-    read = [read_back(record, p) for record in smoke_records(sent, p["catalog"])]
+    driver = database_driver()
+    if driver is None:
+        module.fail_json(msg=missing_required_lib("psycopg (or psycopg2), to read the records back")
+                         + "; nothing was sent")
+    sent: list[dict] = []
+    read: list[dict] = []
+    try:
+        for item in p["sends"]:
+            sent.append(send(item, p["check"], p["timeout"]))
+    finally:  # every record a service named, accepted or not, so that none stays behind
+        read = [read_back(driver, record, p) for record in smoke_records(sent, p["catalog"])]
     module.exit_json(changed=False, sent=sent, read=read)
 
 

@@ -59,6 +59,7 @@ class ActionModule(ActionBase):
         if wrong:  # before the host is asked anything
             return {**result, "failed": True, "changed": False,
                     "msg": "; ".join(wrong) + "; nothing was installed."}
+        args["through_action"] = True
         answer = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
         send = answer.get("send") or []
         if answer.get("failed") or not send:
@@ -68,7 +69,8 @@ class ActionModule(ActionBase):
             return {**result, "failed": True, "changed": False,
                     "msg": f"the host asked for artifacts this task does not have: {', '.join(unknown)}"}
         try:
-            tmpdir = self._make_tmp_path()
+            # the module's own run may have made it already (without pipelining)
+            tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
             uploads = {}
             for sha in send:
                 remote = self._connection._shell.join_path(tmpdir, f"{sha}-{os.path.basename(wanted[sha])}")

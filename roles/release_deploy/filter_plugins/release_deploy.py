@@ -27,16 +27,6 @@ def _points_at(stat_result: dict[str, Any], root: str) -> str:
     return posixpath.normpath(posixpath.join(home, target))
 
 
-def release_deploy_artifacts(components: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The distinct artifacts of a host's components, each once: a host whose five
-    components come from one tarball gets it copied and checked once, not five times."""
-    seen: dict[str, dict[str, str]] = {}
-    for component in components:
-        sha = str(component["sha256"]).lower()
-        seen.setdefault(sha, {"artifact": str(component["artifact"]), "sha256": sha})
-    return list(seen.values())
-
-
 def _named(result: dict[str, Any]) -> str | None:
     """The release a looped `slurp` of PREVIOUS names, or None (no file, or not a release name)."""
     if "content" not in result:
@@ -76,7 +66,6 @@ def release_deploy_release_dir(component: dict[str, Any], root: str) -> str:
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
-            "release_deploy_artifacts": release_deploy_artifacts,
             "release_deploy_back": release_deploy_back,
             "release_deploy_release_dir": release_deploy_release_dir,
         }

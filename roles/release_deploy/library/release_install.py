@@ -40,16 +40,25 @@ options:
   keep: {type: int, default: 3, description: Releases kept per component (never fewer than 2).}
   host: {type: str, default: "", description: The host's name in failure messages.}
   uploads: {type: dict, default: {}, description: "{sha256: path on the host} of the copies sent this run."}
+  through_action:
+    type: bool
+    default: false
+    description: Set by the role's action; alone, a missing artifact fails the host.
 """
 
+import contextlib
 import hashlib
 import os
 import posixpath
+import re
 import shutil
 import stat
+import subprocess
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def release_dir(root: str, component: dict) -> str:
@@ -105,11 +114,6 @@ class Host:
     def fail(self, msg: str) -> None:
         done = "; ".join(self.changes) or "nothing"
         self.module.fail_json(msg=f"{msg}; done before it: {done}", changes=self.changes)
-
-    def run(self, *argv: str) -> None:
-        rc, out, err = self.module.run_command(list(argv))
-        if rc != 0:
-            self.fail(f"{' '.join(argv)} failed (rc={rc}): {(err or out).strip()}")
 
     def directory(self, path: str) -> None:
         """A directory root owns, mode 0755 (programs' directories, readable by their services):
@@ -176,16 +180,29 @@ def staged(p: dict) -> dict[str, str]:
     return paths
 
 
+def trusted(path: str, kind: int, mode: int) -> bool:
+    """Only root can have changed it: root's (when this runs as root), of this kind, not a
+    symlink, writable by nobody else. Anything else is staged again, never used."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    owned = os.geteuid() != 0 or (st.st_uid, st.st_gid) == (0, 0)
+    return stat.S_IFMT(st.st_mode) == kind and owned and stat.S_IMODE(st.st_mode) == mode
+
+
 def unstaged(p: dict) -> list[str]:
-    """The artifacts (sha256) whose staged copy is missing or not the manifest's."""
+    """The artifacts (sha256) whose staged copy is missing, not the manifest's, or not one only
+    root could have changed (in a staging directory only root can write to)."""
+    cache_ok = trusted(p["cache"], stat.S_IFDIR, 0o755)
     return sorted(sha for sha, path in staged(p).items()
-                  if not (os.path.isfile(path) and sha256_of(path) == sha))
+                  if not (cache_ok and trusted(path, stat.S_IFREG, 0o644) and sha256_of(path) == sha))
 
 
 def stage(host: Host, p: dict, missing: list[str]) -> None:
     """Every staged copy must be the manifest's before anything is unpacked: a copy the
-    controller sent (`uploads`) is copied into the cache through `.partial`, checked there and
-    renamed into place. A check run stages nothing."""
+    controller sent (`uploads`) is copied into the staging directory, hashed as it is written,
+    and renamed into place only when it matches. A check run stages nothing."""
     host.directory(p["cache"])
     paths = staged(p)
     for sha in missing:
@@ -198,18 +215,48 @@ def stage(host: Host, p: dict, missing: list[str]) -> None:
         if not sent or not os.path.isfile(sent):
             host.fail(f"{name} is not staged on {p['host'] or 'this host'} and was not sent; "
                       "nothing was unpacked")
-        partial = path + ".partial"
-        shutil.copyfile(sent, partial)
-        found = sha256_of(partial)
-        if found != sha:
-            os.unlink(partial)
-            host.fail(f"the copy of {name} sent to {p['host'] or 'this host'} does not match sha256 {sha} "
-                      f"(found {found}); nothing was unpacked")
-        os.chmod(partial, 0o644)
-        if os.geteuid() == 0:
-            os.chown(partial, 0, 0)
-        os.replace(partial, path)
+        fd, partial = tempfile.mkstemp(dir=p["cache"], prefix=f".{sha[:16]}-", suffix=".partial")
+        try:
+            digest = hashlib.sha256()
+            with open(sent, "rb") as src, os.fdopen(fd, "wb") as dst:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    digest.update(block)
+                    dst.write(block)
+                dst.flush()
+                os.fsync(dst.fileno())
+            if digest.hexdigest() != sha:
+                host.fail(f"the copy of {name} sent to {p['host'] or 'this host'} does not match sha256 "
+                          f"{sha} (found {digest.hexdigest()}); nothing was unpacked")
+            os.chmod(partial, 0o644)
+            if os.geteuid() == 0:
+                os.chown(partial, 0, 0)
+            os.replace(partial, path)
+        finally:  # a full disk, a mismatch, a kill: no partial copy stays in the way
+            if os.path.exists(partial):
+                os.unlink(partial)
+        with contextlib.suppress(OSError):  # sent into Ansible's temporary directory: not needed twice
+            os.unlink(sent)
         host.changes.append(f"staged {path}")
+
+
+def extract(host: Host, staged_copy: str, sha: str, into: str) -> None:
+    """Unpack the staged copy from the very file that was hashed (one open descriptor: nothing
+    can swap it between the check and tar)."""
+    fd = os.open(staged_copy, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fh:
+        digest = hashlib.sha256()
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+        if digest.hexdigest() != sha:
+            host.fail(f"staged {posixpath.basename(staged_copy)} changed before it was unpacked "
+                      f"(sha256 {digest.hexdigest()}, not {sha}); nothing of it was unpacked")
+        # tar opens the same file again through the descriptor (so it can tell the compression)
+        done = subprocess.run(["tar", "--extract", "--no-same-owner", "--file", f"/dev/fd/{fh.fileno()}",
+                               "--directory", into], pass_fds=(fh.fileno(),), capture_output=True, text=True,
+                              check=False)
+    if done.returncode != 0:
+        host.fail(f"tar --extract of {posixpath.basename(staged_copy)} failed (rc={done.returncode}): "
+                  f"{(done.stderr or done.stdout).strip()}")
 
 
 def unpack(host: Host, p: dict) -> None:
@@ -225,8 +272,8 @@ def unpack(host: Host, p: dict) -> None:
         shutil.rmtree(partial, ignore_errors=True)  # what an interrupted unpack left behind
         os.makedirs(partial)
         os.chmod(partial, 0o755)  # noqa: S103 (as above)
-        host.run("tar", "--extract", "--no-same-owner", "--file", staged(p)[str(component["sha256"]).lower()],
-                 "--directory", partial)
+        sha = str(component["sha256"]).lower()
+        extract(host, staged(p)[sha], sha, partial)
         os.rename(partial, final)  # complete: into place
 
 
@@ -290,6 +337,9 @@ def main() -> None:
             "host": {"type": "str", "default": ""},
             # {sha256: path on the host} of the copies the action sent this run
             "uploads": {"type": "dict", "default": {}},
+            # set by the role's action, which sends what the host lacks; alone, the module
+            # refuses a host that lacks an artifact instead of answering `send` and doing nothing
+            "through_action": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -298,6 +348,8 @@ def main() -> None:
         for key in ("name", "version", "artifact", "sha256"):
             if not str(component.get(key) or "").strip():
                 module.fail_json(msg=f"component {component.get('name')!r} has no {key}")
+        if not SHA256.fullmatch(str(component["sha256"]).lower()):
+            module.fail_json(msg=f"component {component['name']!r}: sha256 is not 64 hex digits")
         if "/" in str(component["name"]) + str(component["version"]) or {
                 str(component["name"]), str(component["version"])} & {".", ".."}:
             module.fail_json(msg=f"component {component['name']!r}: name and version are directory names")
@@ -307,8 +359,12 @@ def main() -> None:
     try:
         missing = unstaged(p)
         ask = [sha for sha in missing if sha not in p["uploads"]]
-        if ask and not host.check:  # nothing done: the action sends these, then calls again
+        if ask and not host.check and p["through_action"]:  # nothing done: the action sends these
             module.exit_json(changed=False, send=ask)
+        if ask and not host.check:
+            names = ", ".join(posixpath.basename(staged(p)[sha]) for sha in ask)
+            module.fail_json(msg=f"{names}: not staged on {p['host'] or 'this host'}; run the release_deploy "
+                                 "role, whose action sends what a host lacks; nothing was done")
         stage(host, p, missing)
         unpack(host, p)
         moved, before = switch(host, p)
