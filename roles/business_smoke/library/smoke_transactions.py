@@ -37,6 +37,7 @@ options:
 
 import contextlib
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -59,35 +60,52 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-OPENER = urllib.request.build_opener(_NoRedirect)
+# never through a proxy: the check asks the host's own services
+OPENER = urllib.request.build_opener(_NoRedirect, urllib.request.ProxyHandler({}))
+
+
+def read_body(answer, timeout: int) -> tuple[bytes, str]:
+    """At most READ bytes, within `timeout` seconds in all (a service that trickles its answer
+    does not hold the window); what arrived before a cut is kept. Returns it and what cut it."""
+    deadline = time.monotonic() + timeout
+    chunks, size = [], 0
+    try:
+        while size <= READ:
+            if time.monotonic() > deadline:
+                return b"".join(chunks), f"(answer cut after {timeout} s) "
+            chunk = answer.read1(65536) if hasattr(answer, "read1") else answer.read(65536)
+            if not chunk:
+                return b"".join(chunks), ""
+            chunks.append(chunk)
+            size += len(chunk)
+    except Exception as exc:  # the status came, the rest of the body did not (cut off, stalled)
+        return b"".join(chunks), f"(its body broke off: {exc}) "
+    return b"".join(chunks)[:READ], f"(answer cut at {READ} bytes) "
 
 
 def send(item: dict, check: str, timeout: int) -> dict:
     """One transaction, answered as `uri` answers (status -1: no HTTP answer at all). Nothing a
     service answers raises: a body cut off, stalled or nested too deep is an answer that names
     no record, and the records the other services named are still read back and removed."""
-    req = urllib.request.Request(f"{item['url']}{item['path']}", data=json.dumps(item["body"]).encode(),  # noqa: S310
-                                 method="POST", headers={"Content-Type": "application/json",
-                                                         "X-Cutover-Check": check})
     try:
+        req = urllib.request.Request(f"{item['url']}{item['path']}", data=json.dumps(item["body"]).encode(),  # noqa: S310
+                                     method="POST", headers={"Content-Type": "application/json",
+                                                             "X-Cutover-Check": check})
         answer = OPENER.open(req, timeout=timeout)  # the host's own services
     except urllib.error.HTTPError as refused:
         answer = refused
-    except Exception as exc:  # no HTTP answer at all: refused, reset, timed out, not HTTP
+    except Exception as exc:  # no HTTP answer at all: refused, reset, timed out, not HTTP, not a URL
         return {"item": item, "status": -1, "msg": f"Status code was -1 and not [200]: Request failed: {exc}"}
     status = answer.status if answer.status is not None else answer.code
     kind = answer.headers.get_content_subtype() if answer.headers is not None else ""
     try:
-        body = answer.read(READ + 1)
-        cut = "" if len(body) <= READ else f" (answer cut at {READ} bytes)"
-        body = body[:READ]
-    except Exception as exc:  # the status came, the body did not (cut off, stalled)
-        body, cut = b"", f" (its body could not be read: {exc})"
+        body, cut = read_body(answer, timeout)
     finally:
-        answer.close()
+        with contextlib.suppress(Exception):
+            answer.close()
     content = body.decode("utf-8", "replace")
-    said = (f"OK ({len(body)} bytes)" if status == 200 else f"Status code was {status} and not [200]") + cut
-    result = {"item": item, "status": status, "content": content + cut, "msg": said}
+    said = cut + (f"OK ({len(body)} bytes)" if status == 200 else f"Status code was {status} and not [200]")
+    result = {"item": item, "status": status, "content": cut + content, "msg": said}  # the cut said first
     if "json" in kind and not cut:  # as uri: JSON only when the answer says it is
         with contextlib.suppress(ValueError, RecursionError):
             result["json"] = json.loads(content)
@@ -110,7 +128,9 @@ def database_driver():
 def connect(driver, conn: dict, db: str, timeout: int):
     kwargs = {"host": conn["host"], "port": int(conn["port"]), "user": conn["user"],
               "password": conn["password"], "dbname": db, "sslmode": conn["sslmode"],
-              "connect_timeout": timeout, "application_name": "cutover-smoke"}
+              "connect_timeout": timeout, "application_name": "cutover-smoke",
+              # a statement waiting on a lock (the service's own transaction still open) gives up
+              "options": f"-c statement_timeout={timeout * 1000} -c lock_timeout={timeout * 1000}"}
     if conn.get("sslrootcert"):
         kwargs["sslrootcert"] = conn["sslrootcert"]
     if hasattr(driver, "ClientCursor"):  # psycopg 3: bind %(id)s on the client, as postgresql_query did
@@ -170,6 +190,12 @@ def main() -> None:
     if driver is None:
         module.fail_json(msg=missing_required_lib("psycopg (or psycopg2), to read the records back")
                          + "; nothing was sent")
+    databases = p["line_databases"]
+    nameless = sorted({str(item.get("line")) for item in p["sends"]
+                       if not str(databases.get(item.get("line")) or "")})
+    if nameless:
+        module.fail_json(msg=f"line(s) {', '.join(nameless)} name no database to read back from; "
+                             "nothing was sent")
     sent: list[dict] = []
     read: list[dict] = []
     try:

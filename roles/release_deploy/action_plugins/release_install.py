@@ -79,6 +79,10 @@ class ActionModule(ActionBase):
             self._fixup_perms2([tmpdir, *uploads.values()])
             answer = self._execute_module(module_name=MODULE, module_args={**args, "uploads": uploads},
                                           task_vars=task_vars)
+            if answer.get("send") and not answer.get("failed"):  # never ok with nothing installed
+                answer = {"failed": True, "changed": False,
+                          "msg": f"the host still lacks {', '.join(answer['send'])} after they were sent "
+                                 "(another run staging at the same time?); nothing was installed"}
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return {**result, **answer}

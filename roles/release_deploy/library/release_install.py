@@ -181,13 +181,17 @@ def staged(p: dict) -> dict[str, str]:
 
 
 def trusted(path: str, kind: int, mode: int) -> bool:
-    """Only root can have changed it: root's (when this runs as root), of this kind, not a
-    symlink, writable by nobody else. Anything else is staged again, never used."""
+    """Only root (or, not running as root, this user) can have changed it: owned so, of this
+    kind, writable by nobody else. A symlink is followed only when the link itself is root's
+    (a staging directory on a data volume); anything else is staged again, never used."""
+    me = os.geteuid()
     try:
         st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode) and kind == stat.S_IFDIR and st.st_uid in (0, me):
+            st = os.stat(path)
     except OSError:
         return False
-    owned = os.geteuid() != 0 or (st.st_uid, st.st_gid) == (0, 0)
+    owned = (st.st_uid, st.st_gid) == (0, 0) if me == 0 else st.st_uid in (0, me)
     return stat.S_IFMT(st.st_mode) == kind and owned and stat.S_IMODE(st.st_mode) == mode
 
 
@@ -204,6 +208,11 @@ def stage(host: Host, p: dict, missing: list[str]) -> None:
     controller sent (`uploads`) is copied into the staging directory, hashed as it is written,
     and renamed into place only when it matches. A check run stages nothing."""
     host.directory(p["cache"])
+    if not host.check:  # what a killed run left half-written
+        for entry in os.scandir(p["cache"]):
+            left = entry.name.startswith(".") and entry.name.endswith(".partial")
+            if left and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
     paths = staged(p)
     for sha in missing:
         path = paths[sha]
@@ -224,12 +233,12 @@ def stage(host: Host, p: dict, missing: list[str]) -> None:
                     dst.write(block)
                 dst.flush()
                 os.fsync(dst.fileno())
+                os.fchmod(dst.fileno(), 0o644)  # on the file written, never on a path swapped under it
+                if os.geteuid() == 0:
+                    os.fchown(dst.fileno(), 0, 0)
             if digest.hexdigest() != sha:
                 host.fail(f"the copy of {name} sent to {p['host'] or 'this host'} does not match sha256 "
                           f"{sha} (found {digest.hexdigest()}); nothing was unpacked")
-            os.chmod(partial, 0o644)
-            if os.geteuid() == 0:
-                os.chown(partial, 0, 0)
             os.replace(partial, path)
         finally:  # a full disk, a mismatch, a kill: no partial copy stays in the way
             if os.path.exists(partial):
@@ -253,7 +262,7 @@ def extract(host: Host, staged_copy: str, sha: str, into: str) -> None:
         # tar opens the same file again through the descriptor (so it can tell the compression)
         done = subprocess.run(["tar", "--extract", "--no-same-owner", "--file", f"/dev/fd/{fh.fileno()}",
                                "--directory", into], pass_fds=(fh.fileno(),), capture_output=True, text=True,
-                              check=False)
+                              errors="replace", check=False)
     if done.returncode != 0:
         host.fail(f"tar --extract of {posixpath.basename(staged_copy)} failed (rc={done.returncode}): "
                   f"{(done.stderr or done.stdout).strip()}")
