@@ -16,16 +16,9 @@ import hashlib
 import os
 
 from ansible.plugins.action import ActionBase
+from ansible.utils.hashing import secure_hash
 
 MODULE = "ansible.legacy.release_install"
-
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def artifacts(components: list) -> dict[str, str]:
@@ -42,7 +35,7 @@ def refusals(wanted: dict[str, str]) -> list[str]:
     """One line per artifact that is missing on the controller or is not the manifest's."""
     said = []
     for sha, path in wanted.items():
-        found = sha256_of(path) if os.path.isfile(path) else "(file missing)"
+        found = secure_hash(path, hashlib.sha256) or "(file missing)"  # Ansible's own, as `stat` used
         if found != sha:
             said.append(f"{path}: sha256 {found} does not match the release manifest ({sha})")
     return said
