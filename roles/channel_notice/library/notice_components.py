@@ -52,6 +52,7 @@ from ansible.module_utils.basic import AnsibleModule
 UNIT_PREFIX = "si-notice@"
 SHOWN = 200  # of what a host answered
 SHOWN_DIAGNOSIS = 8000  # of a unit's status and journal: its end
+FIRST_PAUSE = 0.1  # seconds before a stand-in is asked again (then doubled, up to 1 s)
 
 
 def shown(text: str, most: int = SHOWN, lines: bool = False) -> str:
@@ -168,6 +169,7 @@ def answers_with_notice(name: str, address: str, port: int, wait: int) -> str:
     url = f"http://[{host}]:{port}/health" if ":" in host else f"http://{host}:{port}/health"
     last = "no answer"
     deadline = time.monotonic() + wait
+    pause = FIRST_PAUSE  # #17: a stand-in answers a fraction of a second after its start
     while True:
         try:
             with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 (http to the host itself)
@@ -186,7 +188,8 @@ def answers_with_notice(name: str, address: str, port: int, wait: int) -> str:
             last = f"no answer ({shown(repr(exc))})"
         if time.monotonic() >= deadline:
             return last
-        time.sleep(1)
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 def present(host: Host, p: dict) -> dict:

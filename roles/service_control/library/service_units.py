@@ -24,7 +24,10 @@ options:
   services: {type: list, elements: dict, required: true, description: "[{name, probe: {http, tcp, command}}]"}
   state: {type: str, choices: [started, stopped], default: started, description: The state to bring them to.}
   timeout: {type: int, default: 60, description: Seconds each service has.}
-  delay: {type: int, default: 1, description: Seconds between checks.}
+  delay:
+    type: int
+    default: 1
+    description: Seconds between checks at most (the first again after 0.1 s, then twice as long each time).
   log_lines: {type: int, default: 25, description: Journal lines shown when a service fails.}
   host: {type: str, default: "", description: The host's name in failure messages.}
 """
@@ -38,6 +41,7 @@ import urllib.request
 from ansible.module_utils.basic import AnsibleModule
 
 SHOWN = 200  # of a probe's answer
+FIRST_PAUSE = 0.1  # seconds before the second look (then doubled, up to delay)
 SHOWN_DIAGNOSIS = 8000  # of the unit's status and journal: its end, where the journal's last lines are
 
 
@@ -68,15 +72,20 @@ class Units:
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
     def until(self, what: str, ok) -> None:
-        """Call ok() every delay seconds until it returns '' (done) or the time is up."""
+        """Call ok() until it returns '' (done) or the time is up: again after FIRST_PAUSE
+        seconds, then twice as long each time up to delay. #17: a service is usually up a
+        fraction of a second after its start; a whole second's pause before every second
+        look cost most of a counter's restore."""
         deadline = time.monotonic() + self.p["timeout"]
+        pause = min(FIRST_PAUSE, self.p["delay"])
         while True:
             last = ok()
             if not last:
                 return
             if time.monotonic() >= deadline:
                 raise Failed(f"{what}: {shown(last)} after {self.p['timeout']} s")
-            time.sleep(self.p["delay"])
+            time.sleep(pause)
+            pause = min(pause * 2, self.p["delay"])
 
     def bring(self, unit: str, probe: dict) -> None:
         state = self.show(unit)
