@@ -3,10 +3,11 @@
 
 #17: a task per file and per unit was a round trip each; at 110 county counters the stop spent
 most of its time in them. This module does the same work on the host in one go: it writes
-the components' maintenance files, installs the stand-in program and unit, starts each
-stand-in (N4) and waits until each answers with the notice; or, with state absent, stops
-the stand-ins and removes the files (N9-N12). Standard library and Ansible's module
-utilities only.
+the nginx channels' notice pages and route (validated, then nginx reloaded), the components'
+maintenance files, installs the stand-in program and unit, starts each stand-in (N4) and
+waits until each answers with the notice; or, with state absent, takes the route and pages
+away, stops the stand-ins and removes the files (N9-N12). Standard library and Ansible's
+module utilities only.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ DOCUMENTATION = r"""
 module: notice_components
 short_description: The maintenance files and notice stand-ins of a host's components
 description:
+  - With I(nginx=true), the host's nginx channels too; I(state=present) writes the notice
+    pages C(WWW/NAME.html) and C(WWW/NAME.json) and the route C(NGINX_DIR/NAME.conf),
+    I(state=absent) removes them. When any of them changed, C(nginx -t) must pass before
+    nginx is reloaded (C(systemctl reload-or-restart nginx)), after the components' part.
   - With I(state=present), writes C(APP_DIR/COMPONENT.json) for each component; with stand-ins,
     installs the stand-in program and the unit C(si-notice@.service), writes each stand-in's
     copy of the notice, (re)starts each C(si-notice@NAME) and waits until it answers 503 with
@@ -35,6 +40,11 @@ options:
   unit_path: {type: path, default: /etc/systemd/system/si-notice@.service, description: The stand-in unit.}
   unit: {type: str, default: "", description: The stand-in unit's text.}
   wait: {type: int, default: 15, description: Seconds each stand-in has to answer.}
+  name: {type: str, default: window, description: "The notice's name: its pages' and route's file names."}
+  nginx: {type: bool, default: false, description: The host has nginx channels (the pages and the route).}
+  nginx_dir: {type: path, default: /etc/nginx/si-maintenance.d, description: Included by the server block.}
+  nginx_conf: {type: str, default: "", description: "The route's text (state present)."}
+  pages: {type: dict, default: {}, description: "The notice pages: {html, json} (state present)."}
 """
 
 import http.client
@@ -122,12 +132,13 @@ class Host:
                 raise
         return True
 
-    def remove(self, path: str) -> None:
+    def remove(self, path: str) -> bool:
         if not os.path.lexists(path):
-            return
+            return False
         self.changes.append(f"removed {path}")
         if not self.module.check_mode:
             os.unlink(path)
+        return True
 
     def systemctl(self, *args: str) -> tuple[int, str]:
         rc, out, err = self.module.run_command(["systemctl", *args])
@@ -192,7 +203,40 @@ def answers_with_notice(name: str, address: str, port: int, wait: int) -> str:
         pause = min(pause * 2, 1.0)
 
 
+def nginx_files(p: dict) -> dict[str, tuple[str, int]]:
+    """The nginx channels' files: path -> (content, mode)."""
+    pages = {os.path.join(p["www"], f"{p['name']}.{ext}"): (p["pages"].get(ext, ""), 0o644)
+             for ext in ("html", "json")}
+    return {**pages, os.path.join(p["nginx_dir"], f"{p['name']}.conf"): (p["nginx_conf"], 0o644)}
+
+
+def nginx_reload(host: Host) -> None:
+    """Validate nginx's whole configuration, then reload it (start it, if it was down). A
+    configuration nginx refuses is never loaded: nginx goes on serving the one before."""
+    host.changes.append("nginx -t, then systemctl reload-or-restart nginx")
+    if host.module.check_mode:
+        return
+    rc, out, err = host.module.run_command(["nginx", "-t"])
+    if rc != 0:
+        host.fail(f"nginx -t refused the configuration; nginx was not reloaded and serves the one before: "
+                  f"{shown((out + err).strip(), SHOWN_DIAGNOSIS, lines=True)}")
+    host.unit_do("reload-or-restart", "nginx")
+
+
 def present(host: Host, p: dict) -> dict:
+    nginx_changed = False
+    if p["nginx"]:
+        host.directory(p["www"])
+        host.directory(p["nginx_dir"])
+        for path, (content, mode) in nginx_files(p).items():
+            nginx_changed = host.file(path, content, mode) or nginx_changed
+    out = components_present(host, p)
+    if nginx_changed:
+        nginx_reload(host)
+    return out
+
+
+def components_present(host: Host, p: dict) -> dict:
     if p["components"]:
         host.directory(p["app_dir"])
     for name in p["components"]:
@@ -244,6 +288,10 @@ def standins_up(host: Host, p: dict) -> dict:
 
 
 def absent(host: Host, p: dict) -> dict:
+    nginx_changed = False
+    if p["nginx"]:
+        for path in nginx_files(p):
+            nginx_changed = host.remove(path) or nginx_changed
     if p["components"] and os.path.exists(p["unit_path"]):
         for name in p["components"]:  # before its maintenance file goes (starting it stops it too)
             unit = f"{UNIT_PREFIX}{name}.service"
@@ -252,6 +300,8 @@ def absent(host: Host, p: dict) -> dict:
     for name in p["components"]:
         host.remove(os.path.join(p["app_dir"], f"{name}.json"))
         host.remove(os.path.join(p["www"], "standin", f"{name}.json"))
+    if nginx_changed:
+        nginx_reload(host)
     return {}
 
 
@@ -273,6 +323,11 @@ def main() -> None:
             "unit_path": {"type": "path", "default": "/etc/systemd/system/si-notice@.service"},
             "unit": {"type": "str", "default": ""},
             "wait": {"type": "int", "default": 15},
+            "name": {"type": "str", "default": "window"},
+            "nginx": {"type": "bool", "default": False},
+            "nginx_dir": {"type": "path", "default": "/etc/nginx/si-maintenance.d"},
+            "nginx_conf": {"type": "str", "default": ""},
+            "pages": {"type": "dict", "default": {}},
         },
         supports_check_mode=True,
     )
@@ -284,6 +339,13 @@ def main() -> None:
             module.fail_json(msg=f"stand-in {item['name']!r} is not one of the components")
     if p["state"] == "present" and p["standins"] and not (p["program"] and p["unit"] and p["program_path"]):
         module.fail_json(msg="stand-ins need the program, its path and the unit")
+    if p["nginx"] and not re.fullmatch(r"[A-Za-z0-9_-]+", p["name"]):
+        module.fail_json(msg=f"notice name {shown(repr(p['name']))}: letters, digits, - and _ "
+                             "(it names the pages and the route)")
+    if p["state"] == "present" and p["nginx"] and not (
+            p["nginx_conf"] and all(p["pages"].get(ext) for ext in ("html", "json"))):
+        module.fail_json(msg="nginx channels need the route (nginx_conf) and both pages "
+                             "(pages: {html, json})")
     host = Host(module)
     try:
         out = present(host, p) if p["state"] == "present" else absent(host, p)

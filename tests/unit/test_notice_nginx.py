@@ -1,0 +1,103 @@
+"""roles/channel_notice on a host with nginx channels (N2, N4, N12), in its one module call
+(#17): the notice pages and the route are written, nginx's configuration must pass `nginx -t`
+before nginx is reloaded, and taking the notice down removes them and reloads again. A
+configuration nginx refuses is never loaded. Real ansible-playbook on this machine, the
+role's directories in a temporary directory; `nginx` and `systemctl` are small stand-ins on
+PATH that record how they were called (Molecule's scenario and the lab run the real ones)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+from cutover.ansible import run_playbook
+
+FAKE = """#!/bin/sh
+echo "$(basename "$0") $*" >> "{log}"
+{body}
+"""
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    log.touch()
+    for name in ("nginx", "systemctl"):
+        (bin_dir / name).write_text(FAKE.format(log=log, body="exit 0"))
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return tmp_path, log
+
+
+def _role(tmp_path, state: str, **extra):
+    play = tmp_path / f"{state}.yml"
+    play.write_text(yaml.safe_dump([{
+        "name": "Notice", "hosts": "localhost", "gather_facts": False,
+        "tasks": [{"name": "Notice", "ansible.builtin.include_role": {"name": "channel_notice"},
+                   "vars": {"channel_notice_state": state, "channel_notice_scope": "functions",
+                            "channel_notice_functions": ["collection", "account"],
+                            "channel_notice_nginx_paths": ["/online/"],
+                            "channel_notice_nginx_dir": str(tmp_path / "nginx"),
+                            "channel_notice_www": str(tmp_path / "www"),
+                            "channel_notice_app_dir": str(tmp_path / "etc-si"),
+                            "channel_notice_until": "2023-12-01 13:00", **extra}}]}]))
+    inv = tmp_path / "inv.yml"
+    inv.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}}))
+    return run_playbook(play, inv, ident=f"{state}-{len(list(tmp_path.glob('art/runner/artifacts/*')))}",
+                        artifacts_dir=tmp_path / "art")
+
+
+def test_the_pages_and_the_route_go_up_and_nginx_is_validated_then_reloaded(host):
+    tmp_path, log = host
+    up = _role(tmp_path, "present")
+    assert up.ok, up.summary()
+    route = (tmp_path / "nginx" / "window.conf").read_text()
+    assert "location ~ ^/(?:online)/(?:collection|account)(?:/|\\?|$)" in route
+    assert "return 503;" in route
+    text = (tmp_path / "www" / "window.json").read_text()
+    assert text.endswith("}\n")  # as nginx serves it to apps: JSON, one newline
+    page = json.loads(text)
+    assert "2023-12-01 13:00" in json.dumps(page, ensure_ascii=False)
+    assert "<html" in (tmp_path / "www" / "window.html").read_text()
+    assert log.read_text().splitlines() == ["nginx -t", "systemctl reload-or-restart nginx"]
+
+    log.write_text("")
+    again = _role(tmp_path, "present")
+    assert again.ok, again.summary()
+    assert again.stats["localhost"].get("changed", 0) == 0
+    assert log.read_text() == ""  # nothing changed: nginx is left alone
+
+    down = _role(tmp_path, "absent")
+    assert down.ok, down.summary()
+    assert list((tmp_path / "nginx").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "www").iterdir()) == []
+    assert log.read_text().splitlines() == ["nginx -t", "systemctl reload-or-restart nginx"]
+
+
+def test_a_configuration_nginx_refuses_is_never_loaded(host):
+    tmp_path, log = host
+    (tmp_path / "bin" / "nginx").write_text(FAKE.format(
+        log=log, body='echo "nginx: [emerg] unknown directive \\"\\033[31mx\\" in window.conf:3" >&2; exit 1'))
+    up = _role(tmp_path, "present")
+    assert not up.ok
+    said = " ".join(f.message for f in up.failures)
+    assert "nginx -t refused the configuration; nginx was not reloaded" in said
+    assert "unknown directive" in said
+    assert "\x1b" not in said  # what the host said is shown, never obeyed by the terminal
+    assert log.read_text().splitlines() == ["nginx -t"]  # no reload
+
+
+def test_a_notice_name_that_is_not_a_plain_name_writes_nothing(host):
+    tmp_path, log = host
+    up = _role(tmp_path, "present", channel_notice_name="../../etc/cron.d/x")
+    assert not up.ok
+    assert "notice name" in " ".join(f.message for f in up.failures)
+    assert not (tmp_path / "nginx").exists()
+    assert not (tmp_path / "www").exists()
+    assert log.read_text() == ""
