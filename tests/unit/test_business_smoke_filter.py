@@ -114,3 +114,21 @@ def test_a_transaction_the_catalog_lacks_or_cannot_read_back_is_refused_before_a
     assert smoke.smoke_unrunnable(["x"], sideways) == ["'x' has path '../admin?x=1', not a plain function name"]
     assert smoke.smoke_unrunnable(["x"], "not a mapping") == [
         "si_smoke_transactions is not a mapping of named transactions"]
+
+
+def test_every_reason_not_to_send_is_said_at_once_before_anything_is_sent():
+    """One check on the controller (#17): an empty check, a line without a database and a
+    transaction the inventory does not define completely, each said; a good check passes."""
+    dbs = {"qyyl": {"db": "si_qyyl"}, "gs": {"db": "si_gs"}}
+    assert smoke.smoke_refused([URL], ["qyyl", "gs"], ["approval", "tax-transfer"], CATALOG, dbs, TAX_DB) == []
+    said = smoke.smoke_refused([URL], ["qyyl", "cjyl"], ["approval", "payment"], CATALOG, dbs, TAX_DB)
+    assert said == [
+        "line(s) cjyl have no database in business_smoke_line_databases (the inventory's si_lines): nothing "
+        "could be read back",
+        "'payment' is not a transaction of si_smoke_transactions with path, body and records: fix "
+        "si_smoke_transactions in the inventory (invoke plan.check says where)"]
+    empty = smoke.smoke_refused([], ["qyyl"], ["approval"], CATALOG, dbs, TAX_DB)
+    assert empty == ["business_smoke_urls, business_smoke_lines and business_smoke_transactions name at least "
+                     "one service, line and transaction; an empty check proves nothing"]
+    assert smoke.smoke_refused([URL], ["qyyl"], ["approval"], CATALOG, "not a mapping", TAX_DB)[0].startswith(
+        "line(s) qyyl have no database")

@@ -60,6 +60,28 @@ def smoke_unrunnable(names: Iterable[str], catalog: Any, tax_db: Any = None) -> 
     return out
 
 
+def smoke_refused(urls: Iterable[str], lines: Iterable[str], names: Iterable[str], catalog: Any,
+                  line_databases: Any, tax_db: Any = None) -> list[str]:
+    """Every reason not to send anything: an empty check proves nothing, a line without a
+    database could not be read back, a transaction the inventory does not define completely
+    could not be run. One check on the controller (#17: three asserts were three tasks per host)."""
+    urls, lines, names = list(urls), list(lines), list(names)
+    out = []
+    known = line_databases if isinstance(line_databases, Mapping) else {}
+    homeless = [line for line in lines if line not in known]
+    if homeless:
+        out.append(f"line(s) {', '.join(homeless)} have no database in business_smoke_line_databases "
+                   "(the inventory's si_lines): nothing could be read back")
+    if not (urls and lines and names):
+        out.append("business_smoke_urls, business_smoke_lines and business_smoke_transactions name at least "
+                   "one service, line and transaction; an empty check proves nothing")
+    unrunnable = smoke_unrunnable(names, catalog, tax_db)
+    if unrunnable:
+        out.append(f"{'; '.join(unrunnable)}: fix si_smoke_transactions in the inventory (invoke plan.check "
+                   "says where)")
+    return out
+
+
 def smoke_sends(urls: Iterable[str], lines: Iterable[str], names: Iterable[str],
                 catalog: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One send per service, line and transaction: where it goes, and its body with the line."""
@@ -70,5 +92,5 @@ def smoke_sends(urls: Iterable[str], lines: Iterable[str], names: Iterable[str],
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"smoke_unrunnable": smoke_unrunnable, "smoke_sends": smoke_sends,
+        return {"smoke_refused": smoke_refused, "smoke_sends": smoke_sends,
                 "smoke_refusals": smoke_refusals}
