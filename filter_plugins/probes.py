@@ -5,7 +5,7 @@ and `.append` in the playbooks, written once here and unit-tested
 (tests/unit/test_filters_release.py). Standard library and ansible-core only, so the
 playbooks also run alone with `ansible-playbook` (ansible.cfg names this directory).
 
-    # playbooks/deploy/tasks/manifest.yml: what version_verify checks on this host
+    # playbooks/deploy/vars/manifest.yml: what version_verify checks on this host
     __verify_components: "{{ __mine | version_probes(__release, si_components | default([])) }}"
     # playbooks/restore/restore.yml: what service_control starts, each with its /health
     __services: "{{ si_components | health_probes }}"
