@@ -533,6 +533,16 @@ def test_every_entry_playbook_begins_by_asserting_its_inputs_whatever_the_tags(p
 DEFINED_TESTS_ALLOWED: dict[tuple[str, str], str] = {}
 
 
+def test_roles_are_included_never_imported():
+    """An imported role's argument check is tagged `always`: a step that runs one play of its
+    playbook (by tag) would check, on every host, the inputs of every other play's roles too;
+    one play's missing input would fail another play's step, and at 23 hosts the stop ran 112
+    such checks more (#17). An include is skipped with its play."""
+    found = sorted((_rel(path), task.get("name")) for path in _yaml_files() for task in _tasks(_load(path))
+                   if "ansible.builtin.import_role" in task or "import_role" in task)
+    assert found == []
+
+
 def test_no_task_is_skipped_because_a_variable_is_not_defined():
     found = set()
     for path in _yaml_files():
