@@ -212,7 +212,12 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
     # host to remake provisions in place, as ever, and leaves the others' state alone
     fresh = {h.name for h in _window_hosts(hosts)} <= {h.name for h in _to_recreate(hosts, tag, existing)}
     images = _snapshots(hosts, phash) if provisioned and (reset or fresh) else {}
-    created = _reconcile_containers(hosts, tag, say, images=images)
+    # a reset with no images of these inputs yet (the first after a change) provisions every
+    # window host in a new container from the plain image: provisioning over the old ones would
+    # keep what a window left there (a stop's record of the timed jobs it switched off, which
+    # the next stop rightly refuses to overwrite)
+    renew = _window_hosts(hosts) if reset and not images else []
+    created = _reconcile_containers(hosts, tag, say, images=images, renew=renew)
     _wait_ssh(hosts)
     if provisioned:
         LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": None}, indent=2))
@@ -233,13 +238,15 @@ def _to_recreate(hosts: list[LabHost], tag: str, existing: dict[str, dict[str, A
             or existing[h.name]["config"] != _config_hash(h, tag)]
 
 
-def _reconcile_containers(hosts: list[LabHost], tag: str, say,
-                          images: dict[str, str] | None = None) -> list[str]:
-    """Keep what runs as wanted; remove the rest; (re)create what is missing, and every host
-    `images` names, from that image (a provisioned one). Ports first."""
+def _reconcile_containers(hosts: list[LabHost], tag: str, say, images: dict[str, str] | None = None,
+                          renew: list[LabHost] | None = None) -> list[str]:
+    """Keep what runs as wanted; remove the rest; (re)create what is missing, every host
+    `images` names from that image (a provisioned one), and every host in `renew` from the
+    plain image. Ports first."""
     images = images or {}
     existing = containers()
-    recreate = [h for h in hosts if h.name in images or h in _to_recreate(hosts, tag, existing)]
+    renewed = {h.name for h in renew or []} | set(images)
+    recreate = [h for h in hosts if h.name in renewed or h in _to_recreate(hosts, tag, existing)]
     busy = [(p, h.name) for h in recreate for p in h.ports()
             if not _port_free(p) and not _ours_on(p, existing, recreate)]
     if busy:
