@@ -128,13 +128,15 @@ def test_every_component_of_a_host_gets_its_health_check_in_order():
 
 
 def test_ansible_finds_the_filters_and_the_deploy_tasks_build_the_probes_with_them(tmp_path):
-    """The playbooks' own variables file, on the lab inventory, run on this machine (nothing is
+    """The playbooks' own manifest task and variables, on the lab inventory, run on this machine (nothing is
     contacted): what version_verify gets on a core host and on the jobs host."""
     play = tmp_path / "render.yml"
     play.write_text(yaml.safe_dump([{
         "name": "Render", "hosts": "core-qyyl:jobs1", "gather_facts": False,
         "vars_files": [str(ROOT / "playbooks" / "deploy" / "vars" / "manifest.yml")],
-        "tasks": [{"name": "Show", "ansible.builtin.debug": {"msg": "{{ __verify_components | to_json }}"}},
+        "tasks": [{"name": "Manifest", "ansible.builtin.import_tasks":
+                   str(ROOT / "playbooks" / "deploy" / "tasks" / "manifest.yml")},
+                  {"name": "Show", "ansible.builtin.debug": {"msg": "{{ __verify_components | to_json }}"}},
                   {"name": "Services", "ansible.builtin.debug": {"msg": "{{ si_components | health_probes"
                                                                         " | to_json }}"}}]}]))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",

@@ -80,17 +80,56 @@ def test_the_pages_and_the_route_go_up_and_nginx_is_validated_then_reloaded(host
     assert log.read_text().splitlines() == ["nginx -t", "systemctl reload-or-restart nginx"]
 
 
-def test_a_configuration_nginx_refuses_is_never_loaded(host):
+def test_a_configuration_nginx_refuses_is_never_loaded_and_its_files_are_put_back(host):
+    """What is on disk stays what nginx serves: a reboot would not start an nginx with a
+    configuration it refuses, and the run after the fix writes and reloads again."""
     tmp_path, log = host
-    (tmp_path / "bin" / "nginx").write_text(FAKE.format(
-        log=log, body='echo "nginx: [emerg] unknown directive \\"\\033[31mx\\" in window.conf:3" >&2; exit 1'))
+    nginx = tmp_path / "bin" / "nginx"
+    nginx.write_text(FAKE.format(
+        log=log, body='echo "nginx: [emerg] unknown directive \\"\\033[31mx\\" in other.conf:3" >&2; exit 1'))
     up = _role(tmp_path, "present")
     assert not up.ok
     said = " ".join(f.message for f in up.failures)
-    assert "nginx -t refused the configuration; nginx was not reloaded" in said
+    assert "nginx -t refused the configuration, so nginx was not reloaded" in said
+    assert "were put back as they were" in said
     assert "unknown directive" in said
     assert "\x1b" not in said  # what the host said is shown, never obeyed by the terminal
     assert log.read_text().splitlines() == ["nginx -t"]  # no reload
+    assert list((tmp_path / "nginx").iterdir()) == []  # no route left for the next (re)start to load
+    assert sorted(p.name for p in (tmp_path / "www").iterdir()) == []
+
+    nginx.write_text(FAKE.format(log=log, body="exit 0"))  # the other vhost fixed
+    log.write_text("")
+    again = _role(tmp_path, "present")
+    assert again.ok, again.summary()
+    assert (tmp_path / "nginx" / "window.conf").exists()
+    assert log.read_text().splitlines() == ["nginx -t", "systemctl reload-or-restart nginx"]
+
+
+def test_a_run_that_did_not_get_to_the_reload_is_reloaded_by_the_next(host):
+    """The files were written, then the run stopped before nginx took them (here its reload
+    failed; a kill or a stand-in that did not answer is the same): the next run finds the files
+    as wanted and still validates and reloads."""
+    tmp_path, log = host
+    systemctl = tmp_path / "bin" / "systemctl"
+    systemctl.write_text(FAKE.format(log=log, body='echo "Job for nginx.service failed" >&2; exit 1'))
+    up = _role(tmp_path, "present")
+    assert not up.ok
+    assert "systemctl reload-or-restart nginx failed: Job for nginx.service failed" in " ".join(
+        f.message for f in up.failures)
+    assert (tmp_path / "nginx" / "window.conf").exists()
+
+    systemctl.write_text(FAKE.format(log=log, body="exit 0"))
+    log.write_text("")
+    again = _role(tmp_path, "present")
+    assert again.ok, again.summary()
+    assert log.read_text().splitlines() == ["nginx -t", "systemctl reload-or-restart nginx"]
+    log.write_text("")
+    third = _role(tmp_path, "present")  # now loaded: left alone
+    assert third.ok
+    assert third.stats["localhost"].get("changed", 0) == 0
+    assert log.read_text() == ""
+    assert sorted(p.name for p in (tmp_path / "nginx").iterdir()) == ["window.conf"]  # no mark left
 
 
 def test_a_notice_name_that_is_not_a_plain_name_writes_nothing(host):

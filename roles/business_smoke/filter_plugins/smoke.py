@@ -68,7 +68,7 @@ def smoke_refused(urls: Iterable[str], lines: Iterable[str], names: Iterable[str
     urls, lines, names = list(urls), list(lines), list(names)
     out = []
     known = line_databases if isinstance(line_databases, Mapping) else {}
-    homeless = [line for line in lines if line not in known]
+    homeless = [str(line) for line in lines if line not in known]
     if homeless:
         out.append(f"line(s) {', '.join(homeless)} have no database in business_smoke_line_databases "
                    "(the inventory's si_lines): nothing could be read back")

@@ -47,6 +47,7 @@ options:
   pages: {type: dict, default: {}, description: "The notice pages: {html, json} (state present)."}
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -103,8 +104,10 @@ class Host:
             os.chmod(path, 0o755)  # noqa: S103 (a directory anyone may read, as the role always made)
             self._own(path)
 
-    def file(self, path: str, content: str, mode: int) -> bool:
-        data = content.encode("utf-8")
+    @staticmethod
+    def same(path: str, content: str | bytes, mode: int) -> bool:
+        """The file is there, a plain file, root's with this mode, with this content."""
+        data = content.encode("utf-8") if isinstance(content, str) else content
         try:
             same = stat.S_ISREG(os.lstat(path).st_mode) and _root_owned(os.lstat(path), mode)
             if same:
@@ -112,7 +115,11 @@ class Host:
                     same = fh.read() == data
         except FileNotFoundError:
             same = False
-        if same:
+        return same
+
+    def file(self, path: str, content: str | bytes, mode: int) -> bool:
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        if self.same(path, data, mode):
             return False
         self.changes.append(f"wrote {path}")
         if not self.module.check_mode:
@@ -210,29 +217,94 @@ def nginx_files(p: dict) -> dict[str, tuple[str, int]]:
     return {**pages, os.path.join(p["nginx_dir"], f"{p['name']}.conf"): (p["nginx_conf"], 0o644)}
 
 
-def nginx_reload(host: Host) -> None:
-    """Validate nginx's whole configuration, then reload it (start it, if it was down). A
-    configuration nginx refuses is never loaded: nginx goes on serving the one before."""
-    host.changes.append("nginx -t, then systemctl reload-or-restart nginx")
-    if host.module.check_mode:
-        return
-    rc, out, err = host.module.run_command(["nginx", "-t"])
-    if rc != 0:
-        host.fail(f"nginx -t refused the configuration; nginx was not reloaded and serves the one before: "
-                  f"{shown((out + err).strip(), SHOWN_DIAGNOSIS, lines=True)}")
-    host.unit_do("reload-or-restart", "nginx")
+class Nginx:
+    """The nginx channels' pages and route on this host, kept so that what is on disk is what
+    nginx serves, or is marked as not loaded yet. A run that changes them marks them first
+    (NGINX_DIR/.NAME.reload-pending) and unmarks them after the reload: a run killed in
+    between, or failed on a stand-in after them, leaves the mark, and the next run validates and
+    reloads although the files are already as wanted. A configuration nginx refuses is never
+    loaded, and the files this run changed are put back as they were."""
+
+    def __init__(self, host: Host, p: dict) -> None:
+        self.host = host
+        self.mark = os.path.join(p["nginx_dir"], f".{p['name']}.reload-pending")
+        self.marked_before = os.path.lexists(self.mark)
+        self.due = self.marked_before
+        self.before: dict[str, tuple[bytes, int] | None] = {}  # what this run changed, as it was
+
+    def put(self, wanted: dict[str, tuple[str, int] | None]) -> None:
+        """Each path with its (content, mode), or removed (None)."""
+        check = self.host.module.check_mode
+        for path, spec in wanted.items():
+            if (self.host.same(path, *spec) if spec else not os.path.lexists(path)):
+                continue
+            if not check:
+                if not os.path.lexists(self.mark):  # bookkeeping, not a change to report
+                    os.close(os.open(self.mark, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+                self.before.setdefault(path, _saved(path))
+            self.due = True
+            if spec:
+                self.host.file(path, *spec)
+            else:
+                self.host.remove(path)
+
+    def reload(self) -> None:
+        """When anything changed (now or in a run that did not get here): `nginx -t`, then a
+        reload (a start, if nginx was down)."""
+        if not self.due:
+            return
+        self.host.changes.append("nginx -t, then reload nginx")
+        if self.host.module.check_mode:
+            return
+        try:
+            rc, out, err = self.host.module.run_command(["nginx", "-t"], handle_exceptions=False)
+        except OSError as exc:  # no nginx at all
+            rc, out, err = 127, "", str(exc)
+        if rc != 0:
+            self.put_back()
+            self.host.fail(f"nginx -t refused the configuration, so nginx was not reloaded and serves the "
+                           f"one before; the notice's pages and route were put back as they were "
+                           f"({'; '.join(self.before) or 'none had changed in this run'}):\n"
+                           f"{shown((out + err).strip(), SHOWN_DIAGNOSIS, lines=True)}")
+        rc, said = self.host.systemctl("reload-or-restart", "nginx")
+        if rc != 0:  # the mark stays: the next run reloads again
+            self.host.fail(f"systemctl reload-or-restart nginx failed: {shown(said)}", "nginx.service")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.mark)
+
+    def put_back(self) -> None:
+        for path, was in self.before.items():
+            if was is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            else:
+                self.host.file(path, was[0], was[1])
+        if not self.marked_before:  # on disk again exactly what nginx serves
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.mark)
+
+
+def _saved(path: str) -> tuple[bytes, int] | None:
+    """A plain file's content and mode, to put back; None when there is none."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        with open(path, "rb") as fh:
+            return fh.read(), stat.S_IMODE(st.st_mode)
+    except FileNotFoundError:
+        return None
 
 
 def present(host: Host, p: dict) -> dict:
-    nginx_changed = False
-    if p["nginx"]:
-        host.directory(p["www"])
-        host.directory(p["nginx_dir"])
-        for path, (content, mode) in nginx_files(p).items():
-            nginx_changed = host.file(path, content, mode) or nginx_changed
+    if not p["nginx"]:
+        return components_present(host, p)
+    host.directory(p["www"])
+    host.directory(p["nginx_dir"])
+    nginx = Nginx(host, p)
+    nginx.put(nginx_files(p))
     out = components_present(host, p)
-    if nginx_changed:
-        nginx_reload(host)
+    nginx.reload()
     return out
 
 
@@ -288,10 +360,9 @@ def standins_up(host: Host, p: dict) -> dict:
 
 
 def absent(host: Host, p: dict) -> dict:
-    nginx_changed = False
-    if p["nginx"]:
-        for path in nginx_files(p):
-            nginx_changed = host.remove(path) or nginx_changed
+    nginx = Nginx(host, p) if p["nginx"] else None
+    if nginx:
+        nginx.put(dict.fromkeys(nginx_files(p)))
     if p["components"] and os.path.exists(p["unit_path"]):
         for name in p["components"]:  # before its maintenance file goes (starting it stops it too)
             unit = f"{UNIT_PREFIX}{name}.service"
@@ -300,8 +371,8 @@ def absent(host: Host, p: dict) -> dict:
     for name in p["components"]:
         host.remove(os.path.join(p["app_dir"], f"{name}.json"))
         host.remove(os.path.join(p["www"], "standin", f"{name}.json"))
-    if nginx_changed:
-        nginx_reload(host)
+    if nginx:
+        nginx.reload()
     return {}
 
 

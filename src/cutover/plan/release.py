@@ -2,8 +2,8 @@
 deploy (N8), the release it replaces (the way back) and how to ask a host which version it
 runs.
 
-The deploy's playbooks read the manifest with include_vars, and
-filter_plugins/probes.py turns it into the roles' inputs; this model is what they
+The deploy's playbooks read the manifest once per play, as data (a file lookup, never
+templated), and filter_plugins/probes.py turns it into the roles' inputs; this model is what they
 may rely on. cutover.plan.release_check loads it with the line of every value and reports
 what breaks it as `file:line: message`.
 """
