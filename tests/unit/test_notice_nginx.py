@@ -91,7 +91,7 @@ def test_a_configuration_nginx_refuses_is_never_loaded_and_its_files_are_put_bac
     assert not up.ok
     said = " ".join(f.message for f in up.failures)
     assert "nginx -t refused the configuration, so nginx was not reloaded" in said
-    assert "were put back as they were" in said
+    assert "were put back as nginx loaded them" in said
     assert "unknown directive" in said
     assert "\x1b" not in said  # what the host said is shown, never obeyed by the terminal
     assert log.read_text().splitlines() == ["nginx -t"]  # no reload
@@ -130,6 +130,54 @@ def test_a_run_that_did_not_get_to_the_reload_is_reloaded_by_the_next(host):
     assert third.stats["localhost"].get("changed", 0) == 0
     assert log.read_text() == ""
     assert sorted(p.name for p in (tmp_path / "nginx").iterdir()) == ["window.conf"]  # no mark left
+
+
+def test_after_a_killed_run_a_refusal_puts_back_what_nginx_loaded_not_what_the_killed_run_wrote(host):
+    """A run wrote a new route and was stopped before nginx took it (here its reload failed);
+    someone else's vhost breaks `nginx -t` meanwhile: the next run puts the route back as nginx
+    last loaded it, so no later reload loads what nobody checked."""
+    tmp_path, log = host
+    assert _role(tmp_path, "present").ok  # loaded: the functions notice
+    loaded = (tmp_path / "nginx" / "window.conf").read_text()
+    systemctl = tmp_path / "bin" / "systemctl"
+    systemctl.write_text(FAKE.format(log=log, body="exit 1"))
+    widened = _role(tmp_path, "present", channel_notice_scope="all")  # written, never loaded
+    assert not widened.ok
+    assert (tmp_path / "nginx" / "window.conf").read_text() != loaded
+    systemctl.write_text(FAKE.format(log=log, body="exit 0"))
+    (tmp_path / "bin" / "nginx").write_text(FAKE.format(log=log, body='echo "[emerg] in other.conf" >&2; exit 1'))
+    again = _role(tmp_path, "present", channel_notice_scope="all")
+    assert not again.ok
+    assert "put back as nginx loaded them" in " ".join(f.message for f in again.failures)
+    assert (tmp_path / "nginx" / "window.conf").read_text() == loaded
+    assert sorted(p.name for p in (tmp_path / "nginx").iterdir()) == ["window.conf"]  # no mark left
+
+
+def test_taking_the_notice_down_keeps_its_pages_until_nginx_no_longer_routes_to_them(host):
+    """The route goes first and nginx is reloaded; only then the pages: a refused or failed
+    reload never leaves a loaded route pointing at pages that are gone (a bare 404)."""
+    tmp_path, log = host
+    assert _role(tmp_path, "present").ok
+    (tmp_path / "bin" / "nginx").write_text(FAKE.format(log=log, body="exit 1"))
+    down = _role(tmp_path, "absent")
+    assert not down.ok
+    assert (tmp_path / "nginx" / "window.conf").exists()  # put back: nginx still routes to the pages
+    assert sorted(p.name for p in (tmp_path / "www").iterdir()) == ["window.html", "window.json"]
+
+
+def test_a_page_that_is_a_link_is_refused_and_nothing_is_changed(host):
+    tmp_path, log = host
+    (tmp_path / "www").mkdir()
+    (tmp_path / "branded.html").write_text("<html>ours</html>")
+    (tmp_path / "www" / "window.html").symlink_to(tmp_path / "branded.html")
+    up = _role(tmp_path, "present")
+    assert not up.ok
+    assert "is there and is not a plain file (a link?); nothing was changed" in " ".join(
+        f.message for f in up.failures)
+    assert (tmp_path / "www" / "window.html").is_symlink()
+    assert (tmp_path / "branded.html").read_text() == "<html>ours</html>"
+    assert not (tmp_path / "nginx" / "window.conf").exists()
+    assert log.read_text() == ""
 
 
 def test_a_notice_name_that_is_not_a_plain_name_writes_nothing(host):

@@ -47,7 +47,7 @@ options:
   pages: {type: dict, default: {}, description: "The notice pages: {html, json} (state present)."}
 """
 
-import contextlib
+import base64
 import http.client
 import json
 import os
@@ -72,6 +72,25 @@ def shown(text: str, most: int = SHOWN, lines: bool = False) -> str:
     keep = "\n" if lines else ""
     text = "".join(c if c.isprintable() or c in keep else f"\\x{ord(c):02x}" for c in text[: most + 1])
     return text if len(text) <= most else text[:most] + "…"
+
+
+def _write(path: str, data: bytes, mode: int) -> None:
+    """Atomically, root's (when root runs it): a symlink at path is replaced, never followed."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)  # a parent it does not own is left as it is
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".si-notice-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        if os.geteuid() == 0:
+            os.chown(tmp, 0, 0)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _root_owned(st: os.stat_result, mode: int) -> bool:
@@ -123,20 +142,7 @@ class Host:
             return False
         self.changes.append(f"wrote {path}")
         if not self.module.check_mode:
-            os.makedirs(os.path.dirname(path), exist_ok=True)  # a parent it does not own is left as it is
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".si-notice-")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.chmod(tmp, mode)
-                self._own(tmp)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            _write(path, data, mode)
         return True
 
     def remove(self, path: str) -> bool:
@@ -218,94 +224,110 @@ def nginx_files(p: dict) -> dict[str, tuple[str, int]]:
 
 
 class Nginx:
-    """The nginx channels' pages and route on this host, kept so that what is on disk is what
-    nginx serves, or is marked as not loaded yet. A run that changes them marks them first
-    (NGINX_DIR/.NAME.reload-pending) and unmarks them after the reload: a run killed in
-    between, or failed on a stand-in after them, leaves the mark, and the next run validates and
-    reloads although the files are already as wanted. A configuration nginx refuses is never
-    loaded, and the files this run changed are put back as they were."""
+    """The nginx channels' pages and route on this host, kept so that what nginx loaded is what
+    is on disk, or the way back to it is. Before a run changes them it writes a mark,
+    NGINX_DIR/.NAME.reload-pending, holding each file as it was; after nginx took the change
+    (`nginx -t`, then a reload) the mark goes. A run killed in between leaves the mark: the
+    next run validates and reloads although the files are already as wanted, and if nginx
+    refuses, the files go back to what the mark holds (what nginx loaded last), not to what the
+    killed run left. Files that are not plain files are refused before anything is changed."""
 
     def __init__(self, host: Host, p: dict) -> None:
         self.host = host
         self.mark = os.path.join(p["nginx_dir"], f".{p['name']}.reload-pending")
-        self.marked_before = os.path.lexists(self.mark)
-        self.due = self.marked_before
-        self.before: dict[str, tuple[bytes, int] | None] = {}  # what this run changed, as it was
+        self.before = self._read_mark()  # path -> (content, mode) or None, as nginx loaded them
+        self.due = os.path.lexists(self.mark)
 
-    def put(self, wanted: dict[str, tuple[str, int] | None]) -> None:
-        """Each path with its (content, mode), or removed (None)."""
-        check = self.host.module.check_mode
-        for path, spec in wanted.items():
-            if (self.host.same(path, *spec) if spec else not os.path.lexists(path)):
-                continue
-            if not check:
-                if not os.path.lexists(self.mark):  # bookkeeping, not a change to report
-                    os.close(os.open(self.mark, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
-                self.before.setdefault(path, _saved(path))
-            self.due = True
-            if spec:
-                self.host.file(path, *spec)
-            else:
-                self.host.remove(path)
-
-    def reload(self) -> None:
-        """When anything changed (now or in a run that did not get here): `nginx -t`, then a
-        reload (a start, if nginx was down)."""
-        if not self.due:
-            return
-        self.host.changes.append("nginx -t, then reload nginx")
-        if self.host.module.check_mode:
-            return
+    def _read_mark(self) -> dict[str, tuple[bytes, int] | None]:
         try:
-            rc, out, err = self.host.module.run_command(["nginx", "-t"], handle_exceptions=False)
+            with open(self.mark, "rb") as fh:
+                held = json.loads(fh.read(16 << 20) or b"{}")
+            return {path: (base64.b64decode(was["data"]), int(was["mode"])) if was else None
+                    for path, was in held.items()}
+        except FileNotFoundError:
+            return {}
+        except (ValueError, TypeError, KeyError, AttributeError):  # unreadable: nothing to put back
+            return {}
+
+    def apply(self, wanted: dict[str, tuple[str, int] | None]) -> None:
+        """Each path with its (content, mode), or removed (None); then, when anything changed
+        (now or in a run that did not get to its reload), `nginx -t` and a reload (a start, if
+        nginx was down)."""
+        host = self.host
+        for path in wanted:
+            if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+                host.fail(f"{path} is there and is not a plain file (a link?); nothing was changed")
+        todo = {path: spec for path, spec in wanted.items()
+                if (not host.same(path, *spec) if spec else os.path.lexists(path))}
+        if todo and not host.module.check_mode:
+            self._hold(todo)
+        for path, spec in todo.items():
+            if spec:
+                host.file(path, *spec)
+            else:
+                host.remove(path)
+        if not (todo or self.due):
+            return
+        if host.module.check_mode:
+            host.changes.append("nginx -t, then reload nginx")
+            return
+        self._load()
+
+    def _hold(self, todo: dict) -> None:
+        """The mark, with each file about to change as nginx loaded it (kept from an earlier
+        run's mark when there is one: that run's files were never loaded)."""
+        for path in todo:
+            self.before.setdefault(path, _saved(path))
+        held = {path: {"data": base64.b64encode(was[0]).decode(), "mode": was[1]} if was else None
+                for path, was in self.before.items()}
+        _write(self.mark, json.dumps(held).encode(), 0o600)
+
+    def _load(self) -> None:
+        """`nginx -t`, then a reload; a refused configuration is put back as nginx loaded it."""
+        host = self.host
+        try:
+            rc, out, err = host.module.run_command(["nginx", "-t"], handle_exceptions=False)
         except OSError as exc:  # no nginx at all
             rc, out, err = 127, "", str(exc)
         if rc != 0:
-            self.put_back()
-            self.host.fail(f"nginx -t refused the configuration, so nginx was not reloaded and serves the "
-                           f"one before; the notice's pages and route were put back as they were "
-                           f"({'; '.join(self.before) or 'none had changed in this run'}):\n"
-                           f"{shown((out + err).strip(), SHOWN_DIAGNOSIS, lines=True)}")
-        rc, said = self.host.systemctl("reload-or-restart", "nginx")
-        if rc != 0:  # the mark stays: the next run reloads again
-            self.host.fail(f"systemctl reload-or-restart nginx failed: {shown(said)}", "nginx.service")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.mark)
+            said = shown((out + err).strip(), SHOWN_DIAGNOSIS, lines=True)
+            try:
+                self.put_back()
+            except OSError as exc:
+                host.fail(f"nginx -t refused the configuration, so nginx was not reloaded; putting its pages "
+                          f"and route back as nginx loaded them failed too ({exc}): see {self.mark}\n{said}")
+            host.fail(f"nginx -t refused the configuration, so nginx was not reloaded and serves the one "
+                      f"before; the notice's pages and route were put back as nginx loaded them:\n{said}")
+        rc, out = host.systemctl("reload-or-restart", "nginx")
+        if rc != 0:  # the mark stays: the next run validates and reloads again
+            host.fail(f"systemctl reload-or-restart nginx failed: {shown(out)}", "nginx.service")
+        host.changes.append("nginx -t, then reload nginx")
+        os.unlink(self.mark)
 
     def put_back(self) -> None:
         for path, was in self.before.items():
             if was is None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                self.host.remove(path)
             else:
                 self.host.file(path, was[0], was[1])
-        if not self.marked_before:  # on disk again exactly what nginx serves
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.mark)
+        os.unlink(self.mark)  # on disk again what nginx loaded
 
 
 def _saved(path: str) -> tuple[bytes, int] | None:
     """A plain file's content and mode, to put back; None when there is none."""
     try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        with open(path, "rb") as fh:
-            return fh.read(), stat.S_IMODE(st.st_mode)
+        with open(path, "rb") as fh:  # a plain file: apply() refused anything else
+            return fh.read(), stat.S_IMODE(os.fstat(fh.fileno()).st_mode)
     except FileNotFoundError:
         return None
 
 
 def present(host: Host, p: dict) -> dict:
-    if not p["nginx"]:
-        return components_present(host, p)
-    host.directory(p["www"])
-    host.directory(p["nginx_dir"])
-    nginx = Nginx(host, p)
-    nginx.put(nginx_files(p))
-    out = components_present(host, p)
-    nginx.reload()
-    return out
+    if p["nginx"]:  # the channels' notice live before anything else is done on the host
+        host.directory(p["www"])
+        host.directory(p["nginx_dir"])
+        Nginx(host, p).apply(nginx_files(p))
+    return components_present(host, p)
 
 
 def components_present(host: Host, p: dict) -> dict:
@@ -360,9 +382,9 @@ def standins_up(host: Host, p: dict) -> dict:
 
 
 def absent(host: Host, p: dict) -> dict:
-    nginx = Nginx(host, p) if p["nginx"] else None
-    if nginx:
-        nginx.put(dict.fromkeys(nginx_files(p)))
+    pages = [path for path in nginx_files(p) if not path.endswith(".conf")] if p["nginx"] else []
+    if p["nginx"]:  # the route first, and nginx reloaded: the pages it routes to stay until then
+        Nginx(host, p).apply({path: None for path in nginx_files(p) if path not in pages})
     if p["components"] and os.path.exists(p["unit_path"]):
         for name in p["components"]:  # before its maintenance file goes (starting it stops it too)
             unit = f"{UNIT_PREFIX}{name}.service"
@@ -371,8 +393,8 @@ def absent(host: Host, p: dict) -> dict:
     for name in p["components"]:
         host.remove(os.path.join(p["app_dir"], f"{name}.json"))
         host.remove(os.path.join(p["www"], "standin", f"{name}.json"))
-    if nginx:
-        nginx.reload()
+    for path in pages:
+        host.remove(path)
     return {}
 
 
