@@ -91,7 +91,7 @@ def test_a_configuration_nginx_refuses_is_never_loaded_and_its_files_are_put_bac
     assert not up.ok
     said = " ".join(f.message for f in up.failures)
     assert "nginx -t refused the configuration, so nginx was not reloaded" in said
-    assert "were put back as nginx loaded them" in said
+    assert "what this run changed was put back as it was" in said
     assert "unknown directive" in said
     assert "\x1b" not in said  # what the host said is shown, never obeyed by the terminal
     assert log.read_text().splitlines() == ["nginx -t"]  # no reload
@@ -132,25 +132,34 @@ def test_a_run_that_did_not_get_to_the_reload_is_reloaded_by_the_next(host):
     assert sorted(p.name for p in (tmp_path / "nginx").iterdir()) == ["window.conf"]  # no mark left
 
 
-def test_after_a_killed_run_a_refusal_puts_back_what_nginx_loaded_not_what_the_killed_run_wrote(host):
-    """A run wrote a new route and was stopped before nginx took it (here its reload failed);
-    someone else's vhost breaks `nginx -t` meanwhile: the next run puts the route back as nginx
-    last loaded it, so no later reload loads what nobody checked."""
+def test_after_a_stopped_run_a_refusal_says_the_files_were_never_loaded_and_keeps_the_mark(host):
+    """A run wrote a new route and stopped before nginx took it (here its reload failed);
+    someone else's vhost breaks `nginx -t` meanwhile. The next run changes nothing, so it puts
+    nothing back (it cannot know what nginx loaded since): it says the files were never loaded
+    and keeps the mark, and once nginx -t passes again, a run loads them."""
     tmp_path, log = host
     assert _role(tmp_path, "present").ok  # loaded: the functions notice
-    loaded = (tmp_path / "nginx" / "window.conf").read_text()
     systemctl = tmp_path / "bin" / "systemctl"
     systemctl.write_text(FAKE.format(log=log, body="exit 1"))
     widened = _role(tmp_path, "present", channel_notice_scope="all")  # written, never loaded
     assert not widened.ok
-    assert (tmp_path / "nginx" / "window.conf").read_text() != loaded
+    route = (tmp_path / "nginx" / "window.conf").read_text()
     systemctl.write_text(FAKE.format(log=log, body="exit 0"))
-    (tmp_path / "bin" / "nginx").write_text(FAKE.format(log=log, body='echo "[emerg] in other.conf" >&2; exit 1'))
+    nginx = tmp_path / "bin" / "nginx"
+    nginx.write_text(FAKE.format(log=log, body='echo "[emerg] in other.conf" >&2; exit 1'))
     again = _role(tmp_path, "present", channel_notice_scope="all")
     assert not again.ok
-    assert "put back as nginx loaded them" in " ".join(f.message for f in again.failures)
-    assert (tmp_path / "nginx" / "window.conf").read_text() == loaded
-    assert sorted(p.name for p in (tmp_path / "nginx").iterdir()) == ["window.conf"]  # no mark left
+    said = " ".join(f.message for f in again.failures)
+    assert "written by an earlier run that did not get to its reload, were never loaded" in said
+    assert (tmp_path / "nginx" / "window.conf").read_text() == route
+    assert (tmp_path / "nginx" / ".window.reload-pending").exists()
+
+    nginx.write_text(FAKE.format(log=log, body="exit 0"))
+    log.write_text("")
+    fixed = _role(tmp_path, "present", channel_notice_scope="all")
+    assert fixed.ok, fixed.summary()
+    assert log.read_text().splitlines() == ["nginx -t", "systemctl reload-or-restart nginx"]
+    assert sorted(p.name for p in (tmp_path / "nginx").iterdir()) == ["window.conf"]  # the mark gone
 
 
 def test_taking_the_notice_down_keeps_its_pages_until_nginx_no_longer_routes_to_them(host):
@@ -177,6 +186,20 @@ def test_a_page_that_is_a_link_is_refused_and_nothing_is_changed(host):
     assert (tmp_path / "www" / "window.html").is_symlink()
     assert (tmp_path / "branded.html").read_text() == "<html>ours</html>"
     assert not (tmp_path / "nginx" / "window.conf").exists()
+    assert log.read_text() == ""
+
+
+def test_taking_the_notice_down_refuses_a_page_that_became_a_link(host):
+    tmp_path, log = host
+    assert _role(tmp_path, "present").ok
+    (tmp_path / "www" / "window.html").unlink()
+    (tmp_path / "www" / "window.html").symlink_to(tmp_path / "inv.yml")
+    log.write_text("")
+    down = _role(tmp_path, "absent")
+    assert not down.ok
+    assert "is not a plain file" in " ".join(f.message for f in down.failures)
+    assert (tmp_path / "nginx" / "window.conf").exists()  # nothing was changed
+    assert (tmp_path / "www" / "window.html").is_symlink()
     assert log.read_text() == ""
 
 

@@ -5,8 +5,8 @@
 most of its time in them. This module does the same work on the host in one go: it writes
 the nginx channels' notice pages and route (validated, then nginx reloaded), the components'
 maintenance files, installs the stand-in program and unit, starts each stand-in (N4) and
-waits until each answers with the notice; or, with state absent, takes the route and pages
-away, stops the stand-ins and removes the files (N9-N12). Standard library and Ansible's
+waits until each answers with the notice; or, with state absent, takes the route away (nginx
+reloaded), stops the stand-ins, removes the files and the pages (N9-N12). Standard library and Ansible's
 module utilities only.
 """
 
@@ -18,8 +18,11 @@ short_description: The maintenance files and notice stand-ins of a host's compon
 description:
   - With I(nginx=true), the host's nginx channels too; I(state=present) writes the notice
     pages C(WWW/NAME.html) and C(WWW/NAME.json) and the route C(NGINX_DIR/NAME.conf),
-    I(state=absent) removes them. When any of them changed, C(nginx -t) must pass before
-    nginx is reloaded (C(systemctl reload-or-restart nginx)), after the components' part.
+    I(state=absent) removes the route, reloads, then removes the pages. When any of them
+    changed (now, or in a run that did not get to its reload: the mark
+    C(NGINX_DIR/.NAME.reload-pending)), C(nginx -t) must pass before nginx is reloaded
+    (C(systemctl reload-or-restart nginx)), before the components' part. On a refusal, what
+    the run changed is put back as it was.
   - With I(state=present), writes C(APP_DIR/COMPONENT.json) for each component; with stand-ins,
     installs the stand-in program and the unit C(si-notice@.service), writes each stand-in's
     copy of the notice, (re)starts each C(si-notice@NAME) and waits until it answers 503 with
@@ -47,7 +50,7 @@ options:
   pages: {type: dict, default: {}, description: "The notice pages: {html, json} (state present)."}
 """
 
-import base64
+import contextlib
 import http.client
 import json
 import os
@@ -224,44 +227,32 @@ def nginx_files(p: dict) -> dict[str, tuple[str, int]]:
 
 
 class Nginx:
-    """The nginx channels' pages and route on this host, kept so that what nginx loaded is what
-    is on disk, or the way back to it is. Before a run changes them it writes a mark,
-    NGINX_DIR/.NAME.reload-pending, holding each file as it was; after nginx took the change
-    (`nginx -t`, then a reload) the mark goes. A run killed in between leaves the mark: the
-    next run validates and reloads although the files are already as wanted, and if nginx
-    refuses, the files go back to what the mark holds (what nginx loaded last), not to what the
-    killed run left. Files that are not plain files are refused before anything is changed."""
+    """The nginx channels' pages and route on this host. Before a run changes them it leaves a
+    mark, NGINX_DIR/.NAME.reload-pending; after nginx took the change (`nginx -t`, then a
+    reload) the mark goes. A run stopped in between (killed, or its reload failed) leaves the
+    mark, and the next run validates and reloads although the files are already as wanted.
+    When nginx refuses, what this run changed is put back as it was when the run began; files
+    an earlier run wrote are left, with the mark, and the message says they were never loaded.
+    The mark is only a flag: nothing is read from it."""
 
     def __init__(self, host: Host, p: dict) -> None:
         self.host = host
         self.mark = os.path.join(p["nginx_dir"], f".{p['name']}.reload-pending")
-        self.before = self._read_mark()  # path -> (content, mode) or None, as nginx loaded them
         self.due = os.path.lexists(self.mark)
-
-    def _read_mark(self) -> dict[str, tuple[bytes, int] | None]:
-        try:
-            with open(self.mark, "rb") as fh:
-                held = json.loads(fh.read(16 << 20) or b"{}")
-            return {path: (base64.b64decode(was["data"]), int(was["mode"])) if was else None
-                    for path, was in held.items()}
-        except FileNotFoundError:
-            return {}
-        except (ValueError, TypeError, KeyError, AttributeError):  # unreadable: nothing to put back
-            return {}
+        self.before: dict[str, tuple[bytes, int] | None] = {}  # what this run changed, as it was
 
     def apply(self, wanted: dict[str, tuple[str, int] | None]) -> None:
         """Each path with its (content, mode), or removed (None); then, when anything changed
         (now or in a run that did not get to its reload), `nginx -t` and a reload (a start, if
         nginx was down)."""
         host = self.host
-        for path in wanted:
-            if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
-                host.fail(f"{path} is there and is not a plain file (a link?); nothing was changed")
         todo = {path: spec for path, spec in wanted.items()
                 if (not host.same(path, *spec) if spec else os.path.lexists(path))}
-        if todo and not host.module.check_mode:
-            self._hold(todo)
+        if todo and not host.module.check_mode and not os.path.lexists(self.mark):
+            os.close(os.open(self.mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         for path, spec in todo.items():
+            if not host.module.check_mode:
+                self.before[path] = _saved(path)
             if spec:
                 host.file(path, *spec)
             else:
@@ -273,17 +264,8 @@ class Nginx:
             return
         self._load()
 
-    def _hold(self, todo: dict) -> None:
-        """The mark, with each file about to change as nginx loaded it (kept from an earlier
-        run's mark when there is one: that run's files were never loaded)."""
-        for path in todo:
-            self.before.setdefault(path, _saved(path))
-        held = {path: {"data": base64.b64encode(was[0]).decode(), "mode": was[1]} if was else None
-                for path, was in self.before.items()}
-        _write(self.mark, json.dumps(held).encode(), 0o600)
-
     def _load(self) -> None:
-        """`nginx -t`, then a reload; a refused configuration is put back as nginx loaded it."""
+        """`nginx -t`, then a reload; on a refusal, this run's changes are put back."""
         host = self.host
         try:
             rc, out, err = host.module.run_command(["nginx", "-t"], handle_exceptions=False)
@@ -294,15 +276,19 @@ class Nginx:
             try:
                 self.put_back()
             except OSError as exc:
-                host.fail(f"nginx -t refused the configuration, so nginx was not reloaded; putting its pages "
-                          f"and route back as nginx loaded them failed too ({exc}): see {self.mark}\n{said}")
+                host.fail(f"nginx -t refused the configuration, so nginx was not reloaded; putting back what "
+                          f"this run changed failed too ({exc}): {', '.join(self.before)}\n{said}")
+            put = (f"what this run changed was put back as it was: {', '.join(self.before)}" if self.before
+                   else f"this run changed nothing; the files on disk were written by an earlier run that "
+                        f"did not get to its reload, were never loaded, and stay with the mark {self.mark}")
             host.fail(f"nginx -t refused the configuration, so nginx was not reloaded and serves the one "
-                      f"before; the notice's pages and route were put back as nginx loaded them:\n{said}")
+                      f"before; {put}:\n{said}")
         rc, out = host.systemctl("reload-or-restart", "nginx")
         if rc != 0:  # the mark stays: the next run validates and reloads again
             host.fail(f"systemctl reload-or-restart nginx failed: {shown(out)}", "nginx.service")
         host.changes.append("nginx -t, then reload nginx")
-        os.unlink(self.mark)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.mark)
 
     def put_back(self) -> None:
         for path, was in self.before.items():
@@ -310,7 +296,16 @@ class Nginx:
                 self.host.remove(path)
             else:
                 self.host.file(path, was[0], was[1])
-        os.unlink(self.mark)  # on disk again what nginx loaded
+        if self.before and not self.due:  # on disk again what nginx loaded
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.mark)
+
+
+def plain_files(host: Host, paths) -> None:
+    """Refuse, before anything is changed, a page or route that is there and is not a plain file."""
+    for path in paths:
+        if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+            host.fail(f"{path} is there and is not a plain file (a link?); nothing was changed")
 
 
 def _saved(path: str) -> tuple[bytes, int] | None:
@@ -324,6 +319,7 @@ def _saved(path: str) -> tuple[bytes, int] | None:
 
 def present(host: Host, p: dict) -> dict:
     if p["nginx"]:  # the channels' notice live before anything else is done on the host
+        plain_files(host, nginx_files(p))
         host.directory(p["www"])
         host.directory(p["nginx_dir"])
         Nginx(host, p).apply(nginx_files(p))
@@ -384,6 +380,7 @@ def standins_up(host: Host, p: dict) -> dict:
 def absent(host: Host, p: dict) -> dict:
     pages = [path for path in nginx_files(p) if not path.endswith(".conf")] if p["nginx"] else []
     if p["nginx"]:  # the route first, and nginx reloaded: the pages it routes to stay until then
+        plain_files(host, nginx_files(p))
         Nginx(host, p).apply({path: None for path in nginx_files(p) if path not in pages})
     if p["components"] and os.path.exists(p["unit_path"]):
         for name in p["components"]:  # before its maintenance file goes (starting it stops it too)
