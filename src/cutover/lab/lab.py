@@ -42,6 +42,10 @@ from cutover.paths import (
 
 LABEL = "cutover.lab"
 SSH_DIR = LAB_STATE / "ssh"
+# the drop's FTPS certificate, for the controller to trust (the lab inventory's si_drop_ca_file);
+# provisioning fetches it; a start from provisioned images copies it from drop1 instead
+DROP_CA = LAB_STATE / "ftps" / "drop-ca.pem"
+DROP_CERT = "/etc/ssl/certs/vsftpd.pem"
 PROVISION = ROOT / "playbooks" / "lab" / "provision.yml"
 PROVISION_OPS = ROOT / "playbooks" / "lab" / "ops.yml"  # the shared journal's host (inventories/lab-ops)
 FAULTS = ("missing-plan", "unpaid-batch", "pending-approval", "in-transit")
@@ -224,11 +228,24 @@ def up(*, cities: int, scale: int, seed: int, faults: list[str], say=print,
         _provision(len(hosts), extravars, say, progress_factory, reset=reset, ops_only=bool(images))
         if not images and not _snapshots(hosts, phash):  # kept once per provisioning's inputs
             _keep_snapshots(hosts, phash, say)
+    if images or not DROP_CA.exists():
+        _copy_drop_ca(hosts)
     if provisioned or not LAB_JOURNAL_PGPASS.exists() or LAB_JOURNAL_PGPASS.stat().st_mode & 0o077:
         _write_journal_pgpass()
     LAB_STATE_FILE.write_text(json.dumps({**state, "provisioned": phash}, indent=2))
     return {"created": created, "provisioned": provisioned, "from_images": bool(images),
             "seconds": round(time.monotonic() - started, 1)}
+
+
+def _copy_drop_ca(hosts: list[LabHost]) -> None:
+    """The drop's certificate into this checkout's lab state. The provisioned images belong to
+    the machine and a checkout's .lab/ to that checkout: a second clone that starts the lab from
+    the images must trust the drop too (its FTPS hand-off refused it)."""
+    drop = next((h for h in hosts if "drop" in h.groups), None)
+    if drop is None:
+        return
+    DROP_CA.parent.mkdir(parents=True, exist_ok=True)
+    podman("cp", f"{drop.container}:{DROP_CERT}", str(DROP_CA))
 
 
 def _to_recreate(hosts: list[LabHost], tag: str, existing: dict[str, dict[str, Any]]) -> list[LabHost]:
