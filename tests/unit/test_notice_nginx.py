@@ -11,9 +11,8 @@ import json
 import os
 
 import pytest
-import yaml
 
-from cutover.ansible import run_playbook
+from .role_here import run_role
 
 FAKE = """#!/bin/sh
 echo "$(basename "$0") $*" >> "{log}"
@@ -35,22 +34,15 @@ def host(tmp_path, monkeypatch):
 
 
 def _role(tmp_path, state: str, **extra):
-    play = tmp_path / f"{state}.yml"
-    play.write_text(yaml.safe_dump([{
-        "name": "Notice", "hosts": "localhost", "gather_facts": False,
-        "tasks": [{"name": "Notice", "ansible.builtin.include_role": {"name": "channel_notice"},
-                   "vars": {"channel_notice_state": state, "channel_notice_scope": "functions",
-                            "channel_notice_functions": ["collection", "account"],
-                            "channel_notice_nginx_paths": ["/online/"],
-                            "channel_notice_nginx_dir": str(tmp_path / "nginx"),
-                            "channel_notice_www": str(tmp_path / "www"),
-                            "channel_notice_app_dir": str(tmp_path / "etc-si"),
-                            "channel_notice_until": "2023-12-01 13:00", **extra}}]}]))
-    inv = tmp_path / "inv.yml"
-    inv.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
-        "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}}))
-    return run_playbook(play, inv, ident=f"{state}-{len(list(tmp_path.glob('art/runner/artifacts/*')))}",
-                        artifacts_dir=tmp_path / "art")
+    return run_role(tmp_path, "channel_notice", {
+        "channel_notice_state": state, "channel_notice_scope": "functions",
+        "channel_notice_functions": ["collection", "account"],
+        "channel_notice_nginx_paths": ["/online/"],
+        "channel_notice_nginx_dir": str(tmp_path / "nginx"),
+        "channel_notice_www": str(tmp_path / "www"),
+        "channel_notice_app_dir": str(tmp_path / "etc-si"),
+        "channel_notice_until": "2023-12-01 13:00", **extra},
+        ident=f"{state}-{len(list(tmp_path.glob('art/runner/artifacts/*')))}")
 
 
 def test_the_pages_and_the_route_go_up_and_nginx_is_validated_then_reloaded(host):

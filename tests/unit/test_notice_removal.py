@@ -5,24 +5,15 @@ directories pointed at a temporary directory (no stand-in unit is installed here
 
 from __future__ import annotations
 
-import yaml
-
-from cutover.ansible import run_playbook
+from .role_here import run_role
 
 
 def _role(tmp_path, state: str):
-    play = tmp_path / f"{state}.yml"
-    play.write_text(yaml.safe_dump([{
-        "name": "Notice", "hosts": "localhost", "gather_facts": False,
-        "tasks": [{"name": "Notice", "ansible.builtin.include_role": {"name": "channel_notice"},
-                   "vars": {"channel_notice_state": state, "channel_notice_scope": "all",
-                            "channel_notice_components": ["si-counter", "si-core-qyyl"],
-                            "channel_notice_app_dir": str(tmp_path / "etc-si"),
-                            "channel_notice_www": str(tmp_path / "www")}}]}]))
-    inv = tmp_path / "inv.yml"
-    inv.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
-        "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}}))
-    return run_playbook(play, inv, ident=state, artifacts_dir=tmp_path / "art")
+    return run_role(tmp_path, "channel_notice", {
+        "channel_notice_state": state, "channel_notice_scope": "all",
+        "channel_notice_components": ["si-counter", "si-core-qyyl"],
+        "channel_notice_app_dir": str(tmp_path / "etc-si"),
+        "channel_notice_www": str(tmp_path / "www")}, ident=state)
 
 
 def test_taking_the_notice_down_removes_every_components_file(tmp_path):
