@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
-    "business_smoke_filter", ROOT / "roles" / "business_smoke" / "filter_plugins" / "smoke.py")
+    "business_smoke_filter", ROOT / "roles" / "business_smoke" / "action_plugins" / "smoke_check.py")
 smoke = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(smoke)
 

@@ -23,6 +23,7 @@ name is read somewhere under playbooks/ or roles/.
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures
 import json
 import os
@@ -97,6 +98,13 @@ def _set_stats_keys() -> dict[str, list[str]]:
             if isinstance(args, dict):
                 assert isinstance(args.get("data"), dict), f"{_rel(path)}: {task.get('name')}: data is not a mapping"
                 for key in args["data"]:
+                    found.setdefault(key, []).append(_rel(path))
+    # an action plugin that hands its rows to the record itself (ansible_stats, #17: a set_stats
+    # task was one more task per host) says which key in PUBLISHES, the one it sets
+    for path in sorted(p for d in CONTENT for p in d.rglob("action_plugins/*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == ["PUBLISHES"]:
+                for key in ast.literal_eval(node.value):
                     found.setdefault(key, []).append(_rel(path))
     return found
 

@@ -69,7 +69,7 @@ def test_the_same_failure_on_many_hosts_is_said_once_naming_them():
 
 
 def test_a_loop_that_found_its_host_unreachable_says_why_not_all_items_completed():
-    """A loop's first connection (service_control's per-service loop, #17) that cannot reach
+    """A looped task whose first connection cannot reach
     the host: ssh's reason is on the item, the loop's own msg says only that it completed."""
     from cutover.ansible.runner import _message
 

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
-    "version_verify_filter", ROOT / "roles" / "version_verify" / "filter_plugins" / "version_verify.py")
+    "version_verify_filter", ROOT / "roles" / "version_verify" / "action_plugins" / "version_check.py")
 vv = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(vv)
 

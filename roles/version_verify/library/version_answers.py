@@ -3,7 +3,7 @@
 
 #17: a looped task per kind of probe was three round trips per host, the costliest tasks of
 the deploy's and the restore's version checks. This module asks them all on the host and
-returns what each found in the shape the role's filter reads (`version_verify_rows`), as the
+returns what each found in the shape the role's action judges (`version_verify_rows`), as the
 looped slurp, uri and command tasks returned it; the verdict stays on the controller. It only
 reads: in check mode it asks too.
 """

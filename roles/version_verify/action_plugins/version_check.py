@@ -1,6 +1,17 @@
-"""The verdict of the version check (N8): what each probe found, compared with the release
-manifest, one row per probe. Plain Python instead of a Jinja program, so it is unit-tested
-(tests/unit/test_version_verify_filter.py), including replies a host makes up.
+"""The version check of one host (N8), in one task: ask every probe, judge what each found
+against the release manifest, one row per probe, and hand the rows to the run's record.
+
+#17: this was four tasks per host (the probes, the package facts, the record, the verdict's
+input) on top of the verdict itself; each was a task per host on the controller. Now the probes
+are one module call (library/version_answers.py; the installed packages one more, only when a
+component has a package probe), and the verdict is plain Python here, unit-tested
+(tests/unit/test_version_verify_filter.py) including replies a host makes up. The rows go to
+the run's record (`ansible_stats` `versions`, as `set_stats` gave them) whether or not they
+agree; the role's next task fails naming each that does not.
+
+The input is checked against the role's own spec (meta/argument_specs.yml, entry main) before
+the host is asked anything, so the restore's before_start, which builds the components from
+the manifest and imports this task directly, is held to the same spec as a caller of main.
 
 Every component must be asked at least once: a component whose probes all went unasked
 gets a failing row, never silence.
@@ -13,15 +24,30 @@ import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.plugins.action import ActionBase
 
 # a reply is shown to operators and stored as evidence: kept short, whatever a host sends
 MOST = 200
 JSON_OBJECT = re.compile(r"\s*\{")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+PUBLISHES = ("versions",)  # the run's record key of the rows (cutover.contract.EVIDENCE)
+SPEC = Path(__file__).resolve().parents[1] / "meta" / "argument_specs.yml"
+
+
+def _spec() -> dict[str, Any]:
+    """The options of the role's main entry point, as its argument check reads them."""
+    return yaml.safe_load(SPEC.read_text(encoding="utf-8"))["argument_specs"]["main"]["options"]
 
 
 def _text(value: Any) -> str:
+    """What a host replied, as shown and stored: control characters as ?, shown, never obeyed."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = CONTROL.sub("?", text)
     return text if len(text) <= MOST else text[:MOST] + "…"
 
 
@@ -85,7 +111,7 @@ def _package(host: str, component: Mapping[str, Any], probe: Mapping[str, Any],
 def version_verify_rows(components: Iterable[Mapping[str, Any]], host: str, files: list[Mapping[str, Any]],
                         https: list[Mapping[str, Any]], commands: list[Mapping[str, Any]],
                         packages: Mapping[str, Any] | None, require_running: bool) -> list[dict[str, Any]]:
-    """One row per probe (the results of the role's looped slurp, uri and command tasks, and
+    """One row per probe (what the module answered for the file, HTTP and command probes, and
     the package facts), then a failing row for each component no probe asked."""
     components = list(components)
     rows = [_file(host, r) for r in files]
@@ -98,6 +124,43 @@ def version_verify_rows(components: Iterable[Mapping[str, Any]], host: str, file
     return rows
 
 
-class FilterModule:
-    def filters(self) -> dict[str, Any]:
-        return {"version_verify_rows": version_verify_rows}
+def pairs(components: list[Mapping[str, Any]], kind: str) -> list[list[Any]]:
+    """[component, probe] of each probe of this kind, as the module answers them."""
+    return [[c, p] for c in components for p in c.get("probes") or [] if p.get("kind") == kind]
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        given = {"version_verify_components": self._task.args.get("components"),
+                 "version_verify_require_running": self._task.args.get("require_running", True)}
+        checked = ArgumentSpecValidator(_spec()).validate(given)
+        if checked.error_messages:  # before the host is asked anything
+            return {**result, "failed": True, "changed": False,
+                    "msg": "version_verify: " + "; ".join(checked.error_messages)}
+        components = checked.validated_parameters["version_verify_components"]
+        require_running = checked.validated_parameters["version_verify_require_running"]
+        try:
+            found = self._execute_module(
+                module_name="ansible.legacy.version_answers", task_vars=task_vars,
+                module_args={"files": pairs(components, "file"), "https": pairs(components, "http"),
+                             "commands": pairs(components, "command")})
+            if found.get("failed") or found.get("unreachable"):
+                return {**result, **found}
+            packages: dict[str, Any] = {}
+            if pairs(components, "package"):
+                facts = self._execute_module(module_name="ansible.legacy.package_facts",
+                                             module_args={"manager": "auto"}, task_vars=task_vars)
+                if facts.get("failed") or facts.get("unreachable"):
+                    return {**result, **facts}
+                packages = (facts.get("ansible_facts") or {}).get("packages") or {}
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        rows = version_verify_rows(components, str(task_vars.get("inventory_hostname", "")),
+                                   found.get("files") or [], found.get("https") or [],
+                                   found.get("commands") or [], packages, require_running)
+        return {**result, "changed": False, "rows": rows,
+                "ansible_stats": {"data": {PUBLISHES[0]: rows}, "per_host": False, "aggregate": True}}

@@ -1,0 +1,44 @@
+"""The controller's half of service_units: one module call per service, in order (#17).
+
+The role was a looped task and a task that failed naming the service the loop broke at: two
+tasks per host on the controller, the second skipped on every host that was fine. Now one task
+asks the module once per service, in the given order, and stops at the first that does not
+get there, failing with the module's own message (its unit's status and the tail of its
+journal). A call acts on its own service only: a controller killed mid-way leaves at most that
+service's wait running on the host, never a next service started or stopped behind the back of
+whatever runs next. The services after the one that failed are not touched.
+"""
+
+from __future__ import annotations
+
+from ansible.plugins.action import ActionBase
+
+MODULE = "ansible.legacy.service_units"
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        services = args.get("services")
+        if not isinstance(services, list):  # before the host is asked anything
+            return {**result, "failed": True, "changed": False,
+                    "msg": f"service_units: services is a list of {{name, probe}}, "
+                           f"not {type(services).__name__}"}
+        changes: list = []
+        done: list = []
+        try:
+            for service in services:
+                answer = self._execute_module(module_name=MODULE, module_args={**args, "services": [service]},
+                                              task_vars=task_vars)
+                changes += answer.get("changes") or []
+                done += answer.get("done") or []
+                if answer.get("failed") or not answer.get("ok"):
+                    name = service.get("name") if isinstance(service, dict) else service
+                    return {**result, **answer, "failed": True, "changed": bool(changes), "changes": changes,
+                            "done": done, "msg": answer.get("msg") or f"{name}: the module gave no answer"}
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        return {**result, "changed": bool(changes), "changes": changes, "done": done, "ok": True}
