@@ -6,7 +6,9 @@ Sizes are given as county counters per city over the 11 cities (`lab.up --cities
 --counties N`): 0 is the 23-host lab, 3 the 56-host one, 9 (the most the lab inventory has)
 the 122-host one. For each size and verb it reports the wall time, the host-tasks Ansible ran
 (one task on one host, skipped ones counted apart), the cost per host-task run, Ansible's CPU
-time on the controller (roughly: the processes the engine waits for), and the verb's time
+time on the controller (roughly: the processes the engine waits for), the CPU time the lab's
+containers used meanwhile (they share this machine's cores with the controller: together the
+two bound the verb's time from below), and the verb's time
 against the smallest lab's (#17's goal: at most 2x from 23 to about 120 hosts); then the
 memory per window host (its container, podman's accounting) and the engine's own peak
 memory. Where the time goes at the largest size: the costliest tasks summed over hosts.
@@ -99,17 +101,21 @@ def one_size(counties: int, out: Path) -> dict:
     for verb in VERBS:
         opts = RunOptions(plan=str(PLAN), journal=str(out / "journal.sqlite"), artifacts=str(out),
                           rehearsal=True, auto_confirm=True, say=lambda *_: None)
-        cpu_before = children_cpu()
+        cpu_before, hosts_before = children_cpu(), containers_cpu()
         started = time.perf_counter()
         Executor(verb, opts).run()
         seconds = time.perf_counter() - started
         cpu = children_cpu() - cpu_before
+        hosts_cpu = containers_cpu() - hosts_before if hosts_before is not None else None
         ran, skipped, cost = host_tasks(out, verb)
         result["verbs"][verb] = {"seconds": seconds, "host_tasks": ran, "skipped": skipped,
-                                 "controller_cpu_seconds": cpu, "top": cost.most_common(6)}
+                                 "controller_cpu_seconds": cpu, "hosts_cpu_seconds": hosts_cpu,
+                                 "top": cost.most_common(6)}
         print(f"  cutover.{verb}: {seconds:.1f} s, {ran} host-tasks run ({skipped} skipped), "
               f"{1000 * seconds / max(ran, 1):.0f} ms per host-task run; Ansible on the controller "
-              f"used {cpu:.0f} CPU-seconds ({cpu / seconds:.2f} of {os.cpu_count()} cores)", flush=True)
+              f"used {cpu:.0f} CPU-seconds ({cpu / seconds:.2f} of {os.cpu_count()} cores)"
+              + (f", the lab's containers {hosts_cpu:.0f} ({hosts_cpu / seconds:.2f})" if hosts_cpu is not None
+                 else ""), flush=True)
     memory = container_memory({h.container for h in hosts})
     result["memory_mib_per_host"] = sum(memory.values()) / len(memory) if memory else None
     result["engine_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -122,6 +128,29 @@ def children_cpu() -> float:
     not ssh's ControlPersist masters, which leave the process tree."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+# every podman container's cgroup sits under libpod_parent (cgroupfs) or machine.slice (systemd)
+CONTAINER_CGROUPS = [Path("/sys/fs/cgroup/cpuacct/libpod_parent/cpuacct.usage"),  # v1: nanoseconds
+                     Path("/sys/fs/cgroup/libpod_parent/cpu.stat"),  # v2: usage_usec
+                     Path("/sys/fs/cgroup/machine.slice/cpu.stat")]
+
+
+def containers_cpu() -> float | None:
+    """CPU seconds all of podman's containers have used so far (the lab's hosts: their modules,
+    services and databases, which share this machine's cores with the controller), or None
+    where this machine keeps them elsewhere."""
+    for path in CONTAINER_CGROUPS:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        if path.name == "cpuacct.usage":
+            return int(text) / 1e9
+        usage = dict(line.split() for line in text.splitlines() if line.count(" ") == 1)
+        if "usage_usec" in usage:
+            return int(usage["usage_usec"]) / 1e6
+    return None
 
 
 def chart(results: list[dict], path: Path) -> None:
@@ -202,10 +231,13 @@ def report(results: list[dict]) -> None:
         print(f"{r['hosts']:>5}  " + "  ".join(f"{c:>24}" for c in cells)
               + (f"  {memory:8.1f}" if memory is not None else "  (podman stats failed)"))
     print(f"(each cell: wall time, against the {base['hosts']}-host lab, per host-task run)")
-    print("\nhosts  lab.up --reset   Ansible's CPU-seconds on the controller per verb (stop, deploy, restore)")
+    print("\nhosts  lab.up --reset   CPU-seconds per verb (stop, deploy, restore): Ansible on the controller; "
+          "the lab's containers")
     for r in results:
         cpu = ", ".join(f"{r['verbs'][verb].get('controller_cpu_seconds', 0):.0f}" for verb in VERBS)
-        print(f"{r['hosts']:>5}  {r.get('lab_up_seconds', 0):12.1f} s   {cpu}")
+        hosts = ", ".join("?" if r["verbs"][verb].get("hosts_cpu_seconds") is None
+                          else f"{r['verbs'][verb]['hosts_cpu_seconds']:.0f}" for verb in VERBS)
+        print(f"{r['hosts']:>5}  {r.get('lab_up_seconds', 0):12.1f} s   {cpu}; {hosts}")
     largest = results[-1]
     print(f"\nwhere the time goes at {largest['hosts']} hosts (task seconds summed over hosts):")
     for verb in VERBS:

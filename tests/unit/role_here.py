@@ -11,11 +11,12 @@ import yaml
 from cutover.ansible import run_playbook
 
 
-def run_role(tmp_path: Path, role: str, variables: dict[str, Any], ident: str):
+def run_role(tmp_path: Path, role: str, variables: dict[str, Any], ident: str, tasks_from: str = "main"):
     play = tmp_path / f"{ident}.yml"
     play.write_text(yaml.safe_dump([{
         "name": role, "hosts": "localhost", "gather_facts": False,
-        "tasks": [{"name": role, "ansible.builtin.include_role": {"name": role}, "vars": variables}]}]))
+        "tasks": [{"name": role, "ansible.builtin.include_role": {"name": role, "tasks_from": tasks_from},
+                   "vars": variables}]}]))
     inv = tmp_path / "inv.yml"
     inv.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
         "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}}))

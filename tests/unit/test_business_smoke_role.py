@@ -286,3 +286,21 @@ def test_an_answer_that_breaks_off_or_cannot_be_parsed_fails_the_check_and_the_o
     assert services["core"] not in said.split("(every record")[0]  # the good one passed
     assert "Traceback" not in said
     assert _state(pg) == before  # the record the good service wrote was removed
+
+
+def test_a_check_the_role_cannot_run_sends_nothing_and_no_password_reaches_the_record(tmp_path, pg, services):
+    """The inputs are judged on the controller in the role's one task (#17), before the host
+    is asked anything; the database password is never in what the run keeps."""
+    before = _state(pg)
+    refused = _smoke(tmp_path, pg, services["core"], ["approval", "payment"], "refused")
+    assert not refused.ok
+    assert "'payment' is not a transaction of si_smoke_transactions" in " ".join(f.message for f in refused.failures)
+    assert "nothing was sent" in " ".join(f.message for f in refused.failures)
+    assert _state(pg) == before
+    failed = _smoke(tmp_path, pg, services["broken"], ["tax-transfer"], "failed")
+    passed = _smoke(tmp_path, pg, services["core"], ["approval"], "passed")
+    assert not failed.ok
+    assert passed.ok, passed.summary()
+    kept = [p for p in (tmp_path / "art").rglob("*") if p.is_file()]
+    assert kept
+    assert [p for p in kept if "unused-trust" in p.read_text(errors="replace")] == []

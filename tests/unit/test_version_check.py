@@ -37,3 +37,25 @@ def test_a_component_the_spec_refuses_asks_the_host_nothing(tmp_path):
     assert "kind" in " ".join(f.message for f in done.failures)
     assert not marker.exists()
     assert "versions" not in done.evidence
+
+
+def test_before_start_holds_what_it_built_from_the_manifest_to_the_main_spec(tmp_path):
+    """before_start imports main's tasks (#17: no second include, so no second argument check):
+    the action itself refuses a probe the spec does not know, before the host is asked."""
+    marker = tmp_path / "asked"
+    manifest = tmp_path / "release.yml"
+    manifest.write_text(
+        "release: r\n"
+        "artifacts: {app: {version: '2.0', previous: '1.0', path: x.tgz, sha256: '00'}}\n"
+        f"probes: {{file: {{file: '{tmp_path}/{{name}}'}}, shell: {{shell: 'touch {marker}'}}}}\n"
+        "components:\n  - {name: a, artifact: app, group: ungrouped, probes: [file, shell]}\n")
+    (tmp_path / "a").write_text("2.0\n")
+    done = run_role(tmp_path, "version_verify", {
+        "version_verify_release_manifest": str(manifest), "version_verify_release_components": ["a"]},
+        ident="before", tasks_from="before_start")
+    assert not done.ok
+    said = " ".join(f.message for f in done.failures)
+    assert "version_verify:" in said
+    assert "shell" in said
+    assert not marker.exists()
+    assert "versions" not in done.evidence

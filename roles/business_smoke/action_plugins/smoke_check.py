@@ -68,6 +68,9 @@ def smoke_unrunnable(names: Iterable[str], catalog: Any, tax_db: Any = None) -> 
             elif where == "tax" and not _complete(tax_db):
                 out.append(f"{name!r} reads a record back on the tax side, and business_smoke_tax_db "
                            f"(the inventory's si_smoke_tax_db) does not give its {', '.join(TAX_DB_KEYS)}")
+            elif where == "tax" and not re.fullmatch(r"[0-9]{1,5}", str(tax_db["port"])):
+                out.append(f"{name!r} reads a record back on the tax side, and business_smoke_tax_db's port "
+                           f"{str(tax_db['port'])[:40]!r} is not a port number")
     return out
 
 
@@ -152,10 +155,13 @@ def smoke_verdict(sent: list[Mapping[str, Any]], read: list[Mapping[str, Any]], 
 def module_args(a: Mapping[str, Any]) -> dict[str, Any]:
     """What the module is asked: the sends, the line databases' names only (the inventory's
     si_lines may hold more than the module needs), and of the tax side the keys the module
-    knows, each stated or empty (refused before when a transaction needs it; a port that is
-    no number is refused by the module)."""
+    knows, only when a transaction reads a record back there (checked before: complete, and
+    its port a number)."""
     db = a.get("db") if isinstance(a.get("db"), Mapping) else {}
     tax = a.get("tax_db") if isinstance(a.get("tax_db"), Mapping) else {}
+    if not any(isinstance(r, Mapping) and r.get("database") == "tax"
+               for name in a["transactions"] for r in _records(a["catalog"][name])):
+        tax = {}
     return {
         "sends": smoke_sends(a["urls"], a["lines"], a["transactions"], a["catalog"]),
         "catalog": a["catalog"], "check": a.get("check"), "timeout": a.get("timeout", 30),
@@ -190,6 +196,11 @@ class ActionModule(ActionBase):
         if done.get("failed") or done.get("unreachable"):
             return {**result, **done}
         sent, read = done.get("sent") or [], done.get("read") or []
-        wrong = smoke_verdict(sent, read, a["catalog"], a["line_databases"], tax_db)
+        try:
+            wrong = smoke_verdict(sent, read, a["catalog"], a["line_databases"], tax_db)
+        except (AttributeError, IndexError, KeyError, TypeError) as exc:  # not what the module answers
+            wrong = [f"the host's answer is not the smoke module's (a {type(exc).__name__}); every record "
+                     "it named may still be in the databases: look for the check's mark there"]
         return {**result, "changed": False, "sent": sent, "read": read,
+                **({"warnings": done["warnings"]} if done.get("warnings") else {}),
                 **({"failed": True, "msg": "; ".join(wrong)} if wrong else {})}

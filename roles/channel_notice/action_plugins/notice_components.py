@@ -21,11 +21,15 @@ UNIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 def notice_refused(state: str, scope: str, functions: Any, nginx_paths: Any, standins: Any,
                    components: Any) -> str:
-    """Why this notice cannot be put up or taken down, empty when it can."""
-    standins = standins if isinstance(standins, list) else []
-    components = components if isinstance(components, list) else []
+    """Why this notice cannot be put up or taken down, empty when it can. A list given as
+    anything else (one path as a string: a route built a character at a time) is refused."""
+    lists = {"channel_notice_nginx_paths": nginx_paths, "channel_notice_standins": standins,
+             "channel_notice_components": components, "channel_notice_functions": functions or []}
+    given = [name for name, value in lists.items() if not isinstance(value, list)]
+    if given:
+        return f"channel_notice: {', '.join(given)} must be a list (one item is [item], not item)"
     names = [s.get("name") if isinstance(s, dict) else s for s in standins]
-    paths = nginx_paths if isinstance(nginx_paths, list) else []
+    paths = nginx_paths
     stray = [str(n) for n in names if n not in components]
     fine = (
         (state != "present" or scope == "all" or bool(functions))
@@ -48,8 +52,8 @@ class ActionModule(ActionBase):
         args = dict(self._task.args)
         check = args.pop("check", None) or {}
         refused = notice_refused(str(args.get("state", "present")), str(check.get("scope", "all")),
-                                 check.get("functions"), check.get("nginx_paths"), args.get("standins"),
-                                 args.get("components"))
+                                 check.get("functions"), check.get("nginx_paths"), args.get("standins", []),
+                                 args.get("components", []))
         if refused:  # before the host is asked anything
             return {**result, "failed": True, "changed": False, "msg": refused}
         if not args.get("components") and not args.get("nginx"):  # checked, and nothing on this host to do

@@ -11,6 +11,7 @@ whatever runs next. The services after the one that failed are not touched.
 
 from __future__ import annotations
 
+from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 
 MODULE = "ansible.legacy.service_units"
@@ -29,16 +30,24 @@ class ActionModule(ActionBase):
                            f"not {type(services).__name__}"}
         changes: list = []
         done: list = []
+        warnings: list = []
         try:
             for service in services:
-                answer = self._execute_module(module_name=MODULE, module_args={**args, "services": [service]},
-                                              task_vars=task_vars)
+                name = service.get("name") if isinstance(service, dict) else service
+                try:
+                    answer = self._execute_module(module_name=MODULE, task_vars=task_vars,
+                                                  module_args={**args, "services": [service]})
+                except AnsibleConnectionFailure as exc:  # the host went away: at which service, after what
+                    return {**result, "unreachable": True, "changed": bool(changes), "changes": changes,
+                            "done": done, "msg": f"{name}: the host could not be reached: {exc}"
+                                                 f" (done before it: {', '.join(done) or 'none'})"}
                 changes += answer.get("changes") or []
                 done += answer.get("done") or []
+                warnings += answer.get("warnings") or []
                 if answer.get("failed") or not answer.get("ok"):
-                    name = service.get("name") if isinstance(service, dict) else service
                     return {**result, **answer, "failed": True, "changed": bool(changes), "changes": changes,
                             "done": done, "msg": answer.get("msg") or f"{name}: the module gave no answer"}
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
-        return {**result, "changed": bool(changes), "changes": changes, "done": done, "ok": True}
+        return {**result, "changed": bool(changes), "changes": changes, "done": done, "ok": True,
+                **({"warnings": warnings} if warnings else {})}

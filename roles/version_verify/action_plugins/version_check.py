@@ -151,7 +151,8 @@ class ActionModule(ActionBase):
             if found.get("failed") or found.get("unreachable"):
                 return {**result, **found}
             packages: dict[str, Any] = {}
-            if pairs(components, "package"):
+            packages_asked = bool(pairs(components, "package"))
+            if packages_asked:
                 facts = self._execute_module(module_name="ansible.legacy.package_facts",
                                              module_args={"manager": "auto"}, task_vars=task_vars)
                 if facts.get("failed") or facts.get("unreachable"):
@@ -162,5 +163,8 @@ class ActionModule(ActionBase):
         rows = version_verify_rows(components, str(task_vars.get("inventory_hostname", "")),
                                    found.get("files") or [], found.get("https") or [],
                                    found.get("commands") or [], packages, require_running)
+        warnings = (found.get("warnings") or []) + (facts.get("warnings") or [] if packages_asked else [])
+        if warnings:
+            result["warnings"] = warnings
         return {**result, "changed": False, "rows": rows,
                 "ansible_stats": {"data": {PUBLISHES[0]: rows}, "per_host": False, "aggregate": True}}

@@ -1,0 +1,71 @@
+"""roles/service_control in its one task per host (#17): one module call per service, in the
+given order, and the first service that does not get there ends the task with its unit's
+status and journal; the services after it are never touched. Real ansible-playbook on this
+machine; `systemctl` and `journalctl` are small stand-ins on PATH that record how they were
+called (Molecule's scenario and the lab run the real ones)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import yaml
+
+from cutover.ansible import run_playbook
+
+from .role_here import run_role
+
+SYSTEMCTL = """#!/bin/sh
+echo "systemctl $*" >> "{log}"
+case "$1" in
+  show) echo "LoadState=loaded"; echo "ActiveState=inactive" ;;
+  start) [ "$2" = "si-b.service" ] && {{ echo "Job for si-b.service failed"; exit 1; }}; exit 0 ;;
+  status) echo "si-b.service - failed (Result: exit-code)" ;;
+esac
+exit 0
+"""
+
+
+def test_the_first_service_that_fails_ends_the_task_and_the_next_is_never_started(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    (bin_dir / "systemctl").write_text(SYSTEMCTL.format(log=log))
+    (bin_dir / "journalctl").write_text("#!/bin/sh\necho 'si-b: cannot read its config \x1b[2J'\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    done = run_role(tmp_path, "service_control", {
+        "service_control_state": "started",
+        "service_control_services": [{"name": "si-a", "probe": {"command": "true"}}, {"name": "si-b"},
+                                     {"name": "si-c"}]}, ident="order")
+    assert not done.ok
+    said = " ".join(f.message for f in done.failures)
+    assert "si-b.service on localhost did not become started" in said
+    assert "cannot read its config" in said
+    assert "\x1b" not in said  # the journal is shown, never obeyed
+    started = [line for line in log.read_text().splitlines() if line.startswith("systemctl start")]
+    assert started == ["systemctl start si-a.service", "systemctl start si-b.service"]
+
+
+def test_a_host_that_cannot_be_reached_names_the_service_it_was_at(tmp_path):
+    """The host gone at a service: unreachable, naming that service and what was done before it."""
+    play = tmp_path / "gone.yml"
+    play.write_text(yaml.safe_dump([{"name": "gone", "hosts": "gone", "gather_facts": False, "tasks": [
+        {"name": "start", "ansible.builtin.include_role": {"name": "service_control"},
+         "vars": {"service_control_services": [{"name": "si-a"}, {"name": "si-b"}]}}]}]))
+    inv = tmp_path / "inv.yml"
+    inv.write_text(yaml.safe_dump({"all": {"hosts": {"gone": {
+        "ansible_host": "127.0.0.1", "ansible_port": _closed_port(), "ansible_user": "nobody",
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"}}}}))
+    done = run_playbook(play, inv, ident="gone", artifacts_dir=tmp_path / "art")
+    assert not done.ok
+    said = " ".join(f.message for f in done.failures)
+    assert "si-a: the host could not be reached" in said
+    assert "done before it: none" in said
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when this returns: nothing listens there
