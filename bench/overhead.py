@@ -5,7 +5,7 @@ playbooks run with plain `ansible-playbook`, one after another, in one session.
 Both paths do the same real work: the lab starts up (as `lab.up` or a rehearsal leaves it)
 and is brought back to its pre-window state (all services up) by an untimed plain run of
 playbooks/restore/restore.yml after each timed stop, and the rounds alternate A/B so drift on this 2-core machine hits both. Prints the
-per-round seconds and the ratio of means. Needs the lab: `./inv lab.up` first.
+per-round seconds, the CPU each side took (this process, and the ansible processes it waited for) and the ratio of means. Needs the lab: `./inv lab.up` first.
 
     .venv/bin/python bench/overhead.py [--rounds 3]
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,18 @@ from cutover.paths import LAB_INVENTORY, ROOT
 from cutover.plan.lint import check
 
 PLAN = ROOT / "plans" / "shanxi-2023-11.yml"
+
+
+def cpu() -> tuple[float, float]:
+    """CPU seconds so far of this process (the engine, and ansible-runner's reading of the
+    events) and of the processes it has waited for (ansible-playbook and its workers)."""
+    own, waited = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, waited.ru_utime + waited.ru_stime
+
+
+def cpu_since(before: tuple[float, float]) -> str:
+    now = cpu()
+    return f"this process {now[0] - before[0]:.1f} CPU-s, ansible {now[1] - before[1]:.1f} CPU-s"
 
 
 def through_cutover(journal: str, artifacts: Path) -> float:
@@ -96,15 +109,20 @@ def main() -> int:
         a, b = [], []
         for n in range(1, args.rounds + 1):  # the lab is up, as lab.up or a rehearsal leaves it
             journal = str(tmp_path / f"j{n}.sqlite")
+            before = cpu()
             try:
                 a.append(through_cutover(journal, tmp_path / "art"))
+                used_a = cpu_since(before)
             finally:  # a failed stop too: the lab is left as it was found, not stopped
                 back_to_before_the_window(plan, journal)
+            before = cpu()
             try:
                 b.append(plain(plan, n, tmp_path))
+                used_b = cpu_since(before)
             finally:
                 back_to_before_the_window(plan)
-            print(f"round {n}: cutover.stop {a[-1]:.1f} s, ansible-playbook {b[-1]:.1f} s", flush=True)
+            print(f"round {n}: cutover.stop {a[-1]:.1f} s ({used_a}), "
+                  f"ansible-playbook {b[-1]:.1f} s ({used_b})", flush=True)
     print(side_by_side("cutover.stop", a, "ansible-playbook", b))
     return 0
 
