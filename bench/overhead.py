@@ -4,8 +4,10 @@ playbooks run with plain `ansible-playbook`, one after another, in one session.
 
 Both paths do the same real work: the lab starts up (as `lab.up` or a rehearsal leaves it)
 and is brought back to its pre-window state (all services up) by an untimed plain run of
-playbooks/restore/restore.yml after each timed stop, and the rounds alternate A/B so drift on this 2-core machine hits both. Prints the
-per-round seconds, the CPU each side took (this process, and the ansible processes it waited for) and the ratio of means. Needs the lab: `./inv lab.up` first.
+playbooks/restore/restore.yml after each timed stop, and the rounds alternate A/B so drift
+on this 2-core machine hits both. Prints the per-round seconds, the CPU each side took (this
+process, and the ansible processes it waited for) and the ratio of means. Needs the lab:
+`./inv lab.up` first; it measures at the lab's size (`--cities 11 --counties 9`: 122 hosts).
 
     .venv/bin/python bench/overhead.py [--rounds 3]
 """
