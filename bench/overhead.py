@@ -7,7 +7,8 @@ and is brought back to its pre-window state (all services up) by an untimed plai
 playbooks/restore/restore.yml after each timed stop, and the rounds alternate A/B so drift
 on this 2-core machine hits both. Prints the per-round seconds, the CPU each side took (this
 process, and the ansible processes it waited for) and the ratio of means. Needs the lab:
-`./inv lab.up` first; it measures at the lab's size (`--cities 11 --counties 9`: 122 hosts).
+`./inv lab.up` first; it measures the lab that is up (122 hosts: `./inv lab.up --cities 11
+--counties 9`).
 
     .venv/bin/python bench/overhead.py [--rounds 3]
 """

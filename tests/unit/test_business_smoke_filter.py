@@ -123,7 +123,7 @@ def test_every_reason_not_to_send_is_said_at_once_before_anything_is_sent():
     assert smoke.smoke_refused([URL], ["qyyl", "gs"], ["approval", "tax-transfer"], CATALOG, dbs, TAX_DB) == []
     said = smoke.smoke_refused([URL], ["qyyl", "cjyl"], ["approval", "payment"], CATALOG, dbs, TAX_DB)
     assert said == [
-        "line(s) cjyl have no database in business_smoke_line_databases (the inventory's si_lines): nothing "
+        "line(s) 'cjyl' have no database in business_smoke_line_databases (the inventory's si_lines): nothing "
         "could be read back",
         "'payment' is not a transaction of si_smoke_transactions with path, body and records: fix "
         "si_smoke_transactions in the inventory (invoke plan.check says where)"]
@@ -131,4 +131,40 @@ def test_every_reason_not_to_send_is_said_at_once_before_anything_is_sent():
     assert empty == ["business_smoke_urls, business_smoke_lines and business_smoke_transactions name at least "
                      "one service, line and transaction; an empty check proves nothing"]
     assert smoke.smoke_refused([URL], ["qyyl"], ["approval"], CATALOG, "not a mapping", TAX_DB)[0].startswith(
-        "line(s) qyyl have no database")
+        "line(s) 'qyyl' have no database")
+
+
+def test_a_line_name_from_the_inventory_is_shown_escaped_never_obeyed():
+    said = smoke.smoke_refused([URL], ["qy\x1b[2Jyl\nok"], ["approval"], CATALOG, {}, TAX_DB)[0]
+    assert "\x1b" not in said
+    assert "\n" not in said
+    assert said.startswith("line(s) 'qy\\x1b[2Jyl\\nok' have no database")
+
+
+def test_a_send_the_host_left_unanswered_fails_the_check_naming_it():
+    """An answer left out proves nothing about its service (the host answers what it likes)."""
+    sends = smoke.smoke_sends([URL], ["qyyl", "gs"], ["approval"], CATALOG)
+    answered = [answer(json={"id": 1}, line="qyyl"), answer(json={"id": 2}, line="gs")]
+    assert smoke.smoke_unanswered(sends, answered) == []
+    for made_up in ([answered[0]], [answered[1], answered[0]], [answered[0], "x"], {}, None):
+        [said] = smoke.smoke_unanswered(sends, made_up)
+        assert said.startswith(f"the host answered {len(made_up) if isinstance(made_up, list) else 0} of the 2 "
+                               "transactions sent, and not ")
+        assert "those services are not proven" in said
+    assert "gs approval to http://127.0.0.1:28011/" in smoke.smoke_unanswered(sends, [answered[0]])[0]
+
+
+def test_the_module_gets_the_tax_side_only_when_a_transaction_reads_back_there():
+    line_db = {"host": "db1", "port": 5432, "user": "u", "password": "secret", "sslmode": "disable"}
+    base = {"urls": [URL], "lines": ["qyyl"], "catalog": CATALOG, "db": line_db, "tax_db": TAX_DB,
+            "line_databases": {"qyyl": {"db": "si_qyyl", "owner": "x"}}}
+    plain = smoke.module_args({**base, "transactions": ["approval"]})
+    assert plain["tax_db"] == {"host": "", "user": "", "password": "", "sslmode": "", "db": "", "sslrootcert": "",
+                               "port": 0}
+    assert plain["line_databases"] == {"qyyl": "si_qyyl"}
+    assert [s["name"] for s in plain["sends"]] == ["approval"]
+    taxed = smoke.module_args({**base, "transactions": ["tax-transfer"]})
+    assert (taxed["tax_db"]["db"], taxed["tax_db"]["port"], taxed["tax_db"]["password"]) == ("tax_receive", 5432, "p")
+    assert smoke.smoke_unrunnable(["tax-transfer"], CATALOG, {**TAX_DB, "port": "5432; x"}) == [
+        "'tax-transfer' reads a record back on the tax side, and business_smoke_tax_db's port '5432; x' is not "
+        "a port number"]

@@ -209,7 +209,10 @@ def test_a_notice_name_that_is_not_a_plain_name_writes_nothing(host):
     # a stand-in for a component this role writes no maintenance file for, on a host with no
     # component at all: refused, never skipped as a host with nothing to do
     ({"channel_notice_nginx_paths": [], "channel_notice_standins": [{"name": "si-counter", "port": 28099}]},
-     "list si-counter in channel_notice_components too"),
+     "list 'si-counter' in channel_notice_components too"),
+    # a stand-in's name from the inventory is shown escaped, never obeyed
+    ({"channel_notice_nginx_paths": [], "channel_notice_standins": [{"name": "si-x\x1b[2J", "port": 28099}]},
+     "list 'si-x\\x1b[2J' in channel_notice_components too"),
     ({"channel_notice_functions": []}, "scope 'functions' needs functions"),
     ({"channel_notice_nginx_paths": ["online"]}, "nginx paths look like /online/"),
     ({"channel_notice_components": ["si-counter"],
@@ -220,6 +223,7 @@ def test_inputs_the_role_cannot_act_on_are_refused_before_the_host_is_touched(ho
     up = _role(tmp_path, "present", **wrong)
     assert not up.ok
     assert said in " ".join(f.message for f in up.failures)
+    assert "\x1b" not in " ".join(f.message for f in up.failures)
     assert not (tmp_path / "nginx").exists()
     assert not (tmp_path / "www").exists()
     assert not (tmp_path / "etc-si").exists()

@@ -6,10 +6,14 @@ called (Molecule's scenario and the lab run the real ones)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
+from pathlib import Path
 
 import yaml
+from ansible.errors import AnsibleConnectionFailure
+from ansible.plugins.action import ActionBase
 
 from cutover.ansible import run_playbook
 
@@ -69,3 +73,36 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]  # closed again when this returns: nothing listens there
+
+
+def test_a_host_lost_after_a_service_says_which_were_done_even_when_its_cleanup_fails_too(monkeypatch):
+    """The connection dies at the second service; removing the host's temporary directory then
+    fails on the dead connection too (pipelining off), and must not replace the message."""
+    path = Path(__file__).resolve().parents[2] / "roles" / "service_control" / "action_plugins" / "service_units.py"
+    spec = importlib.util.spec_from_file_location("service_units_action", path)
+    units = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(units)
+    calls = []
+
+    class Lost(units.ActionModule):
+        def __init__(self):  # no task, connection or loader: only what run() reads
+            self._task = type("Task", (), {"args": {"state": "started", "services": [
+                {"name": "si-a"}, {"name": "si-b"}, {"name": "si-c"}]}})()
+            self._connection = type("Conn", (), {"_shell": type("Shell", (), {"tmpdir": "/tmp/x"})()})()
+
+        def _execute_module(self, module_name=None, module_args=None, task_vars=None, **_):
+            calls.append(module_args["services"][0]["name"])
+            if len(calls) == 2:
+                raise AnsibleConnectionFailure("ssh: connection reset")
+            return {"ok": True, "changed": True, "changes": ["si-a.service started"], "done": ["si-a\x1b[2J"]}
+
+        def _remove_tmp_path(self, tmp_path, force=False):
+            raise AnsibleConnectionFailure("rm: the connection is gone")
+
+    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    got = Lost().run(task_vars={})
+    assert calls == ["si-a", "si-b"]  # si-c never asked
+    assert got["unreachable"] is True
+    assert got["changed"] is True
+    assert got["msg"].startswith("si-b: the host could not be reached: ssh: connection reset")
+    assert got["msg"].endswith("(done before it: si-a?[2J)")

@@ -20,7 +20,11 @@ CORE = {"name": "si-core-gs", "version": "2023.11.0",
                    {"kind": "http", "http": "http://127.0.0.1:28014/version"}]}
 
 
-def rows(files=(), https=(), commands=(), packages=None, require_running=True, components=(CORE,)):
+def rows(files=(), https=(), commands=(), packages=None, require_running=True, components=None):
+    """The rows for these answers; by default CORE with only the probes answered here."""
+    if components is None:
+        kinds = {kind for kind, given in (("file", files), ("http", https)) if given}
+        components = [{**CORE, "probes": [p for p in CORE["probes"] if p["kind"] in kinds]}]
     return vv.version_verify_rows(list(components), "core-gs", list(files), list(https), list(commands),
                                   packages, require_running)
 
@@ -102,3 +106,32 @@ def test_commands_and_packages():
     assert [(r["found"], r["ok"]) for r in got] == [("1.2", True), ("1.2-3", True)]
     got = rows(commands=[{"item": [comp, cmd], "rc": 2, "stdout": "1.2"}], packages={}, components=(comp,))
     assert [(r["found"], r["ok"]) for r in got] == [("error rc=2", False), ("not installed", False)]
+
+
+def test_a_probe_the_host_left_unanswered_fails_though_another_of_its_component_passed():
+    """The host answers one probe of two: the one left out is no answer, never a pass."""
+    got = rows([file_result("2023.11.0")], [], components=(CORE,))
+    assert [(r["probe"].split()[0], r["found"], r["ok"]) for r in got] == [
+        ("file", "2023.11.0", True), ("http", "no answer", False)]
+    got = rows(files=["2023.11.0", None], https="not a list", components=(CORE,))
+    assert [(r["found"], r["ok"]) for r in got] == [("no answer", False), ("no answer", False)]
+
+
+def test_an_answer_is_judged_against_the_probe_sent_never_the_one_the_host_names():
+    other = {"name": "si-other", "version": "0.1", "probes": [{"kind": "file", "file": "/x"}]}
+    lying = {"item": [other, other["probes"][0]], "content": base64.b64encode(b"0.1").decode()}
+    [row] = rows([lying])
+    assert (row["component"], row["expected"], row["probe"], row["ok"]) == (
+        "si-core-gs", "2023.11.0", "file /opt/si-core-gs/current/VERSION", False)
+
+
+def test_a_reply_nested_deeper_than_python_reads_fails_its_row_and_nothing_else():
+    [row] = rows(https=[http_result(content='{"version":' + "[" * 5000 + "]" * 5000 + "}")])
+    assert (row["found"], row["ok"]) == ("HTTP 200", False)
+
+
+@pytest.mark.parametrize("facts", [{"si-x": "1.2"}, {"si-x": ["1.2"]}, {"si-x": []}, "1.2", None])
+def test_package_facts_a_host_makes_up_never_pass(facts):
+    pkg = {"kind": "package", "package": "si-x"}
+    [row] = rows(packages=facts, components=({"name": "si-x", "version": "1.2", "probes": [pkg]},))
+    assert (row["found"], row["ok"]) == ("not installed", False)

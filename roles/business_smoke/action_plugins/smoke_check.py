@@ -82,7 +82,7 @@ def smoke_refused(urls: Iterable[str], lines: Iterable[str], names: Iterable[str
     urls, lines, names = list(urls), list(lines), list(names)
     out = []
     known = line_databases if isinstance(line_databases, Mapping) else {}
-    homeless = [str(line) for line in lines if line not in known]
+    homeless = [repr(line) for line in lines if line not in known]
     if homeless:
         out.append(f"line(s) {', '.join(homeless)} have no database in business_smoke_line_databases "
                    "(the inventory's si_lines): nothing could be read back")
@@ -152,6 +152,24 @@ def smoke_verdict(sent: list[Mapping[str, Any]], read: list[Mapping[str, Any]], 
     return out
 
 
+def smoke_unanswered(sends: list[Mapping[str, Any]], sent: Any) -> list[str]:
+    """The sends the host's answer does not answer, in place and by name (an answer left out
+    proves nothing about its service: the check fails naming it, never passes on less)."""
+    answers = sent if isinstance(sent, list) else []
+    missing = []
+    for n, send in enumerate(sends):
+        answer = answers[n] if n < len(answers) else None
+        item = answer.get("item") if isinstance(answer, Mapping) else None
+        if not (isinstance(item, Mapping) and all(item.get(k) == send[k] for k in ("url", "line", "name"))):
+            missing.append(f"{send['line']} {send['name']} to {send['url']}")
+    if not missing:
+        return []
+    more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+    return [f"the host answered {len(answers)} of the {len(sends)} transactions sent, and not "
+            f"{_said('; '.join(missing[:5]), 600)}{more}: those services are not proven; every record "
+            "the host named may still be in the databases"]
+
+
 def module_args(a: Mapping[str, Any]) -> dict[str, Any]:
     """What the module is asked: the sends, the line databases' names only (the inventory's
     si_lines may hold more than the module needs), and of the tax side the keys the module
@@ -188,19 +206,24 @@ class ActionModule(ActionBase):
         if refused:  # before the host is asked anything
             return {**result, "failed": True, "changed": False,
                     "msg": "; ".join(refused) + "; nothing was sent"}
+        asked = module_args(a)
         try:
             done = self._execute_module(module_name="ansible.legacy.smoke_transactions",
-                                        module_args=module_args(a), task_vars=task_vars)
+                                        module_args=asked, task_vars=task_vars)
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         if done.get("failed") or done.get("unreachable"):
             return {**result, **done}
-        sent, read = done.get("sent") or [], done.get("read") or []
+        sent, read = done.get("sent"), done.get("read")
+        wrong = smoke_unanswered(asked["sends"], sent)
         try:
-            wrong = smoke_verdict(sent, read, a["catalog"], a["line_databases"], tax_db)
+            if not isinstance(read, list):
+                raise TypeError(read)
+            answers = sent if isinstance(sent, list) else []
+            wrong += smoke_verdict(answers, read, a["catalog"], a["line_databases"], tax_db)
         except (AttributeError, IndexError, KeyError, TypeError) as exc:  # not what the module answers
-            wrong = [f"the host's answer is not the smoke module's (a {type(exc).__name__}); every record "
-                     "it named may still be in the databases: look for the check's mark there"]
+            wrong += [f"the host's answer is not the smoke module's (a {type(exc).__name__}); every record "
+                      "it named may still be in the databases: look for the check's mark there"]
         return {**result, "changed": False, "sent": sent, "read": read,
                 **({"warnings": done["warnings"]} if done.get("warnings") else {}),
                 **({"failed": True, "msg": "; ".join(wrong)} if wrong else {})}

@@ -1,7 +1,7 @@
 """What the services answered to the smoke check (business_smoke): the records to read back
 and remove, and the refusals to report. Shared by the module, which reads the records back on
 the host in the same call that sent the transactions (library/smoke_transactions.py, #17), and
-by the role's filters (filter_plugins/smoke.py), which the unit tests import. Every answer
+by the role's action (action_plugins/smoke_check.py), which the unit tests import. Every answer
 comes from a host and is treated as hostile: only a plain decimal id is ever used, and what is
 shown of an answer is short and free of control characters."""
 

@@ -3,8 +3,9 @@
 #17: the check was an assert of its own, one more task per host on the controller in every
 step that puts a notice up or takes it down. The same check now runs here, before the host is
 asked anything, with the role's words; `check` holds what only this check reads (the scope,
-its functions and the nginx paths) and never reaches the module. A host with no component and
-no nginx channel is checked too, and its module is not called.
+its functions and the nginx paths) and never reaches the module. The role's task skips a host
+with no component, no nginx channel and no stand-in (nothing to check its inputs against);
+called on one anyway, the action checks the inputs and does not call the module.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def notice_refused(state: str, scope: str, functions: Any, nginx_paths: Any, sta
         return f"channel_notice: {', '.join(given)} must be a list (one item is [item], not item)"
     names = [s.get("name") if isinstance(s, dict) else s for s in standins]
     paths = nginx_paths
-    stray = [str(n) for n in names if n not in components]
+    stray = [repr(n) for n in names if n not in components]  # shown, never obeyed
     fine = (
         (state != "present" or scope == "all" or bool(functions))
         and (state != "present" or all(isinstance(p, str) and NGINX_PATH.fullmatch(p) for p in paths))

@@ -11,10 +11,17 @@ whatever runs next. The services after the one that failed are not touched.
 
 from __future__ import annotations
 
+import contextlib
+
 from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 
 MODULE = "ansible.legacy.service_units"
+
+
+def _shown(text: object) -> str:
+    """A name the host gave back, as shown: what is not printable as ?, shown, never obeyed."""
+    return "".join(ch if ch.isprintable() else "?" for ch in str(text))[:200]
 
 
 class ActionModule(ActionBase):
@@ -38,16 +45,18 @@ class ActionModule(ActionBase):
                     answer = self._execute_module(module_name=MODULE, task_vars=task_vars,
                                                   module_args={**args, "services": [service]})
                 except AnsibleConnectionFailure as exc:  # the host went away: at which service, after what
+                    before = ", ".join(map(_shown, done)) or "none"
                     return {**result, "unreachable": True, "changed": bool(changes), "changes": changes,
-                            "done": done, "msg": f"{name}: the host could not be reached: {exc}"
-                                                 f" (done before it: {', '.join(done) or 'none'})"}
+                            "done": done, "msg": f"{_shown(name)}: the host could not be reached: {exc}"
+                                                 f" (done before it: {before})"}
                 changes += answer.get("changes") or []
                 done += answer.get("done") or []
                 warnings += answer.get("warnings") or []
                 if answer.get("failed") or not answer.get("ok"):
                     return {**result, **answer, "failed": True, "changed": bool(changes), "changes": changes,
                             "done": done, "msg": answer.get("msg") or f"{name}: the module gave no answer"}
-        finally:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
+        finally:  # a host gone away keeps its temporary directory; the message above says where it was
+            with contextlib.suppress(AnsibleConnectionFailure):
+                self._remove_tmp_path(self._connection._shell.tmpdir)
         return {**result, "changed": bool(changes), "changes": changes, "done": done, "ok": True,
                 **({"warnings": warnings} if warnings else {})}

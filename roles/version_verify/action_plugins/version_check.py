@@ -14,7 +14,9 @@ the host is asked anything, so the restore's before_start, which builds the comp
 the manifest and imports this task directly, is held to the same spec as a caller of main.
 
 Every component must be asked at least once: a component whose probes all went unasked
-gets a failing row, never silence.
+gets a failing row, never silence. Each answer is judged against the probe this action sent
+in its place, never against what the host says it answered (its echoed `item`): a probe
+with no answer, or whose answer is no mapping, fails its row.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ def _row(host: str, component: Mapping[str, Any], probe: str, found: str, ok: bo
             "probe": probe, "found": found, "ok": ok}
 
 
-def _file(host: str, result: Mapping[str, Any]) -> dict[str, Any]:
-    component, probe = result["item"]
+def _file(host: str, component: Mapping[str, Any], probe: Mapping[str, Any],
+          result: Mapping[str, Any]) -> dict[str, Any]:
     found = None
     if "content" in result:
         try:
@@ -68,15 +70,15 @@ def _file(host: str, result: Mapping[str, Any]) -> dict[str, Any]:
                 found == str(component["version"]))
 
 
-def _http(host: str, result: Mapping[str, Any], require_running: bool) -> dict[str, Any]:
-    component, probe = result["item"]
+def _http(host: str, component: Mapping[str, Any], probe: Mapping[str, Any], result: Mapping[str, Any],
+          require_running: bool) -> dict[str, Any]:
     status = result.get("status", -1)
     body = result.get("json")
     if body is None:
         content = result.get("content") or ""
         try:
             body = json.loads(content) if isinstance(content, str) and JSON_OBJECT.match(content) else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python reads
             body = {}
     found = body.get(probe.get("json_key") or "version") if status == 200 and isinstance(body, dict) else None
     # stopped for the window: nothing listens, or the notice's stand-in answers in its place (N4);
@@ -90,8 +92,8 @@ def _http(host: str, result: Mapping[str, Any], require_running: bool) -> dict[s
     return _row(host, component, f"http {probe['http']}", shown, ok)
 
 
-def _command(host: str, result: Mapping[str, Any]) -> dict[str, Any]:
-    component, probe = result["item"]
+def _command(host: str, component: Mapping[str, Any], probe: Mapping[str, Any],
+             result: Mapping[str, Any]) -> dict[str, Any]:
     rc = result.get("rc", 1)
     found = str(result.get("stdout") or "").strip()
     return _row(host, component, f"command {probe['command']}", _text(found) if rc == 0 else f"error rc={rc}",
@@ -100,25 +102,41 @@ def _command(host: str, result: Mapping[str, Any]) -> dict[str, Any]:
 
 def _package(host: str, component: Mapping[str, Any], probe: Mapping[str, Any],
              packages: Mapping[str, Any]) -> dict[str, Any]:
-    installed = packages.get(probe["package"]) or []
-    found = str(installed[0].get("version")) if installed else None
+    installed = packages.get(probe["package"])
+    first = installed[0] if isinstance(installed, list) and installed else None
+    found = str(first.get("version")) if isinstance(first, Mapping) else None
     version = str(component["version"])
     shown = "not installed" if found is None else _text(found)
     return _row(host, component, f"package {probe['package']}", shown,
                 found is not None and (found == version or found.startswith(version + "-")))
 
 
-def version_verify_rows(components: Iterable[Mapping[str, Any]], host: str, files: list[Mapping[str, Any]],
-                        https: list[Mapping[str, Any]], commands: list[Mapping[str, Any]],
-                        packages: Mapping[str, Any] | None, require_running: bool) -> list[dict[str, Any]]:
+def _answered(host: str, components: list[Mapping[str, Any]], kind: str, answers: Any,
+              judge: Any) -> list[dict[str, Any]]:
+    """A row per probe of this kind sent, judged on the answer in its place; none: a failing row."""
+    answers = answers if isinstance(answers, list) else []
+    rows = []
+    for n, (component, probe) in enumerate(pairs(components, kind)):
+        answer = answers[n] if n < len(answers) else None
+        if isinstance(answer, Mapping):
+            rows.append(judge(host, component, probe, answer))
+        else:
+            rows.append(_row(host, component, f"{kind} {probe[kind]}", "no answer", False))
+    return rows
+
+
+def version_verify_rows(components: Iterable[Mapping[str, Any]], host: str, files: Any, https: Any,
+                        commands: Any, packages: Mapping[str, Any] | None,
+                        require_running: bool) -> list[dict[str, Any]]:
     """One row per probe (what the module answered for the file, HTTP and command probes, and
     the package facts), then a failing row for each component no probe asked."""
     components = list(components)
-    rows = [_file(host, r) for r in files]
-    rows += [_http(host, r, bool(require_running)) for r in https]
-    rows += [_command(host, r) for r in commands]
-    rows += [_package(host, c, p, packages or {}) for c in components for p in c.get("probes") or []
-             if p.get("kind") == "package"]
+    rows = _answered(host, components, "file", files, _file)
+    rows += _answered(host, components, "http", https,
+                      lambda h, c, p, r: _http(h, c, p, r, bool(require_running)))
+    rows += _answered(host, components, "command", commands, _command)
+    packages = packages if isinstance(packages, Mapping) else {}
+    rows += [_package(host, c, p, packages) for c, p in pairs(components, "package")]
     asked = {row["component"] for row in rows}
     rows += [_row(host, c, "none", "no probe was asked", False) for c in components if c["name"] not in asked]
     return rows
@@ -160,9 +178,14 @@ class ActionModule(ActionBase):
                 packages = (facts.get("ansible_facts") or {}).get("packages") or {}
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
-        rows = version_verify_rows(components, str(task_vars.get("inventory_hostname", "")),
-                                   found.get("files") or [], found.get("https") or [],
-                                   found.get("commands") or [], packages, require_running)
+        try:
+            rows = version_verify_rows(components, str(task_vars.get("inventory_hostname", "")),
+                                       found.get("files"), found.get("https"), found.get("commands"),
+                                       packages, require_running)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError, RecursionError) as exc:
+            return {**result, "failed": True, "changed": False,
+                    "msg": f"version_verify: the host's answer is not the probe module's "
+                           f"(a {type(exc).__name__}); no version of this host was checked"}
         warnings = (found.get("warnings") or []) + (facts.get("warnings") or [] if packages_asked else [])
         if warnings:
             result["warnings"] = warnings
