@@ -106,3 +106,26 @@ def test_a_host_lost_after_a_service_says_which_were_done_even_when_its_cleanup_
     assert got["changed"] is True
     assert got["msg"].startswith("si-b: the host could not be reached: ssh: connection reset")
     assert got["msg"].endswith("(done before it: si-a?[2J)")
+
+
+def test_a_host_answering_its_lists_as_strings_is_not_spelt_out_letter_by_letter(monkeypatch):
+    path = Path(__file__).resolve().parents[2] / "roles" / "service_control" / "action_plugins" / "service_units.py"
+    spec = importlib.util.spec_from_file_location("service_units_action_strings", path)
+    units = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(units)
+
+    class Odd(units.ActionModule):
+        def __init__(self):
+            self._task = type("Task", (), {"args": {"state": "started", "services": [{"name": "si-a"}]}})()
+            self._connection = type("Conn", (), {"_shell": type("Shell", (), {"tmpdir": None})()})()
+
+        def _execute_module(self, **_):
+            return {"ok": True, "changes": "si-a started", "done": "si-a", "warnings": "careful"}
+
+        def _remove_tmp_path(self, tmp_path, force=False):
+            return None
+
+    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    got = Odd().run(task_vars={})
+    assert (got["changes"], got["done"], got.get("warnings")) == ([], [], None)
+    assert got["changed"] is False

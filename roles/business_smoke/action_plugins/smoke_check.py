@@ -225,5 +225,5 @@ class ActionModule(ActionBase):
             wrong += [f"the host's answer is not the smoke module's (a {type(exc).__name__}); every record "
                       "it named may still be in the databases: look for the check's mark there"]
         return {**result, "changed": False, "sent": sent, "read": read,
-                **({"warnings": done["warnings"]} if done.get("warnings") else {}),
+                **({"warnings": done["warnings"]} if isinstance(done.get("warnings"), list) else {}),
                 **({"failed": True, "msg": "; ".join(wrong)} if wrong else {})}

@@ -49,9 +49,9 @@ class ActionModule(ActionBase):
                     return {**result, "unreachable": True, "changed": bool(changes), "changes": changes,
                             "done": done, "msg": f"{_shown(name)}: the host could not be reached: {exc}"
                                                  f" (done before it: {before})"}
-                changes += answer.get("changes") or []
-                done += answer.get("done") or []
-                warnings += answer.get("warnings") or []
+                for kept, key in ((changes, "changes"), (done, "done"), (warnings, "warnings")):
+                    given = answer.get(key)
+                    kept.extend(given if isinstance(given, list) else [])  # a string would add each letter
                 if answer.get("failed") or not answer.get("ok"):
                     return {**result, **answer, "failed": True, "changed": bool(changes), "changes": changes,
                             "done": done, "msg": answer.get("msg") or f"{name}: the module gave no answer"}

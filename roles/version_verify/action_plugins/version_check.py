@@ -186,7 +186,9 @@ class ActionModule(ActionBase):
             return {**result, "failed": True, "changed": False,
                     "msg": f"version_verify: the host's answer is not the probe module's "
                            f"(a {type(exc).__name__}); no version of this host was checked"}
-        warnings = (found.get("warnings") or []) + (facts.get("warnings") or [] if packages_asked else [])
+        said = [found.get("warnings"), facts.get("warnings") if packages_asked else None]
+        # a host's other shapes are dropped
+        warnings = [w for given in said if isinstance(given, list) for w in given]
         if warnings:
             result["warnings"] = warnings
         return {**result, "changed": False, "rows": rows,
